@@ -1,0 +1,340 @@
+"""Versioned payload models for every MQTT message, and their JSON encoding.
+
+All payloads are JSON objects with ``schema_version``. Bytes (JPEG snapshots and face crops)
+are base64 strings, size-limited. Decoding checks the raw size first, then validates, and
+raises :class:`~ringwatch.contract.errors.ContractError` naming the field that is wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import (
+    AfterValidator,
+    Base64Bytes,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from ringwatch.contract.colours import Colour, Ring
+from ringwatch.contract.errors import ContractError
+from ringwatch.contract.ids import is_uuid7
+from ringwatch.contract.topics import EventKind, RecipientKind
+from ringwatch.contract.zones import CameraZones, Ident
+
+SCHEMA_VERSION: Literal[1] = 1
+MAX_MESSAGE_BYTES = 512 * 1024
+MAX_IMAGE_BYTES = 200 * 1024
+MAX_SNAPSHOT_REPLY_BYTES = 2 * 1024 * 1024
+EMBEDDING_DIM = 128
+EMBEDDING_NORM_TOLERANCE = 1e-3
+MAX_RECEIPT_IDS = 1000
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("time must carry a UTC offset, e.g. 2026-01-01T08:00:00Z")
+    return value.astimezone(dt.UTC)
+
+
+def _event_id(value: str) -> str:
+    if not is_uuid7(value):
+        raise ValueError(f"{value!r} is not a canonical lowercase UUIDv7")
+    return value
+
+
+def _jpeg(value: bytes) -> bytes:
+    if len(value) > MAX_IMAGE_BYTES:
+        raise ValueError(f"image is {len(value)} bytes, limit {MAX_IMAGE_BYTES}")
+    if not value.startswith(b"\xff\xd8"):
+        raise ValueError("image is not a JPEG (no FF D8 start marker)")
+    return value
+
+
+UtcTime = Annotated[dt.datetime, AfterValidator(_utc)]
+EventId = Annotated[str, AfterValidator(_event_id)]
+Jpeg = Annotated[Base64Bytes, AfterValidator(_jpeg)]
+Score = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+class Phase(StrEnum):
+    START = "start"
+    UPDATE = "update"
+    END = "end"
+
+
+class AlertLevel(StrEnum):
+    """Shed alert level: sensor anomaly alone is a warning; camera fire confirmed an alarm."""
+
+    WARNING = "warning"
+    ALARM = "alarm"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class Box(BaseModel):
+    """An axis-aligned box in pixels of the frame it was found in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    x1: float = Field(allow_inf_nan=False)
+    y1: float = Field(allow_inf_nan=False)
+    x2: float = Field(allow_inf_nan=False)
+    y2: float = Field(allow_inf_nan=False)
+    label: Annotated[str, Field(max_length=32)] = "person"
+    score: Score | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.x2 <= self.x1 or self.y2 <= self.y1:
+            raise ValueError(f"box needs x1 < x2 and y1 < y2, got {self.xyxy()}")
+        return self
+
+    def xyxy(self) -> tuple[float, float, float, float]:
+        return (self.x1, self.y1, self.x2, self.y2)
+
+
+class Event(_Message):
+    """One edge event: a track entering/leaving a zone, a rule firing, a face, a shed alert."""
+
+    event_id: EventId = Field(description="UUIDv7: unique, time-ordered idempotency key.")
+    captured_at: UtcTime = Field(description="Capture time of the frame, UTC.")
+    site: Ident
+    device: Ident
+    camera: Ident
+    kind: EventKind
+    phase: Phase
+    zone_id: Ident | None = None
+    ring: Ring | None = None
+    track_id: int | None = Field(default=None, ge=0)
+    level: AlertLevel | None = Field(default=None, description="Shed events only.")
+    scores: dict[Annotated[str, Field(max_length=32)], Score] = Field(
+        default_factory=dict, max_length=16
+    )
+    frame_width: int = Field(gt=0, le=16384)
+    frame_height: int = Field(gt=0, le=16384)
+    boxes: list[Box] = Field(default_factory=list, max_length=256)
+    snapshot_jpeg: Jpeg | None = None
+    face_crop_jpeg: Jpeg | None = None
+    embedding: list[float] | None = Field(
+        default=None, description=f"L2-normalised float32 face embedding, {EMBEDDING_DIM}-d."
+    )
+    face_quality: Score | None = None
+    detail: Annotated[str, Field(max_length=500)] | None = None
+
+    @field_validator("embedding")
+    @classmethod
+    def _unit_embedding(cls, value: list[float] | None) -> list[float] | None:
+        if value is None:
+            return None
+        if len(value) != EMBEDDING_DIM:
+            raise ValueError(f"need {EMBEDDING_DIM} values, got {len(value)}")
+        if not all(math.isfinite(v) for v in value):
+            raise ValueError("contains NaN or infinity")
+        norm = math.sqrt(sum(v * v for v in value))
+        if abs(norm - 1.0) > EMBEDDING_NORM_TOLERANCE:
+            raise ValueError(f"L2 norm must be 1 (+/- {EMBEDDING_NORM_TOLERANCE}), got {norm:.4f}")
+        return [float(np.float32(v)) for v in value]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        for i, box in enumerate(self.boxes):
+            if (
+                box.x1 < -1
+                or box.y1 < -1
+                or box.x2 > self.frame_width + 1
+                or (box.y2 > self.frame_height + 1)
+            ):
+                raise ValueError(
+                    f"boxes[{i}] {box.xyxy()} lies outside the "
+                    f"{self.frame_width}x{self.frame_height} frame"
+                )
+        if self.kind is EventKind.SHED and self.level is None:
+            raise ValueError("shed events need a level (warning or alarm)")
+        if self.embedding is not None and self.kind is not EventKind.FACE:
+            raise ValueError("only face events carry an embedding")
+        return self
+
+    def embedding_array(self) -> npt.NDArray[np.float32] | None:
+        """The embedding as a float32 vector, or None."""
+        return None if self.embedding is None else np.asarray(self.embedding, dtype=np.float32)
+
+    def without_biometrics(self) -> Event:
+        """A copy with the embedding and face crop removed (for storing non-matches)."""
+        return self.model_copy(update={"embedding": None, "face_crop_jpeg": None})
+
+
+class Receipt(_Message):
+    """Hub -> device: these event ids are committed (sent again for duplicates)."""
+
+    site: Ident
+    device: Ident
+    event_ids: list[EventId] = Field(min_length=1, max_length=MAX_RECEIPT_IDS)
+    sent_at: UtcTime
+
+
+class SensorReading(_Message):
+    """One reading of a charging bay in an e-bike shed."""
+
+    site: Ident
+    shed: Ident
+    bay: Ident
+    current_a: float = Field(ge=0, le=500, allow_inf_nan=False, description="Charger current, A.")
+    voltage_v: float = Field(ge=0, le=1000, allow_inf_nan=False, description="Voltage, V.")
+    temperature_c: float = Field(ge=-60, le=400, allow_inf_nan=False, description="Temp, °C.")
+    measured_at: UtcTime
+
+
+class DeviceState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class DeviceStatus(_Message):
+    """Retained device status; the last will carries ``offline``."""
+
+    site: Ident
+    device: Ident
+    state: DeviceState
+    agent_version: Annotated[str, Field(max_length=64)] | None = None
+    at: UtcTime | None = None
+
+
+class CameraHealth(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    camera: Ident
+    online: bool
+    fps: float = Field(ge=0, allow_inf_nan=False)
+    latency_ms: float = Field(ge=0, allow_inf_nan=False)
+    dropped_frames: int = Field(ge=0)
+    reconnects: int = Field(ge=0)
+    frame_errors: int = Field(default=0, ge=0)
+
+
+class Health(_Message):
+    """Periodic device heartbeat."""
+
+    site: Ident
+    device: Ident
+    at: UtcTime
+    agent_version: Annotated[str, Field(max_length=64)]
+    uptime_s: float = Field(ge=0)
+    models: dict[Annotated[str, Field(max_length=128)], Annotated[str, Field(max_length=64)]] = (
+        Field(default_factory=dict, description="Model file -> sha256.")
+    )
+    cameras: list[CameraHealth] = Field(default_factory=list, max_length=256)
+    outbox_depth: int = Field(ge=0)
+    outbox_dropped: int = Field(ge=0)
+    bad_messages: int = Field(default=0, ge=0)
+    clock_synced: bool | None = None
+
+
+class SnapshotRequest(_Message):
+    request_id: Ident
+    camera: Ident
+
+
+class SnapshotReply(_Message):
+    request_id: Ident
+    camera: Ident
+    jpeg: Base64Bytes | None = None
+    width: int | None = Field(default=None, gt=0)
+    height: int | None = Field(default=None, gt=0)
+    error: Annotated[str, Field(max_length=500)] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if (self.jpeg is None) == (self.error is None):
+            raise ValueError("a snapshot reply carries either jpeg or error")
+        return self
+
+
+class ZoneConfigPush(_Message):
+    request_id: Ident
+    camera: Ident
+    zones: CameraZones
+
+
+class ZoneConfigAnswer(_Message):
+    request_id: Ident
+    camera: Ident
+    accepted: bool
+    reason: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class RoutedAlert(_Message):
+    """Hub -> recipient: an incident that needs someone's attention."""
+
+    alert_id: Ident
+    incident_id: Ident
+    recipient_kind: RecipientKind
+    recipient: Ident
+    kind: Annotated[str, Field(max_length=32)]
+    colour: Colour | None = None
+    level: AlertLevel | None = None
+    site: Ident
+    ring: Ring | None = None
+    confirmed: bool = False
+    title: Annotated[str, Field(max_length=200)]
+    created_at: UtcTime
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def encode(message: BaseModel) -> bytes:
+    """JSON bytes of a message (bytes fields as base64)."""
+    return message.model_dump_json(exclude_none=True).encode()
+
+
+def decode(model: type[M], payload: bytes, limit: int = MAX_MESSAGE_BYTES) -> M:
+    """Parse ``payload`` as ``model``; raise :class:`ContractError` naming what is wrong."""
+    if len(payload) > limit:
+        raise ContractError(f"{model.__name__}: payload is {len(payload)} bytes, limit {limit}")
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as exc:
+        raise ContractError(f"{model.__name__}: {describe_errors(exc)}") from None
+
+
+def describe_errors(exc: ValidationError, limit: int = 5) -> str:
+    """Pydantic errors as ``path: message; ...`` (first ``limit`` of them)."""
+    parts = [f"{format_loc(e['loc'])}: {_clean(e['msg'])}" for e in exc.errors()[:limit]]
+    more = exc.error_count() - limit
+    if more > 0:
+        parts.append(f"... and {more} more")
+    return "; ".join(parts)
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """``('cameras', 2, 'zones', 0, 'polygon')`` -> ``cameras[2].zones[0].polygon``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out:
+            out += f".{part}"
+        else:
+            out = str(part)
+    return out or "(root)"
+
+
+def _clean(msg: str) -> str:
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            return msg[len(prefix) :]
+    return msg

@@ -1,0 +1,5 @@
+import sys
+
+from ringwatch.cli import main
+
+sys.exit(main())

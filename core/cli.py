@@ -1,0 +1,40 @@
+"""The ``ringwatch`` command. Each part registers its own subcommands; heavy imports
+(cv2, onnxruntime, paho, fastapi) happen inside the handlers, never at start-up."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ringwatch import __version__
+from ringwatch.errors import RingwatchError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ringwatch.edge import cli as edge_cli
+    from ringwatch.models import cli as models_cli
+
+    parser = argparse.ArgumentParser(prog="ringwatch", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ringwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    models_cli.register(sub)
+    edge_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except RingwatchError as exc:
+        print(f"ringwatch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Hub settings: a YAML file plus environment variables (``RINGWATCH_HUB_<KEY>`` wins).
+
+| key | env | default | meaning |
+|---|---|---|---|
+| database_url | RINGWATCH_HUB_DATABASE_URL | sqlite:///var/hub.sqlite3 | SQLAlchemy URL |
+| broker_url | RINGWATCH_HUB_BROKER_URL | unset: private Mosquitto | mqtt://host:port |
+| jwt_secret | RINGWATCH_HUB_JWT_SECRET | change-me (refused) | signs API tokens |
+| template_key | RINGWATCH_HUB_TEMPLATE_KEY | change-me (refused) | encrypts templates at rest |
+| colour_policy | - | outer/perimeter/inner = yellow/orange/red; red tier +1 | colours |
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from ringwatch.configfile import format_config_errors, read_yaml
+from ringwatch.contract.colours import ColourPolicy
+from ringwatch.errors import ConfigError
+
+DEFAULT_SECRET = "change-me"
+
+
+class HubSettings(BaseSettings):
+    """Everything the hub needs; build once and pass to ``create_app(settings)``."""
+
+    model_config = SettingsConfigDict(env_prefix="RINGWATCH_HUB_", extra="forbid", frozen=True)
+
+    database_url: str = Field(
+        default="sqlite:///var/hub.sqlite3", description="SQLAlchemy database URL."
+    )
+    broker_url: str | None = Field(
+        default=None,
+        pattern=r"^mqtts?://[^/\s]+(:\d+)?/?$",
+        description="MQTT broker; unset starts a private Mosquitto.",
+    )
+    jwt_secret: str = Field(default=DEFAULT_SECRET, min_length=8, description="Signs JWTs.")
+    template_key: str = Field(
+        default=DEFAULT_SECRET, min_length=8, description="Key for face templates at rest."
+    )
+    colour_policy: ColourPolicy = Field(default_factory=ColourPolicy)
+
+    def check_secrets(self) -> None:
+        """Refuse to serve with secrets left at their defaults."""
+        left = [
+            name for name in ("jwt_secret", "template_key") if getattr(self, name) == DEFAULT_SECRET
+        ]
+        if left:
+            keys = ", ".join(f"RINGWATCH_HUB_{n.upper()}" for n in left)
+            raise ConfigError(f"hub settings: {', '.join(left)} left at the default; set {keys}")
+
+
+def load_hub_settings(path: Path | None = None, **overrides: Any) -> HubSettings:
+    """Settings from ``path`` (optional YAML) overlaid by environment variables."""
+    data: dict[str, Any] = read_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else "hub settings"
+    try:
+        return _from_file_then_env(data, overrides)
+    except ValidationError as exc:
+        raise ConfigError(format_config_errors(exc, source)) from None
+
+
+def _from_file_then_env(data: dict[str, Any], overrides: dict[str, Any]) -> HubSettings:
+    # Environment beats the file: build from env alone, then fill what env did not set.
+    from_env = HubSettings(**overrides)
+    merged = {**data, **from_env.model_dump(exclude_unset=True), **overrides}
+    return HubSettings.model_validate(merged)
