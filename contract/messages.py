@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
 from ringwatch.contract.colours import Colour, Ring
 from ringwatch.contract.errors import ContractError
 from ringwatch.contract.ids import is_uuid7

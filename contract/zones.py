@@ -13,6 +13,7 @@ from typing import Annotated, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
 from ringwatch.contract.colours import Ring
 
 Ident = Annotated[

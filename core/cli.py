@@ -13,6 +13,8 @@ from ringwatch.errors import RingwatchError
 
 def build_parser() -> argparse.ArgumentParser:
     from ringwatch.edge import cli as edge_cli
+    from ringwatch.edge import faces_cli, perception_cli, sim_cli
+    from ringwatch.hub import cli as hub_cli
     from ringwatch.models import cli as models_cli
 
     parser = argparse.ArgumentParser(prog="ringwatch", description=__doc__)
@@ -20,6 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     models_cli.register(sub)
     edge_cli.register(sub)
+    perception_cli.register(sub)
+    faces_cli.register(sub)
+    sim_cli.register(sub)
+    hub_cli.register(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+
 from ringwatch.contract.messages import format_loc
 from ringwatch.errors import ConfigError
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from ringwatch.configfile import load_config
 from ringwatch.contract.zones import CameraZones, Ident
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from ringwatch.configfile import format_config_errors, read_yaml
 from ringwatch.contract.colours import ColourPolicy
 from ringwatch.errors import ConfigError

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
 from ringwatch.configfile import validate_config
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]

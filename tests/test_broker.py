@@ -6,9 +6,9 @@ import queue
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
 from ringwatch.contract.messages import SensorReading, decode, encode
 from ringwatch.contract.topics import TopicKind, parse_topic, sensor_topic, topic_filter
-
 from tests.services import Broker
 
 

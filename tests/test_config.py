@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from ringwatch.contract.colours import Colour, Ring, Tier
 from ringwatch.edge.config import CameraRole, load_site_config
 from ringwatch.errors import ConfigError

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+
 from ringwatch.contract.colours import (
     Colour,
     ColourPolicy,

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from ringwatch.contract.errors import ContractError
 from ringwatch.contract.ids import event_id_time_ms, is_uuid7, new_event_id
 from ringwatch.contract.messages import (

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ringwatch.contract import topics as t
 from ringwatch.contract.errors import ContractError
 

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from ringwatch.cli import main
 from ringwatch.errors import ModelError
 from ringwatch.models.install import FileState, install, model_path, verify_all
 from ringwatch.models.manifest import load_manifest
-
 from tests.conftest import MODELS_SRC
 from tests.services import free_port
 

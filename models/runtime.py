@@ -1,0 +1,75 @@
+"""onnxruntime sessions: provider from config, thread counts, quiet logs, one warm-up.
+
+onnxruntime is imported here and nowhere else in the model runners.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ringwatch.errors import ModelError
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    """How sessions are made: provider name (cpu, cuda, openvino, tensorrt) and threads."""
+
+    provider: str = "cpu"
+    threads: int = 2
+
+
+class OnnxModel:
+    """One onnxruntime session with named inputs/outputs; ``run`` returns output arrays."""
+
+    def __init__(self, path: Path, options: RuntimeOptions = RuntimeOptions()) -> None:
+        import onnxruntime as ort
+
+        ort.set_default_logger_severity(3)  # graph warnings would pollute JSON output
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = options.threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        providers = self._providers(options.provider, ort.get_available_providers())
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"{path}: onnxruntime cannot load it: {exc}") from None
+        self.path = path
+        self.provider = self.session.get_providers()[0]
+        inp = self.session.get_inputs()[0]
+        self.input_name: str = inp.name
+        self.input_shape: list[Any] = list(inp.shape)
+        self.output_names: list[str] = [o.name for o in self.session.get_outputs()]
+
+    @staticmethod
+    def _providers(name: str, available: list[str]) -> list[str]:
+        try:
+            wanted = PROVIDERS[name]
+        except KeyError:
+            raise ModelError(
+                f"unknown provider {name!r} (choose from {sorted(PROVIDERS)})"
+            ) from None
+        if wanted not in available:
+            raise ModelError(f"provider {name} ({wanted}) is not available here: {available}")
+        return [wanted, "CPUExecutionProvider"] if wanted != "CPUExecutionProvider" else [wanted]
+
+    def run(self, tensor: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
+        outputs = self.session.run(self.output_names, {self.input_name: tensor})
+        return [np.asarray(o, dtype=np.float32) for o in outputs]
+
+    def warm_up(self) -> None:
+        """Run once on zeros of the input shape (dynamic dims taken as 1)."""
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in self.input_shape]
+        self.run(np.zeros(shape, dtype=np.float32))
