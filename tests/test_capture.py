@@ -1,0 +1,221 @@
+"""Frame sources: files (native rate / fast / looped), live-stream reconnects, a real server."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ringwatch.edge.capture import (
+    Backoff,
+    Capture,
+    LiveSource,
+    VideoFileSource,
+    _redact,
+    ffmpeg_opener,
+    open_source,
+    probe,
+)
+from ringwatch.errors import InputError
+from tests.services import free_port
+
+CLIP_FRAMES = 275  # ffprobe nb_frames of short_hamilton_clip.mp4 (29.97 fps, 640x360)
+
+
+@pytest.fixture(scope="module")
+def clip(data_dir: Path) -> Path:
+    return data_dir / "faces" / "watchlist_demo" / "short_hamilton_clip.mp4"
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class FakeTime:
+    """A clock whose sleep advances it: pacing tests never really sleep."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept += seconds
+        self.now += seconds
+
+
+def test_backoff_doubles_from_0_2_to_a_2_s_cap_and_resets() -> None:
+    b = Backoff()
+    assert [b.next() for _ in range(6)] == pytest.approx([0.2, 0.4, 0.8, 1.6, 2.0, 2.0])
+    b.reset()
+    assert b.next() == pytest.approx(0.2)
+
+
+def test_file_as_fast_as_possible_yields_every_frame_then_ends(clip: Path) -> None:
+    src = VideoFileSource(clip, realtime=False)
+    frames = []
+    while (f := src.read()) is not None:
+        frames.append(f.index)
+    assert frames == list(range(CLIP_FRAMES))
+    assert not src.status().online
+    src.close()
+
+
+def test_looped_file_keeps_going_past_its_end(clip: Path) -> None:
+    src = VideoFileSource(clip, loop=True, realtime=False)
+    last = None
+    for _ in range(CLIP_FRAMES + 20):
+        last = src.read()
+        assert last is not None
+    assert last is not None and last.index == CLIP_FRAMES + 19
+    assert last.image.shape == (360, 640, 3) and last.image.dtype == np.uint8
+    assert last.ts > 9.0  # stream time keeps counting across the loop
+    src.close()
+
+
+def test_native_rate_paces_reads_and_skips_frames_for_a_slow_reader(clip: Path) -> None:
+    t = FakeTime()
+    src = VideoFileSource(clip, realtime=True, clock=t.clock, sleep=t.sleep)
+    for _ in range(31):
+        assert src.read() is not None
+    assert t.now == pytest.approx(30 / 29.97, abs=1e-3)  # one second of video in one second
+    t.now += 1.0  # the consumer stalls for a second: about 30 frames are skipped
+    frame = src.read()
+    assert frame is not None and frame.index == 31
+    assert abs(frame.ts - t.now) < 1.5 / 29.97  # the frame due now, not the next in the file
+    skipped = round(frame.ts * 29.97) - 31
+    assert 27 <= skipped <= 30
+    assert src.status().dropped == skipped
+    src.close()
+
+
+class FakeCapture:
+    """Yields ``frames`` tiny images, then fails like a dead server."""
+
+    def __init__(self, frames: int, opens: bool = True) -> None:
+        self._left = frames
+        self._opens = opens
+        self.released = False
+
+    def isOpened(self) -> bool:
+        return self._opens
+
+    def read(self) -> tuple[bool, Any]:
+        time.sleep(0.01)
+        if self._left <= 0:
+            return False, None
+        self._left -= 1
+        return True, np.zeros((4, 4, 3), np.uint8)
+
+    def grab(self) -> bool:
+        return self.read()[0]
+
+    def get(self, prop: int) -> float:
+        return 0.0
+
+    def release(self) -> None:
+        self.released = True
+
+
+def test_live_source_reconnects_after_failures_and_counts_them() -> None:
+    caps = [FakeCapture(0, opens=False), FakeCapture(5), FakeCapture(1000)]
+    opened: list[FakeCapture] = []
+
+    def opener() -> Capture:
+        cap = caps[min(len(opened), 2)]
+        opened.append(cap)
+        return cap
+
+    with LiveSource("fake", opener) as src:
+        wait_for(lambda: len(opened) == 3 and src.status().online, 5, "the third session")
+        assert src.read(1.0) is not None
+        status = src.status()
+    assert status.reconnects == 2
+    assert all(c.released for c in opened)
+
+
+def test_live_source_keeps_only_the_newest_frame() -> None:
+    with LiveSource("fake", lambda: FakeCapture(1000)) as src:
+        first = src.read(2.0)
+        time.sleep(0.3)  # ~30 frames arrive while nobody reads
+        second = src.read(1.0)
+        assert first is not None and second is not None
+        assert second.index - first.index > 5
+        assert src.status().dropped >= second.index - first.index - 2
+
+
+def test_sources_are_chosen_by_uri_and_bad_ones_named(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        open_source(str(tmp_path / "missing.mp4"))
+    with pytest.raises(InputError, match="unsupported scheme"):
+        open_source("ftp://cam/1")
+    with pytest.raises(InputError, match="usb:N"):
+        open_source("usb:front")
+    assert _redact("rtsp://admin:secret@10.0.0.5/h264") == "rtsp://admin:***@10.0.0.5/h264"
+
+
+def test_probe_reports_resolution_fps_and_codec(clip: Path) -> None:
+    info = probe(str(clip))
+    assert (info.width, info.height) == (640, 360)
+    assert info.fps == pytest.approx(29.97, abs=0.01)
+    assert info.codec.lower() in ("avc1", "h264")
+
+
+class StreamServer:
+    """ffmpeg serving the clip as MPEG-TS over HTTP to one client at a time."""
+
+    def __init__(self, clip: Path) -> None:
+        self.clip = clip
+        self.url = f"http://127.0.0.1:{free_port()}/"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        cmd = ["/usr/bin/ffmpeg", "-hide_banner", "-loglevel", "error", "-re"]
+        cmd += ["-stream_loop", "-1", "-i", str(self.clip), "-an", "-c:v", "copy"]
+        cmd += ["-f", "mpegts", "-listen", "1", self.url]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@pytest.fixture
+def server(clip: Path) -> Iterator[StreamServer]:
+    srv = StreamServer(clip)
+    srv.start()
+    yield srv
+    srv.kill()
+
+
+def test_http_stream_goes_offline_when_killed_and_resumes_on_restart(
+    server: StreamServer,
+) -> None:
+    with LiveSource("http-cam", ffmpeg_opener(server.url), stall_s=2.0) as src:
+        wait_for(lambda: src.status().frames >= 10, 15, "frames from the stream")
+        assert src.status().online
+        server.kill()
+        wait_for(lambda: not src.status().online, 5, "the camera to go offline")
+        frames_while_down = src.status().frames
+        time.sleep(1.0)
+        assert src.status().frames == frames_while_down
+        assert not src.status().online
+        server.start()
+        wait_for(lambda: src.status().online, 15, "the camera to come back")
+        wait_for(lambda: src.status().frames >= frames_while_down + 10, 10, "new frames")
+        frame = src.read(2.0)
+        status = src.status()
+    assert frame is not None and frame.image.shape == (360, 640, 3)
+    assert status.reconnects >= 1
