@@ -125,6 +125,7 @@ class _State:
     refused: int = 0
     handler_errors: int = 0
     publish_rejected: int = 0
+    rejected_mids: set[int] = field(default_factory=set)
 
 
 class MqttClient:
@@ -269,6 +270,20 @@ class MqttClient:
             log.warning("publish to %s failed: %s", topic, paho.error_string(info.rc))
         return False
 
+    def publish_wait(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, timeout: float = 5.0
+    ) -> bool:
+        """Publish and wait for the broker's PUBACK; True if it came (and was not a refusal)."""
+        self._raise_if_fatal()
+        info = self._paho.publish(topic, payload, qos, retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return False
+        try:
+            info.wait_for_publish(timeout)
+        except RuntimeError:
+            return False
+        return info.is_published() and info.mid not in self._state.rejected_mids
+
     def ack(self, mid: int, qos: int) -> None:
         """Acknowledge a message in manual-ack mode (after it is safely committed)."""
         rc = self._paho.ack(mid, qos)
@@ -363,6 +378,9 @@ class MqttClient:
         # MQTT 5 reports an ACL refusal (0x87) only here; wait_for_publish() says success.
         if reason.is_failure:
             self._state.publish_rejected += 1
+            if len(self._state.rejected_mids) > 1000:
+                self._state.rejected_mids.clear()
+            self._state.rejected_mids.add(mid)
             log.warning("broker rejected publish mid %d: %s", mid, reason)
 
     def _on_subscribe(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -11,16 +12,26 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ringwatch.contract.messages import Health
 from ringwatch.edge.capture import (
     Backoff,
     Capture,
     LiveSource,
+    SourceStatus,
     VideoFileSource,
     _redact,
     ffmpeg_opener,
     open_source,
     probe,
 )
+from ringwatch.edge.health import (
+    CameraStats,
+    RateMeter,
+    build_health,
+    clock_synced,
+    prometheus_text,
+)
+from ringwatch.edge.outbox import OutboxStats
 from ringwatch.errors import InputError
 from tests.services import free_port
 
@@ -172,6 +183,59 @@ def test_probe_reports_resolution_fps_and_codec(clip: Path) -> None:
     assert info.codec.lower() in ("avc1", "h264")
 
 
+T0 = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
+
+
+def heartbeat(source: SourceStatus, fps: float = 4.8) -> Health:
+    return build_health(
+        site="campus",
+        device="box1",
+        version="0.1.0",
+        at=T0 + dt.timedelta(seconds=90),
+        started_at=T0,
+        models={"yolox_nano.onnx": "ab" * 32},
+        cameras=[CameraStats("gate", source, fps=fps, latency_ms=41.26)],
+        outbox=OutboxStats(depth=12, dropped=3, refused=1, unknown_releases=0),
+        bad_messages=2,
+        clock_synced=True,
+    )
+
+
+def test_heartbeat_carries_camera_outbox_and_clock_figures() -> None:
+    h = heartbeat(SourceStatus(False, 120, 7, 2, 6.5, "gone"))
+    assert h.uptime_s == 90.0 and h.models == {"yolox_nano.onnx": "ab" * 32}
+    cam = h.cameras[0]
+    assert (cam.online, cam.fps, cam.latency_ms, cam.dropped_frames, cam.reconnects) == (
+        False,
+        4.8,
+        41.3,
+        7,
+        2,
+    )
+    assert (h.outbox_depth, h.outbox_dropped, h.bad_messages, h.clock_synced) == (12, 4, 2, True)
+    text = prometheus_text(h)
+    assert 'ringwatch_camera_online{site="campus",device="box1",camera="gate"} 0' in text
+    assert 'ringwatch_outbox_depth{site="campus",device="box1"} 12' in text
+
+
+def test_rate_meter_measures_fps_over_its_window() -> None:
+    meter = RateMeter(window_s=2.0)
+    for i in range(11):
+        meter.tick(100.0 + i * 0.2)  # 5 fps for 2 s
+    assert meter.rate(102.0) == pytest.approx(5.0)
+    assert meter.rate(110.0) == 0.0  # nothing for 8 s
+
+
+def test_clock_sync_from_timedatectl_or_unknown() -> None:
+    assert clock_synced(lambda cmd: "yes\n") is True
+    assert clock_synced(lambda cmd: "no\n") is False
+
+    def missing(cmd: list[str]) -> str:
+        raise FileNotFoundError(cmd[0])
+
+    assert clock_synced(missing) in (True, False, None)  # falls back to adjtimex
+
+
 class StreamServer:
     """ffmpeg serving the clip as MPEG-TS over HTTP to one client at a time."""
 
@@ -208,6 +272,7 @@ def test_http_stream_goes_offline_when_killed_and_resumes_on_restart(
         assert src.status().online
         server.kill()
         wait_for(lambda: not src.status().online, 5, "the camera to go offline")
+        assert not heartbeat(src.status()).cameras[0].online
         frames_while_down = src.status().frames
         time.sleep(1.0)
         assert src.status().frames == frames_while_down
@@ -219,3 +284,4 @@ def test_http_stream_goes_offline_when_killed_and_resumes_on_restart(
         status = src.status()
     assert frame is not None and frame.image.shape == (360, 640, 3)
     assert status.reconnects >= 1
+    assert heartbeat(status).cameras[0].online
