@@ -1,0 +1,163 @@
+"""Best face per track: one face event per track once a good shot exists, more only if better.
+
+Faces are tracked on their own (a :class:`~ringwatch.edge.tracking.Tracker` over face boxes)
+and linked to the person track whose box holds the face centre, when there is one; the event
+then carries that person's track id, else the face track's id offset by
+``FACE_TRACK_OFFSET`` so the two id spaces never collide on the wire.
+
+For each face track the best shot so far (highest ``quality``) is kept. The first shot at or
+above ``min_quality`` is published (``start``); a later shot better by ``improve_by`` is
+published again (``update``). The event carries the embedding, a small JPEG crop made by an
+injected :class:`CropEncoder` (the agent's one blurs privacy masks first), the ring and zone
+where the face was seen (by its centre) and the track id.
+
+Pure logic: numpy and the contract; the JPEG encoder is injected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from ringwatch.contract.messages import Event, Phase
+from ringwatch.contract.topics import EventKind
+from ringwatch.edge.rules import EventStamp
+from ringwatch.edge.tracking import Tracker, TrackerConfig
+from ringwatch.edge.zones import FACE_ANCHOR, ZoneSet, points_in_polygon
+from ringwatch.models.detections import Detections
+
+FACE_TRACK_OFFSET = 1_000_000
+Image = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
+
+
+class CropEncoder(Protocol):
+    """Cuts the box (with a margin) out of ``image`` and returns it as a small JPEG."""
+
+    def crop(self, image: Image, xyxy: F32) -> bytes: ...
+
+
+class FaceTrackConfig(BaseModel):
+    """When a face shot is good enough to publish, and when a new one is worth sending."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_quality: float = Field(default=0.5, ge=0, le=1, description="Quality to publish.")
+    improve_by: float = Field(default=0.15, ge=0, le=1, description="Quality gain for update.")
+    forget_frames: int = Field(default=150, ge=1, description="Frames before a face is dropped.")
+    tracker: TrackerConfig = Field(
+        default_factory=lambda: TrackerConfig(min_hits=2, high_score=0.6, new_track_score=0.6),
+        description="Face tracker settings.",
+    )
+
+
+@dataclass(slots=True)
+class _Best:
+    quality: float = -1.0
+    published: float | None = None
+    person_id: int | None = None
+    last_frame: int = 0
+
+
+@dataclass(slots=True)
+class FaceTracks:
+    """``update(faces, persons, image, at) -> events`` for one camera."""
+
+    stamp: EventStamp
+    zones: ZoneSet
+    encoder: CropEncoder
+    config: FaceTrackConfig = field(default_factory=FaceTrackConfig)
+    tracker: Tracker = field(init=False)
+    _best: dict[int, _Best] = field(default_factory=dict)
+    _frame: int = 0
+
+    def __post_init__(self) -> None:
+        self.tracker = Tracker(self.config.tracker)
+
+    def update(
+        self, faces: Detections, persons: Detections, image: Image, at: dt.datetime
+    ) -> list[Event]:
+        """Face events for this frame; ``faces`` need ``quality`` and ``embeddings``."""
+        self._frame += 1
+        tracked = self.tracker.update(faces)
+        events: list[Event] = []
+        if len(tracked) and (tracked.quality is None or tracked.embeddings is None):
+            raise ValueError("FaceTracks.update needs faces with quality and embeddings")
+        owners = link_to_persons(tracked, persons)
+        for i in range(len(tracked)):
+            event = self._consider(tracked, i, owners[i], image, at)
+            if event is not None:
+                events.append(event)
+        self._forget()
+        return events
+
+    def _consider(
+        self, faces: Detections, i: int, owner: int | None, image: Image, at: dt.datetime
+    ) -> Event | None:
+        assert faces.tracker_id is not None and faces.quality is not None
+        best = self._best.setdefault(int(faces.tracker_id[i]), _Best())
+        best.last_frame = self._frame
+        if best.person_id is None:
+            best.person_id = owner
+        quality = float(faces.quality[i])
+        if quality <= best.quality:
+            return None
+        best.quality = quality
+        cfg = self.config
+        if best.published is None and quality >= cfg.min_quality:
+            best.published = quality
+            return self._event(faces, i, best, image, at, Phase.START)
+        if best.published is not None and quality >= best.published + cfg.improve_by:
+            best.published = quality
+            return self._event(faces, i, best, image, at, Phase.UPDATE)
+        return None
+
+    def _event(
+        self, faces: Detections, i: int, best: _Best, image: Image, at: dt.datetime, phase: Phase
+    ) -> Event:
+        assert faces.tracker_id is not None and faces.embeddings is not None
+        one = faces[i]
+        inside = self.zones.membership(one, FACE_ANCHOR)[0]
+        zone = self.zones.deepest_zone(inside)
+        track_id = best.person_id or FACE_TRACK_OFFSET + int(faces.tracker_id[i])
+        score = float(faces.confidence[i])
+        embedding = faces.embeddings[i].astype(np.float64)
+        embedding /= max(float(np.linalg.norm(embedding)), 1e-12)
+        return self.stamp.event(
+            EventKind.FACE,
+            phase,
+            at,
+            zone_id=None if zone is None else zone.id,
+            ring=self.zones.rings(one, FACE_ANCHOR)[0],
+            track_id=track_id,
+            scores={"face": min(max(score, 0.0), 1.0)},
+            boxes=[self.stamp.box(faces.xyxy[i], label="face", score=score)],
+            face_crop_jpeg=self.encoder.crop(image, faces.xyxy[i]),
+            embedding=[float(v) for v in embedding],
+            face_quality=min(max(best.quality, 0.0), 1.0),
+        )
+
+    def _forget(self) -> None:
+        limit = self.config.forget_frames
+        for key in [k for k, b in self._best.items() if self._frame - b.last_frame > limit]:
+            del self._best[key]
+
+
+def link_to_persons(faces: Detections, persons: Detections) -> list[int | None]:
+    """For each face, the track id of the smallest person box holding its centre, or None."""
+    if persons.tracker_id is None or len(persons) == 0:
+        return [None] * len(faces)
+    centres = faces.anchors(FACE_ANCHOR)
+    owners: list[int | None] = [None] * len(faces)
+    order = np.argsort(persons.area)  # the smallest enclosing box is the likeliest owner
+    for p in order[::-1]:
+        x1, y1, x2, y2 = persons.xyxy[p]
+        box = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32)
+        for i in np.flatnonzero(points_in_polygon(centres, box)):
+            owners[int(i)] = int(persons.tracker_id[p])
+    return owners

@@ -1,0 +1,172 @@
+"""ByteTrack-style multi-object tracking: ``Tracker.update(dets) -> dets`` with tracker ids.
+
+Two-stage association by IoU (Zhang et al., ByteTrack, 2022): confident detections are
+matched first against every live track (tracked or recently lost), then the low-score ones
+against the tracks still unmatched that were seen in the previous frame, which keeps a
+person tracked through partial occlusion when the detector's score dips. A constant-velocity
+prediction stands in for ByteTrack's Kalman filter. Matching is greedy by descending IoU
+(optimal for the few, well separated boxes a camera sees; no scipy needed).
+
+A track is born after ``min_hits`` consecutive matches and gets its id only then, so ids are
+dense and a one-frame false positive never becomes a track. A track that loses its detection
+is kept for ``lost_frames`` frames and can be picked up again with the same id.
+
+Pure logic: numpy and :class:`~ringwatch.models.detections.Detections` only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from ringwatch.models.detections import Detections
+
+F32 = npt.NDArray[np.float32]
+
+
+class TrackerConfig(BaseModel):
+    """Thresholds of the two-stage association, in detector scores and frames."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    high_score: float = Field(default=0.5, ge=0, le=1, description="First-stage score.")
+    low_score: float = Field(default=0.1, ge=0, le=1, description="Second-stage floor.")
+    new_track_score: float = Field(default=0.5, ge=0, le=1, description="Score to start one.")
+    match_iou: float = Field(default=0.2, gt=0, le=1, description="IoU to match, stage 1.")
+    low_match_iou: float = Field(default=0.4, gt=0, le=1, description="IoU to match, stage 2.")
+    min_hits: int = Field(default=3, ge=1, le=100, description="Matches before a track is born.")
+    lost_frames: int = Field(default=30, ge=0, le=10_000, description="Frames a lost track waits.")
+
+
+def box_iou(a: F32, b: F32) -> F32:
+    """IoU matrix ``(len(a), len(b))`` of two sets of xyxy boxes."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    iou: F32 = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+    return iou
+
+
+def greedy_match(iou: F32, threshold: float) -> list[tuple[int, int]]:
+    """(row, col) pairs, highest IoU first, each row and column used at most once."""
+    pairs: list[tuple[int, int]] = []
+    if iou.size == 0:
+        return pairs
+    rows_used: set[int] = set()
+    cols_used: set[int] = set()
+    order = np.argsort(-iou, axis=None, kind="stable")
+    for flat in order:
+        r, c = divmod(int(flat), iou.shape[1])
+        if iou[r, c] < threshold:
+            break
+        if r not in rows_used and c not in cols_used:
+            pairs.append((r, c))
+            rows_used.add(r)
+            cols_used.add(c)
+    return pairs
+
+
+@dataclass(slots=True, eq=False)  # identity, not array equality
+class _Track:
+    box: F32
+    velocity: F32 = field(default_factory=lambda: np.zeros(4, np.float32))
+    hits: int = 1
+    missed: int = 0
+    track_id: int | None = None
+
+    def predicted(self) -> F32:
+        out: F32 = (self.box + self.velocity * np.float32(self.missed + 1)).astype(np.float32)
+        return out
+
+    def hit(self, box: F32) -> None:
+        step = (box - self.box) / np.float32(self.missed + 1)
+        self.velocity = (np.float32(0.6) * self.velocity + np.float32(0.4) * step).astype(
+            np.float32
+        )
+        self.box = box.astype(np.float32)
+        self.hits += 1
+        self.missed = 0
+
+
+class Tracker:
+    """``update(dets) -> dets``: the rows of confirmed tracks, with ``tracker_id`` set."""
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self._tracks: list[_Track] = []
+        self._next_id = 1
+
+    @property
+    def active_ids(self) -> frozenset[int]:
+        """Ids of confirmed tracks that are tracked or waiting as lost."""
+        return frozenset(t.track_id for t in self._tracks if t.track_id is not None)
+
+    def update(self, dets: Detections) -> Detections:
+        """Associate one frame's detections; unconfirmed and unmatched rows are left out."""
+        cfg = self.config
+        conf = dets.confidence
+        high = np.flatnonzero(conf >= cfg.high_score)
+        low = np.flatnonzero((conf >= cfg.low_score) & (conf < cfg.high_score))
+        assigned: dict[int, _Track] = {}
+        free = list(self._tracks)
+        self._associate(dets, high, free, cfg.match_iou, assigned)
+        recent = [t for t in free if t.missed == 0]
+        self._associate(dets, low, recent, cfg.low_match_iou, assigned)
+        matched = {id(t) for t in assigned.values()}
+        self._age([t for t in self._tracks if id(t) not in matched])
+        self._birth(dets, [int(i) for i in high if int(i) not in assigned], assigned)
+        return self._confirmed_rows(dets, assigned)
+
+    def _associate(
+        self,
+        dets: Detections,
+        rows: npt.NDArray[np.intp],
+        tracks: list[_Track],
+        threshold: float,
+        assigned: dict[int, _Track],
+    ) -> None:
+        if len(rows) == 0 or not tracks:
+            return
+        predicted = np.stack([t.predicted() for t in tracks])
+        iou = box_iou(predicted, dets.xyxy[rows])
+        taken: list[_Track] = []
+        for ti, di in greedy_match(iou, threshold):
+            track = tracks[ti]
+            track.hit(dets.xyxy[rows[di]])
+            assigned[int(rows[di])] = track
+            taken.append(track)
+        for track in taken:
+            tracks.remove(track)
+
+    def _age(self, unmatched: list[_Track]) -> None:
+        for track in unmatched:
+            track.missed += 1
+        self._tracks = [
+            t
+            for t in self._tracks
+            if t.missed == 0 or (t.track_id is not None and t.missed <= self.config.lost_frames)
+        ]
+
+    def _birth(self, dets: Detections, rows: list[int], assigned: dict[int, _Track]) -> None:
+        for row in rows:
+            if dets.confidence[row] >= self.config.new_track_score:
+                track = _Track(box=dets.xyxy[row].astype(np.float32))
+                self._tracks.append(track)
+                assigned[row] = track
+
+    def _confirmed_rows(self, dets: Detections, assigned: dict[int, _Track]) -> Detections:
+        for track in self._tracks:
+            if track.track_id is None and track.hits >= self.config.min_hits:
+                track.track_id = self._next_id
+                self._next_id += 1
+        rows = sorted(r for r, t in assigned.items() if t.track_id is not None)
+        ids = np.array([assigned[r].track_id for r in rows], dtype=np.int64)
+        return dets[np.array(rows, dtype=np.int64)].with_columns(tracker_id=ids)
