@@ -1,0 +1,1 @@
+"""The hub REST API under /api/v1."""

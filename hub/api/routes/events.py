@@ -1,0 +1,57 @@
+"""Stored edge events and dead letters, scoped by site."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends
+
+from ringwatch.hub import tables as t
+from ringwatch.hub.api.deps import Caller, CallerDep, SessionDep, forbidden, not_found, require
+from ringwatch.hub.roles import Role
+from ringwatch.hub.schemas import DeadLetterPublic, EventPublic
+
+router = APIRouter(tags=["events"])
+Operator = Annotated[Caller, Depends(require(Role.ADMIN, Role.TECHNICIAN, Role.AUDITOR))]
+
+
+@router.get("/events")
+def list_events(
+    session: SessionDep,
+    caller: CallerDep,
+    site_id: str | None = None,
+    kind: str | None = None,
+    limit: int = 200,
+) -> list[EventPublic]:
+    query = sa.select(t.Event).order_by(t.Event.captured_at.desc(), t.Event.id.desc())
+    if caller.scope.sites is not None:
+        query = query.where(t.Event.site_id.in_(caller.scope.sites))
+    if site_id is not None:
+        query = query.where(t.Event.site_id == site_id)
+    if kind is not None:
+        query = query.where(t.Event.kind == kind)
+    rows = session.scalars(query.limit(min(max(limit, 1), 5000)))
+    return [EventPublic.model_validate(r) for r in rows]
+
+
+@router.get("/events/{event_id}")
+def read_event(session: SessionDep, caller: CallerDep, event_id: str) -> EventPublic:
+    row = session.get(t.Event, event_id)
+    if row is None:
+        raise not_found(f"event {event_id}")
+    if not caller.scope.sees_site(row.site_id):
+        raise forbidden(f"event {event_id}")
+    return EventPublic.model_validate(row)
+
+
+@router.get("/dead-letters")
+def list_dead_letters(
+    session: SessionDep, caller: Operator, reason: str | None = None, limit: int = 200
+) -> list[DeadLetterPublic]:
+    """Messages the hub could not take (embeddings and crops stripped), newest first."""
+    query = sa.select(t.DeadLetter).order_by(t.DeadLetter.id.desc())
+    if reason is not None:
+        query = query.where(t.DeadLetter.reason == reason)
+    rows = session.scalars(query.limit(min(max(limit, 1), 5000)))
+    return [DeadLetterPublic.model_validate(r) for r in rows]

@@ -1,0 +1,36 @@
+"""Liveness of the hub: database, migration, broker and ingest counters (no login needed)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import APIRouter
+from sqlalchemy.exc import SQLAlchemyError
+
+from ringwatch.hub.api.deps import HubDep, SessionDep
+from ringwatch.hub.db import current_revision
+from ringwatch.hub.schemas import HealthPublic, IngestStatus
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+def health(session: SessionDep, hub: HubDep) -> HealthPublic:
+    try:
+        session.execute(sa.text("select 1"))
+        database = "ok"
+        revision = current_revision(hub.engine)
+    except SQLAlchemyError as exc:
+        database, revision = f"error: {type(exc).__name__}", None
+    ingest = IngestStatus(
+        running=hub.worker is not None and hub.worker.running,
+        connected=hub.link is not None and hub.link.connected.is_set(),
+        **hub.stats.snapshot(),
+    )
+    ok = database == "ok" and (hub.worker is None or ingest.connected)
+    return HealthPublic(
+        status="ok" if ok else "degraded",
+        database=database,
+        migration=revision,
+        broker_url=hub.broker_url,
+        ingest=ingest,
+    )

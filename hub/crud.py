@@ -1,0 +1,282 @@
+"""Every write to the database goes through here, with its audit entry where one is due.
+
+Functions take an open session and never commit: the caller owns the transaction, so a
+change and its audit entry are committed together or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ringwatch.contract.colours import Tier
+from ringwatch.hub import schemas as s
+from ringwatch.hub import tables as t
+from ringwatch.hub.inventory import HubConfig, SiteEntry
+from ringwatch.hub.matching import bump_generation
+from ringwatch.hub.roles import ScopeKind
+from ringwatch.hub.security import hash_password
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who does something: a user, or the hub itself (``role`` = ``system``)."""
+
+    name: str
+    role: str
+
+
+INGEST = Actor("hub-ingest", "system")
+CONFIG = Actor("hub-config", "system")
+
+
+def audit(
+    session: Session,
+    actor: Actor,
+    action: str,
+    entity: str,
+    entity_id: object | None,
+    at: dt.datetime,
+    reason: str | None = None,
+    **detail: Any,
+) -> None:
+    """Append one audit entry (the table refuses UPDATE and DELETE)."""
+    session.add(
+        t.AuditEntry(
+            at=at,
+            actor=actor.name,
+            role=actor.role,
+            action=action,
+            entity=entity,
+            entity_id=None if entity_id is None else str(entity_id),
+            reason=reason,
+            detail=detail,
+        )
+    )
+
+
+# --- inventory -------------------------------------------------------------------------
+
+
+def apply_config(session: Session, config: HubConfig) -> None:
+    """Upsert the stations, managers, sites, devices and cameras named in the config file."""
+    for station in config.stations:
+        session.merge(t.Station(id=station.id, name=station.name, kind=station.kind))
+    for manager in config.managers:
+        session.merge(t.Manager(id=manager.id, name=manager.name))
+    session.flush()
+    for site in config.sites:
+        _apply_site(session, site)
+
+
+def _apply_site(session: Session, site: SiteEntry) -> None:
+    session.merge(
+        t.Site(id=site.id, name=site.name, station_id=site.station, manager_id=site.manager)
+    )
+    session.flush()
+    for device in site.devices:
+        existing = session.get(t.Device, (site.id, device.id))
+        if existing is None:
+            session.add(t.Device(site_id=site.id, id=device.id, name=device.name))
+        else:
+            existing.name = device.name
+        session.flush()
+        for cam in device.cameras:
+            session.merge(
+                t.Camera(
+                    site_id=site.id,
+                    id=cam.id,
+                    device_id=device.id,
+                    name=cam.name,
+                    role=cam.role,
+                    default_ring=None if cam.default_ring is None else cam.default_ring.value,
+                    shed=cam.shed,
+                )
+            )
+
+
+def add_station(session: Session, data: s.StationIn) -> t.Station:
+    row = t.Station(**data.model_dump())
+    session.add(row)
+    return row
+
+
+def add_manager(session: Session, data: s.ManagerIn) -> t.Manager:
+    row = t.Manager(**data.model_dump())
+    session.add(row)
+    return row
+
+
+def add_site(session: Session, data: s.SiteIn) -> t.Site:
+    row = t.Site(**data.model_dump())
+    session.add(row)
+    return row
+
+
+def update_site(site: t.Site, data: s.SiteUpdate) -> t.Site:
+    for key, value in data.model_dump(exclude_unset=True).items():
+        setattr(site, key, value)
+    return site
+
+
+def add_device(session: Session, site_id: str, data: s.DeviceIn) -> t.Device:
+    row = t.Device(site_id=site_id, **data.model_dump())
+    session.add(row)
+    return row
+
+
+def add_camera(session: Session, site_id: str, data: s.CameraIn) -> t.Camera:
+    values = data.model_dump()
+    values["default_ring"] = None if data.default_ring is None else data.default_ring.value
+    row = t.Camera(site_id=site_id, **values)
+    session.add(row)
+    return row
+
+
+def update_camera(camera: t.Camera, data: s.CameraUpdate) -> t.Camera:
+    for key, value in data.model_dump(exclude_unset=True).items():
+        setattr(camera, key, value.value if hasattr(value, "value") else value)
+    return camera
+
+
+# --- users -----------------------------------------------------------------------------
+
+
+def create_user(session: Session, data: s.UserCreate, now: dt.datetime) -> t.User:
+    user = t.User(
+        username=data.username,
+        full_name=data.full_name,
+        password_hash=hash_password(data.password),
+        role=data.role.value,
+        active=True,
+        created_at=now,
+    )
+    session.add(user)
+    session.flush()
+    scopes = [
+        *((ScopeKind.STATION, ref) for ref in data.stations),
+        *((ScopeKind.MANAGER, ref) for ref in data.managers),
+        *((ScopeKind.SITE, ref) for ref in data.sites),
+    ]
+    for kind, ref in scopes:
+        session.add(t.UserScope(user_id=user.id, kind=kind.value, ref=ref))
+    return user
+
+
+# --- watch list ------------------------------------------------------------------------
+
+
+def create_person(
+    session: Session, data: s.PersonCreate, actor: Actor, now: dt.datetime
+) -> t.Person:
+    person = t.Person(
+        **data.model_dump(exclude={"tier"}),
+        tier=data.tier.value,
+        created_by=actor.name,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(person)
+    session.flush()
+    audit(session, actor, "create", "person", person.id, now, None, tier=data.tier.value)
+    bump_generation(session)
+    return person
+
+
+def update_person(
+    session: Session, person: t.Person, data: s.PersonUpdate, actor: Actor, now: dt.datetime
+) -> t.Person:
+    changes = data.model_dump(exclude_unset=True, exclude={"why"})
+    before = {key: _plain(getattr(person, key)) for key in changes}
+    for key, value in changes.items():
+        setattr(person, key, value.value if isinstance(value, Tier) else value)
+    person.updated_at = now
+    action = "delist" if changes.get("tier") is Tier.GREEN else "update"
+    after = {key: _plain(getattr(person, key)) for key in changes}
+    audit(session, actor, action, "person", person.id, now, data.why, before=before, after=after)
+    bump_generation(session)
+    return person
+
+
+def add_template(
+    session: Session,
+    person: t.Person,
+    embedding_enc: bytes,
+    crop_enc: bytes,
+    quality: float,
+    photo_sha256: str,
+    actor: Actor,
+    now: dt.datetime,
+) -> t.Template:
+    row = t.Template(
+        person_id=person.id,
+        embedding_enc=embedding_enc,
+        crop_enc=crop_enc,
+        quality=quality,
+        photo_sha256=photo_sha256,
+        created_by=actor.name,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    audit(
+        session, actor, "enrol", "template", row.id, now, None, person_id=person.id, quality=quality
+    )
+    bump_generation(session)
+    return row
+
+
+def delete_template(
+    session: Session, template: t.Template, actor: Actor, now: dt.datetime, why: str | None
+) -> None:
+    audit(session, actor, "delete", "template", template.id, now, why, person_id=template.person_id)
+    session.delete(template)
+    bump_generation(session)
+
+
+def _plain(value: object) -> object:
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+# --- ingest ----------------------------------------------------------------------------
+
+
+def add_dead_letter(
+    session: Session,
+    topic: str,
+    reason: str,
+    detail: str,
+    size: int,
+    payload: str,
+    now: dt.datetime,
+) -> None:
+    session.add(
+        t.DeadLetter(
+            received_at=now,
+            topic=topic[:300],
+            reason=reason,
+            detail=detail[:4000],
+            size=size,
+            payload=payload,
+        )
+    )
+
+
+def record_health(
+    session: Session, device: t.Device, health: dict[str, Any], at: dt.datetime
+) -> None:
+    device.last_seen_at = at
+    device.last_health = health
+    version = health.get("agent_version")
+    if isinstance(version, str):
+        device.agent_version = version
+
+
+def existing_event_ids(session: Session, ids: list[str]) -> set[str]:
+    if not ids:
+        return set()
+    return set(session.scalars(sa.select(t.Event.id).where(t.Event.id.in_(ids))))

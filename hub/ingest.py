@@ -1,0 +1,394 @@
+"""What the hub does with a batch of MQTT messages, independent of MQTT itself.
+
+:meth:`Ingestor.ingest` parses every message against the contract, stores each event once
+(by event id), matches face embeddings against the watch list, writes dead letters for what
+it cannot take, and commits, all in one transaction; only then does the caller ack the
+messages and send the receipts it returns. Face events are stored without embedding and
+crop; a matching face's crop is kept on its sighting.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ringwatch.contract.errors import ContractError
+from ringwatch.contract.messages import (
+    MAX_MESSAGE_BYTES,
+    DeviceStatus,
+    Event,
+    Health,
+    SensorReading,
+    decode,
+)
+from ringwatch.contract.topics import EventKind, Topic, TopicKind, parse_topic
+from ringwatch.hub import crud
+from ringwatch.hub import tables as t
+from ringwatch.hub.clock import Clock
+from ringwatch.hub.db import SessionFactory
+from ringwatch.hub.matching import Match, Matcher
+
+KEPT_PAYLOAD_CHARS = 64 * 1024
+DeviceKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One MQTT message as the hub sees it (paho's message converted at the boundary)."""
+
+    topic: str
+    payload: bytes
+    mid: int = 0
+    qos: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    topic: str
+    reason: str
+    detail: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    topic: Topic
+    message: Event | Health | SensorReading | DeviceStatus
+    raw: Inbound
+
+
+@dataclass
+class IngestStats:
+    """Counters since start (thread-safe); dead letters are also rows in the database."""
+
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    sightings: int = 0
+    receipts_sent: int = 0
+    errors: int = 0
+    dead_by_reason: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def dead(self, reason: str) -> None:
+        with self._lock:
+            self.dead_letters += 1
+            self.dead_by_reason[reason] = self.dead_by_reason.get(reason, 0) + 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                f.name: getattr(self, f.name)
+                for f in fields(self)
+                if not f.name.startswith("_") and f.name != "dead_by_reason"
+            }
+
+
+@dataclass
+class BatchResult:
+    """Receipts to send per (site, device) after the commit, and what happened."""
+
+    receipts: dict[DeviceKey, list[str]] = field(default_factory=lambda: defaultdict(list))
+    stored: int = 0
+    duplicates: int = 0
+    dead: list[str] = field(default_factory=list)
+    sightings: int = 0
+
+    def merge(self, other: BatchResult) -> None:
+        for key, ids in other.receipts.items():
+            self.receipts[key].extend(ids)
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.dead.extend(other.dead)
+        self.sightings += other.sightings
+
+
+def parse(message: Inbound) -> Parsed | Rejected:
+    """Check a message against the contract; never raises."""
+    try:
+        topic = parse_topic(message.topic)
+    except ContractError as exc:
+        return Rejected(message.topic, "bad_topic", str(exc), message.payload)
+    if len(message.payload) > MAX_MESSAGE_BYTES:
+        detail = f"payload is {len(message.payload)} bytes, limit {MAX_MESSAGE_BYTES}"
+        return Rejected(message.topic, "oversized", detail, message.payload)
+    model = _MODELS.get(topic.kind)
+    if model is None:
+        detail = f"the hub does not take {topic.kind.value} messages"
+        return Rejected(message.topic, "unexpected_topic", detail, message.payload)
+    try:
+        decoded = decode(model, message.payload)
+    except ContractError as exc:
+        return Rejected(message.topic, "invalid", str(exc), message.payload)
+    mismatch = _topic_mismatch(topic, decoded)
+    if mismatch:
+        return Rejected(message.topic, "topic_mismatch", mismatch, message.payload)
+    return Parsed(topic, decoded, message)
+
+
+_MODELS: dict[TopicKind, type[Event | Health | SensorReading | DeviceStatus]] = {
+    TopicKind.EVENTS: Event,
+    TopicKind.HEALTH: Health,
+    TopicKind.SENSORS: SensorReading,
+    TopicKind.STATUS: DeviceStatus,
+}
+
+
+def _topic_mismatch(topic: Topic, message: Event | Health | SensorReading | DeviceStatus) -> str:
+    want = dict(topic.segments)
+    have: dict[str, str] = {"site": message.site}
+    if isinstance(message, SensorReading):
+        have |= {"shed": message.shed, "bay": message.bay}
+    else:
+        have["device"] = message.device
+    if isinstance(message, Event):
+        have["event_kind"] = message.kind.value
+    wrong = [f"{k}: topic {want[k]!r}, payload {v!r}" for k, v in have.items() if want[k] != v]
+    return "; ".join(wrong)
+
+
+def strip_biometrics(payload: bytes) -> str:
+    """The payload as text for a dead letter, without any embedding or face crop."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return _truncate(payload.decode("utf-8", errors="replace"))
+    if isinstance(data, dict):
+        for key in ("embedding", "face_crop_jpeg"):
+            if key in data:
+                data[key] = "(stripped)"
+    return _truncate(json.dumps(data))
+
+
+def _truncate(text: str) -> str:
+    if len(text) <= KEPT_PAYLOAD_CHARS:
+        return text
+    return text[:KEPT_PAYLOAD_CHARS] + f"... ({len(text) - KEPT_PAYLOAD_CHARS} more chars)"
+
+
+class Ingestor:
+    """Stores one batch per transaction; see the module docstring."""
+
+    def __init__(
+        self, sessions: SessionFactory, matcher: Matcher, clock: Clock, stats: IngestStats
+    ) -> None:
+        self.sessions = sessions
+        self.matcher = matcher
+        self.clock = clock
+        self.stats = stats
+
+    def ingest(self, batch: Sequence[Inbound]) -> BatchResult:
+        """Parse, store and commit ``batch``. Database outages raise (the caller retries
+        without acking); a duplicate stored concurrently by another worker is handled by
+        retrying the batch one message at a time."""
+        self.stats.add(received=len(batch))
+        items = [parse(m) for m in batch]
+        try:
+            result = self._commit(items)
+        except IntegrityError:
+            result = BatchResult()
+            for item in items:
+                result.merge(self._commit([item]))
+        self.stats.add(
+            stored=result.stored, duplicates=result.duplicates, sightings=result.sightings
+        )
+        for reason in result.dead:
+            self.stats.dead(reason)
+        return result
+
+    def dead_letter(self, message: Inbound, reason: str, detail: str) -> BatchResult:
+        """Store ``message`` as a dead letter on its own (when processing it failed)."""
+        result = self._commit([Rejected(message.topic, reason, detail, message.payload)])
+        self.stats.dead(reason)
+        return result
+
+    def _commit(self, items: Sequence[Parsed | Rejected]) -> BatchResult:
+        with self.sessions.begin() as session:
+            return _BatchWriter(session, self.matcher, self.clock()).write(items)
+
+
+class _BatchWriter:
+    """Writes one batch inside an open transaction."""
+
+    def __init__(self, session: Session, matcher: Matcher, now: Any) -> None:
+        self.session = session
+        self.matcher = matcher
+        self.now = now
+        self.result = BatchResult()
+
+    def write(self, items: Sequence[Parsed | Rejected]) -> BatchResult:
+        parsed = [i for i in items if isinstance(i, Parsed)]
+        sites = {i.message.site for i in parsed}
+        self.devices = self._devices(sites)
+        self.cameras = self._cameras(sites)
+        self.site_ids = set(self.session.scalars(sa.select(t.Site.id).where(t.Site.id.in_(sites))))
+        events: list[Event] = []
+        for item in items:
+            if isinstance(item, Rejected):
+                self._dead(item)
+            elif isinstance(item.message, Event):
+                self._check_event(item, events)
+            else:
+                self._other(item)
+        self._store_events(events)
+        return self.result
+
+    def _devices(self, sites: set[str]) -> dict[DeviceKey, t.Device]:
+        rows = self.session.scalars(sa.select(t.Device).where(t.Device.site_id.in_(sites)))
+        return {(d.site_id, d.id): d for d in rows}
+
+    def _cameras(self, sites: set[str]) -> dict[DeviceKey, t.Camera]:
+        rows = self.session.scalars(sa.select(t.Camera).where(t.Camera.site_id.in_(sites)))
+        return {(c.site_id, c.id): c for c in rows}
+
+    def _dead(self, item: Rejected) -> None:
+        crud.add_dead_letter(
+            self.session,
+            item.topic,
+            item.reason,
+            item.detail,
+            len(item.payload),
+            strip_biometrics(item.payload),
+            self.now,
+        )
+        self.result.dead.append(item.reason)
+
+    def _reject(self, item: Parsed, reason: str, detail: str) -> None:
+        self._dead(Rejected(item.raw.topic, reason, detail, item.raw.payload))
+
+    def _check_event(self, item: Parsed, events: list[Event]) -> None:
+        event = item.message
+        assert isinstance(event, Event)
+        camera = self.cameras.get((event.site, event.camera))
+        if (event.site, event.device) not in self.devices:
+            self._reject(item, "unknown_device", f"device {event.site}/{event.device} unknown")
+        elif camera is None or camera.device_id != event.device:
+            detail = f"camera {event.camera} is not a camera of {event.site}/{event.device}"
+            self._reject(item, "unknown_camera", detail)
+        else:
+            events.append(event)
+
+    def _other(self, item: Parsed) -> None:
+        msg = item.message
+        if isinstance(msg, SensorReading):
+            if msg.site not in self.site_ids:
+                self._reject(item, "unknown_site", f"site {msg.site} unknown")
+                return
+            self.session.add(
+                t.SensorReading(
+                    site_id=msg.site,
+                    **msg.model_dump(include={"shed", "bay", "current_a", "voltage_v"}),
+                    temperature_c=msg.temperature_c,
+                    measured_at=msg.measured_at,
+                )
+            )
+            return
+        assert isinstance(msg, Health | DeviceStatus)
+        device = self.devices.get((msg.site, msg.device))
+        if device is None:
+            self._reject(item, "unknown_device", f"device {msg.site}/{msg.device} unknown")
+        elif isinstance(msg, Health):
+            crud.record_health(self.session, device, msg.model_dump(mode="json"), msg.at)
+        else:
+            device.last_seen_at = msg.at or self.now
+            device.agent_version = msg.agent_version or device.agent_version
+
+    def _store_events(self, events: list[Event]) -> None:
+        known = crud.existing_event_ids(self.session, [e.event_id for e in events])
+        fresh: dict[str, Event] = {}
+        for event in events:
+            self.result.receipts[(event.site, event.device)].append(event.event_id)
+            if event.event_id in known or event.event_id in fresh:
+                self.result.duplicates += 1
+            else:
+                fresh[event.event_id] = event
+        for event in fresh.values():
+            self.session.add(_event_row(event, self.now))
+        self.result.stored += len(fresh)
+        self.session.flush()
+        self._match([e for e in fresh.values() if e.embedding is not None])
+
+    def _match(self, faces: list[Event]) -> None:
+        if not faces:
+            return
+        matrix = np.stack([np.asarray(f.embedding, np.float32) for f in faces])
+        for event, matches in zip(faces, self.matcher.match(self.session, matrix), strict=True):
+            for match in matches:
+                self._sighting(event, match)
+
+    def _sighting(self, event: Event, match: Match) -> None:
+        camera = self.cameras[(event.site, event.camera)]
+        ring = event.ring.value if event.ring is not None else camera.default_ring
+        self.session.add(
+            t.Sighting(
+                event_id=event.event_id,
+                person_id=match.person_id,
+                template_id=match.template_id,
+                site_id=event.site,
+                device_id=event.device,
+                camera_id=event.camera,
+                ring=ring,
+                zone_id=event.zone_id,
+                track_id=event.track_id,
+                captured_at=event.captured_at,
+                similarity=match.similarity,
+                threshold=self.matcher.threshold,
+                rank=match.rank,
+                crop_jpeg=event.face_crop_jpeg,
+                created_at=self.now,
+            )
+        )
+        crud.audit(
+            self.session,
+            crud.INGEST,
+            "match",
+            "person",
+            match.person_id,
+            self.now,
+            None,
+            event_id=event.event_id,
+            site=event.site,
+            camera=event.camera,
+            similarity=round(match.similarity, 4),
+            template_id=match.template_id,
+        )
+        self.result.sightings += 1
+
+
+def _event_row(event: Event, now: Any) -> t.Event:
+    stored = event.without_biometrics()
+    payload = stored.model_dump(mode="json", exclude_none=True, exclude={"snapshot_jpeg"})
+    return t.Event(
+        id=event.event_id,
+        site_id=event.site,
+        device_id=event.device,
+        camera_id=event.camera,
+        kind=event.kind.value,
+        phase=event.phase.value,
+        ring=None if event.ring is None else event.ring.value,
+        zone_id=event.zone_id,
+        track_id=event.track_id,
+        level=None if event.level is None else event.level.value,
+        captured_at=event.captured_at,
+        received_at=now,
+        snapshot_jpeg=event.snapshot_jpeg,
+        payload=payload,
+    )
+
+
+__all__ = ["BatchResult", "EventKind", "Inbound", "IngestStats", "Ingestor", "parse"]

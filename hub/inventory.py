@@ -1,0 +1,123 @@
+"""The hub config file: police stations, property managers, sites, devices and cameras, plus
+matching and ingest settings. Validated once at start-up (errors name the file and key path),
+then written into the database, where the API can edit it further.
+
+Example::
+
+    stations: [{id: st-north, name: North Station}]
+    managers: [{id: pm-acme, name: Acme Property}]
+    sites:
+      - id: campus-1
+        name: North School
+        station: st-north
+        manager: pm-acme
+        devices:
+          - id: box-1
+            cameras: [{id: gate, default_ring: perimeter}, {id: shed-cam, role: shed, shed: a}]
+    matching: {threshold: 0.363, top_k: 3}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ringwatch.configfile import load_config
+from ringwatch.contract.colours import Ring
+from ringwatch.contract.zones import Ident
+
+
+def default_threshold() -> float:
+    """The face pipeline's same-person threshold (OpenCV's 0.363 if it defines none)."""
+    try:
+        from ringwatch.models.faces import SAME_PERSON_THRESHOLD
+    except ImportError:
+        return 0.363
+    return float(SAME_PERSON_THRESHOLD)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StationConfig(_Section):
+    id: Ident
+    name: str = Field(min_length=1, max_length=200, description="Display name.")
+    kind: str = Field(default="campus", pattern="^(campus|community)$", description="Kind.")
+
+
+class ManagerConfig(_Section):
+    id: Ident
+    name: str = Field(min_length=1, max_length=200, description="Display name.")
+
+
+class CameraEntry(_Section):
+    id: Ident
+    name: str = Field(default="", max_length=200, description="Display name.")
+    role: str = Field(default="campus", pattern="^(campus|shed)$", description="campus or shed.")
+    default_ring: Ring | None = Field(default=None, description="Ring for faces in no zone.")
+    shed: Ident | None = Field(default=None, description="Shed id, for shed cameras.")
+
+
+class DeviceEntry(_Section):
+    id: Ident
+    name: str = Field(default="", max_length=200, description="Display name.")
+    cameras: list[CameraEntry] = Field(default_factory=list, description="Its cameras.")
+
+
+class SiteEntry(_Section):
+    id: Ident
+    name: str = Field(min_length=1, max_length=200, description="Display name.")
+    station: Ident | None = Field(default=None, description="Responsible police station.")
+    manager: Ident | None = Field(default=None, description="Property manager (sheds).")
+    devices: list[DeviceEntry] = Field(default_factory=list, description="Edge boxes.")
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> Self:
+        ids = [c.id for d in self.devices for c in d.cameras]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"camera ids must be unique within a site, repeated: {twice}")
+        return self
+
+
+class MatchingConfig(_Section):
+    threshold: float = Field(
+        default_factory=default_threshold, gt=0, lt=1, description="Cosine for a match."
+    )
+    top_k: int = Field(default=3, ge=1, le=50, description="Matches kept per face.")
+
+
+class IngestConfig(_Section):
+    group: Ident = Field(default="ringwatch-hub", description="Shared subscription group.")
+    worker: Ident = Field(default="hub-1", description="Stable client id suffix per worker.")
+    batch_size: int = Field(default=200, ge=1, le=1000, description="Messages per commit.")
+    session_expiry_s: int = Field(default=86400, ge=60, description="MQTT session expiry.")
+
+
+class HubConfig(_Section):
+    """The whole hub config file; each component gets only its own section."""
+
+    stations: list[StationConfig] = Field(default_factory=list)
+    managers: list[ManagerConfig] = Field(default_factory=list)
+    sites: list[SiteEntry] = Field(default_factory=list)
+    matching: MatchingConfig = Field(default_factory=MatchingConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+
+    @model_validator(mode="after")
+    def _references(self) -> Self:
+        stations = {s.id for s in self.stations}
+        managers = {m.id for m in self.managers}
+        for site in self.sites:
+            if site.station is not None and site.station not in stations:
+                raise ValueError(f"site {site.id}: unknown station {site.station!r}")
+            if site.manager is not None and site.manager not in managers:
+                raise ValueError(f"site {site.id}: unknown manager {site.manager!r}")
+        return self
+
+
+def load_hub_config(path: Path) -> HubConfig:
+    """Read and validate the hub config file; ConfigError names file and key path."""
+    return load_config(HubConfig, path)

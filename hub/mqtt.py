@@ -1,0 +1,266 @@
+"""The hub's MQTT side: one small paho adapter (:class:`MqttLink`) and the ingest worker
+that batches messages, commits them, then acks them and sends the devices their receipts.
+
+paho: ``CallbackAPIVersion.VERSION2``, MQTT 5, a stable client id per worker, a persistent
+session (``clean_start=False`` plus a session expiry, since paho's default wipes the session
+on each new client), ``manual_ack=True`` so the broker redelivers whatever was not committed,
+and the shared subscriptions made again in every ``on_connect`` (a shared subscription
+restored from Mosquitto's persistence file receives nothing after a broker restart).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from sqlalchemy.exc import SQLAlchemyError
+
+from ringwatch.contract.messages import MAX_RECEIPT_IDS, Receipt, encode
+from ringwatch.contract.topics import TopicKind, receipt_topic, shared_filter, topic_filter
+from ringwatch.errors import ConfigError
+from ringwatch.hub.clock import Clock
+from ringwatch.hub.ingest import BatchResult, Inbound, Ingestor, Rejected
+
+log = logging.getLogger(__name__)
+BAD_CREDENTIALS = {0x86, 0x87, 0x8C}  # bad user name or password, not authorised, bad auth
+INGEST_KINDS = (TopicKind.EVENTS, TopicKind.HEALTH, TopicKind.SENSORS)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def from_url(cls, url: str) -> BrokerAddress:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ConfigError(f"broker url {url!r}: expected mqtt://host:port or mqtts://...")
+        tls = parts.scheme == "mqtts"
+        return cls(parts.hostname, parts.port or (8883 if tls else 1883), tls)
+
+
+def ingest_subscriptions(group: str) -> list[str]:
+    """Shared filters for events, health and sensor readings."""
+    return [shared_filter(group, topic_filter(kind)) for kind in INGEST_KINDS]
+
+
+class MqttLink:
+    """A paho client: persistent session, manual acks, re-subscribe on every connect."""
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        client_id: str,
+        subscriptions: Sequence[str],
+        on_message: Callable[[Inbound], None],
+        session_expiry_s: int = 86400,
+    ) -> None:
+        self.address = address
+        self.subscriptions = list(subscriptions)
+        self.connected = threading.Event()
+        self.refused: str | None = None
+        self._on_message = on_message
+        self._expiry = session_expiry_s
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if address.tls:
+            self.client.tls_set()
+        self.client.on_connect = self._connected
+        self.client.on_disconnect = self._disconnected
+        self.client.on_message = self._message
+        self.client.reconnect_delay_set(1, 10)
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self._expiry
+        self.client.connect_async(
+            self.address.host, self.address.port, 30, clean_start=False, properties=props
+        )
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected.clear()
+
+    def ack(self, mid: int, qos: int) -> None:
+        if qos > 0:
+            rc = self.client.ack(mid, qos)
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                log.warning("ack of mid %s failed: %s", mid, mqtt.error_string(rc))
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> bool:
+        info = self.client.publish(topic, payload, qos=qos)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            log.warning("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+            return False
+        return True
+
+    def _connected(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            if reason.value in BAD_CREDENTIALS:
+                self.refused = str(reason)
+                client.disconnect()  # retrying with the same credentials cannot help
+            return
+        result, _ = client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.subscriptions])
+        if result != mqtt.MQTT_ERR_SUCCESS:
+            log.error("subscribe failed: %s", mqtt.error_string(result))
+            return
+        self.connected.set()
+
+    def _disconnected(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self.connected.clear()
+
+    def _message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        try:
+            self._on_message(
+                Inbound(message.topic, bytes(message.payload), message.mid, message.qos)
+            )
+        except Exception:  # a handler bug must not kill paho's network thread
+            log.exception("dropping a message from %s: handler failed", message.topic)
+
+
+class IngestWorker:
+    """Drains the message queue in batches: ingest + commit, then ack, then receipts."""
+
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        clock: Clock,
+        batch_size: int = 200,
+        max_wait_s: float = 0.02,
+        retry_s: tuple[float, float] = (0.5, 5.0),
+    ) -> None:
+        self.ingestor = ingestor
+        self.clock = clock
+        self.batch_size = batch_size
+        self.max_wait_s = max_wait_s
+        self.retry_s = retry_s
+        self.inbox: queue.Queue[Inbound] = queue.Queue()
+        self.link: MqttLink | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def attach(self, link: MqttLink) -> None:
+        self.link = link
+
+    def submit(self, message: Inbound) -> None:
+        self.inbox.put(message)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="hub-ingest", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = self._next_batch()
+            if batch:
+                self.process(batch)
+
+    def _next_batch(self) -> list[Inbound]:
+        try:
+            batch = [self.inbox.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self.max_wait_s
+        while len(batch) < self.batch_size:
+            try:
+                batch.append(self.inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return batch
+
+    def process(self, batch: list[Inbound]) -> None:
+        """Commit ``batch`` (retrying while the database is down), then ack and send receipts."""
+        result = self._commit(batch)
+        if result is None:
+            return  # stopping before the commit: unacked, the broker redelivers them
+        for message in batch:
+            if self.link is not None:
+                self.link.ack(message.mid, message.qos)
+        self._send_receipts(result)
+
+    def _commit(self, batch: list[Inbound]) -> BatchResult | None:
+        delay = self.retry_s[0]
+        while not self._stop.is_set():
+            try:
+                return self.ingestor.ingest(batch)
+            except SQLAlchemyError as exc:
+                self.ingestor.stats.add(errors=1)
+                log.error("database unavailable, retrying in %.1fs: %s", delay, exc)
+            except Exception:
+                self.ingestor.stats.add(errors=1)
+                log.exception("ingest failed; taking the batch one message at a time")
+                return self._one_by_one(batch)
+            self._stop.wait(delay)
+            delay = min(delay * 2, self.retry_s[1])
+        return None
+
+    def _one_by_one(self, batch: list[Inbound]) -> BatchResult:
+        total = BatchResult()
+        for message in batch:
+            try:
+                total.merge(self.ingestor.ingest([message]))
+            except Exception as exc:
+                log.exception("message on %s failed; dead-lettered", message.topic)
+                detail = f"{type(exc).__name__}: {exc}"
+                total.merge(self.ingestor.dead_letter(message, "internal_error", detail))
+        return total
+
+    def _send_receipts(self, result: BatchResult) -> None:
+        if self.link is None:
+            return
+        for (site, device), ids in result.receipts.items():
+            for start in range(0, len(ids), MAX_RECEIPT_IDS):
+                receipt = Receipt(
+                    site=site,
+                    device=device,
+                    event_ids=ids[start : start + MAX_RECEIPT_IDS],
+                    sent_at=self.clock(),
+                )
+                if self.link.publish(receipt_topic(site, device), encode(receipt)):
+                    self.ingestor.stats.add(receipts_sent=1)
+
+
+__all__ = ["BrokerAddress", "IngestWorker", "MqttLink", "Rejected", "ingest_subscriptions"]

@@ -1,0 +1,251 @@
+"""API payloads: Create / Update / Public splits per resource (no ORM objects leave the API)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ringwatch.contract.colours import Ring, Tier
+from ringwatch.contract.zones import Ident
+from ringwatch.hub.roles import Role
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Token(_Out):
+    access_token: str
+    token_type: str = "bearer"
+
+
+class UserCreate(_In):
+    username: str = Field(min_length=2, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=8, max_length=200)
+    full_name: str = Field(default="", max_length=200)
+    role: Role
+    stations: list[Ident] = Field(default_factory=list)
+    managers: list[Ident] = Field(default_factory=list)
+    sites: list[Ident] = Field(default_factory=list)
+
+
+class UserPublic(_Out):
+    id: int
+    username: str
+    full_name: str
+    role: Role
+    active: bool
+    stations: list[str] = Field(default_factory=list)
+    managers: list[str] = Field(default_factory=list)
+    sites: list[str] = Field(default_factory=list)
+
+
+class StationIn(_In):
+    id: Ident
+    name: str = Field(min_length=1, max_length=200)
+    kind: str = Field(default="campus", pattern="^(campus|community)$")
+
+
+class StationPublic(_Out):
+    id: str
+    name: str
+    kind: str
+
+
+class ManagerIn(_In):
+    id: Ident
+    name: str = Field(min_length=1, max_length=200)
+
+
+class ManagerPublic(_Out):
+    id: str
+    name: str
+
+
+class SiteIn(_In):
+    id: Ident
+    name: str = Field(min_length=1, max_length=200)
+    station_id: Ident | None = None
+    manager_id: Ident | None = None
+
+
+class SiteUpdate(_In):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    station_id: Ident | None = None
+    manager_id: Ident | None = None
+
+
+class SitePublic(_Out):
+    id: str
+    name: str
+    station_id: str | None
+    manager_id: str | None
+
+
+class DeviceIn(_In):
+    id: Ident
+    name: str = Field(default="", max_length=200)
+
+
+class DevicePublic(_Out):
+    site_id: str
+    id: str
+    name: str
+    agent_version: str | None
+    last_seen_at: dt.datetime | None
+    last_health: dict[str, Any] | None
+
+
+class CameraIn(_In):
+    id: Ident
+    device_id: Ident
+    name: str = Field(default="", max_length=200)
+    role: str = Field(default="campus", pattern="^(campus|shed)$")
+    default_ring: Ring | None = None
+    shed: Ident | None = None
+
+
+class CameraUpdate(_In):
+    name: str | None = Field(default=None, max_length=200)
+    default_ring: Ring | None = None
+    shed: Ident | None = None
+
+
+class CameraPublic(_Out):
+    site_id: str
+    id: str
+    device_id: str
+    name: str
+    role: str
+    default_ring: str | None
+    shed: str | None
+
+
+class PersonCreate(_In):
+    """A watch-list entry. There are no fields for ethnicity, religion, politics or health."""
+
+    display_name: str = Field(min_length=1, max_length=200)
+    tier: Tier = Field(description="red, orange or yellow (green = delisted).")
+    reason: str = Field(min_length=3, max_length=2000)
+    case_reference: str = Field(min_length=1, max_length=100)
+    legal_basis: str = Field(min_length=3, max_length=500)
+    station_id: Ident
+    review_due: dt.date
+
+
+class PersonUpdate(_In):
+    display_name: str | None = Field(default=None, min_length=1, max_length=200)
+    tier: Tier | None = None
+    reason: str | None = Field(default=None, min_length=3, max_length=2000)
+    case_reference: str | None = Field(default=None, min_length=1, max_length=100)
+    legal_basis: str | None = Field(default=None, min_length=3, max_length=500)
+    review_due: dt.date | None = None
+    why: str = Field(min_length=3, max_length=500, description="Why the change (audited).")
+
+
+class PersonPublic(_Out):
+    id: int
+    display_name: str
+    tier: Tier
+    reason: str
+    case_reference: str
+    legal_basis: str
+    station_id: str
+    created_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    review_due: dt.date
+    matchable: bool = Field(description="Not delisted and review not past due.")
+    templates: int = 0
+
+
+class TemplatePublic(_Out):
+    id: int
+    person_id: int
+    quality: float
+    photo_sha256: str
+    created_by: str
+    created_at: dt.datetime
+
+
+class SightingPublic(_Out):
+    id: int
+    event_id: str
+    person_id: int
+    template_id: int | None
+    site_id: str
+    device_id: str
+    camera_id: str
+    ring: str | None
+    zone_id: str | None
+    track_id: int | None
+    captured_at: dt.datetime
+    similarity: float
+    threshold: float
+    rank: int
+    has_crop: bool
+
+
+class EventPublic(_Out):
+    id: str
+    site_id: str
+    device_id: str
+    camera_id: str
+    kind: str
+    phase: str
+    ring: str | None
+    zone_id: str | None
+    track_id: int | None
+    level: str | None
+    captured_at: dt.datetime
+    received_at: dt.datetime
+    payload: dict[str, Any]
+
+
+class AuditPublic(_Out):
+    id: int
+    at: dt.datetime
+    actor: str
+    role: str
+    action: str
+    entity: str
+    entity_id: str | None
+    reason: str | None
+    detail: dict[str, Any]
+
+
+class DeadLetterPublic(_Out):
+    id: int
+    received_at: dt.datetime
+    topic: str
+    reason: str
+    detail: str
+    size: int
+    payload: str
+
+
+class IngestStatus(_Out):
+    running: bool
+    connected: bool
+    received: int
+    stored: int
+    duplicates: int
+    dead_letters: int
+    sightings: int
+    receipts_sent: int
+    errors: int
+
+
+class HealthPublic(_Out):
+    status: str
+    database: str
+    migration: str | None
+    broker_url: str | None
+    ingest: IngestStatus
+    templates_indexed: int | None = None

@@ -1,0 +1,214 @@
+"""Helpers for the hub tests: a database per test module on SQLite or PostgreSQL, a
+running hub app, real face events made from a real clip, and an MQTT "edge" client."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import queue
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import sqlalchemy as sa
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ringwatch.contract.ids import new_event_id
+from ringwatch.contract.messages import Event, Receipt, decode, encode
+from ringwatch.contract.topics import EventKind, event_topic, receipt_topic
+from ringwatch.hub.inventory import HubConfig
+from ringwatch.hub.settings import HubSettings
+
+BACKENDS = ["sqlite", "postgresql"]
+SECRET = "test-secret-not-default"
+CLIP_EVERY = 15
+
+HUB_CONFIG: dict[str, Any] = {
+    "stations": [{"id": "st-north", "name": "North"}, {"id": "st-south", "name": "South"}],
+    "managers": [{"id": "pm-acme", "name": "Acme"}],
+    "sites": [
+        {
+            "id": "campus-n",
+            "name": "North School",
+            "station": "st-north",
+            "manager": "pm-acme",
+            "devices": [{"id": "box-1", "cameras": [{"id": "gate", "default_ring": "perimeter"}]}],
+        },
+        {
+            "id": "campus-s",
+            "name": "South School",
+            "station": "st-south",
+            "devices": [{"id": "box-9", "cameras": [{"id": "door", "default_ring": "inner"}]}],
+        },
+    ],
+}
+
+
+@contextmanager
+def database(backend: str, tmp: Path, pg_url: str | None) -> Iterator[str]:
+    """A fresh database URL: a SQLite file, or a fresh schema on the shared PostgreSQL."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp / 'hub.sqlite3'}"
+        return
+    assert pg_url is not None
+    schema = f"hubtest_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(pg_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    try:
+        sep = "&" if "?" in pg_url else "?"
+        yield f"{pg_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def settings(db_url: str, broker_url: str | None = None) -> HubSettings:
+    return HubSettings(
+        database_url=db_url, broker_url=broker_url, jwt_secret=SECRET, template_key=SECRET
+    )
+
+
+def hub_config(**extra: Any) -> HubConfig:
+    return HubConfig.model_validate({**HUB_CONFIG, **extra})
+
+
+def token(client: Any, username: str, password: str) -> dict[str, str]:
+    res = client.post(
+        "/api/v1/login/access-token", data={"username": username, "password": password}
+    )
+    assert res.status_code == 200, res.text
+    return {"Authorization": f"Bearer {res.json()['access_token']}"}
+
+
+def make_user(
+    client: Any, admin: dict[str, str], username: str, role: str, **scope: Any
+) -> dict[str, str]:
+    body = {"username": username, "password": f"{username}-password", "role": role, **scope}
+    res = client.post("/api/v1/users", json=body, headers=admin)
+    assert res.status_code == 201, res.text
+    return token(client, username, f"{username}-password")
+
+
+def create_admin(db_url: str) -> None:
+    from ringwatch.hub import crud
+    from ringwatch.hub.db import make_engine, migrate, session_factory
+    from ringwatch.hub.schemas import UserCreate
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    with session_factory(engine).begin() as session:
+        data = UserCreate(username="admin", password="admin-password", role="admin")  # type: ignore[arg-type]
+        crud.create_user(session, data, dt.datetime.now(dt.UTC))
+    engine.dispose()
+
+
+@functools.cache
+def clip_face_events(models_dir: Path, clip: Path) -> tuple[Event, ...]:
+    """Face events made by the real face pipeline over every 15th frame of ``clip``: one
+    event per detected face, with its embedding, quality and face crop (site campus-n,
+    device box-1, camera gate)."""
+    import cv2
+
+    from ringwatch.hub.registry import face_crop_jpeg
+    from ringwatch.models.faces import FacePipeline
+
+    pipeline = FacePipeline.from_models_dir(models_dir)
+    capture = cv2.VideoCapture(str(clip))
+    events: list[Event] = []
+    start = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
+    index = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if index % CLIP_EVERY == 0:
+            faces = pipeline.detect_and_embed(frame)
+            assert faces.embeddings is not None and faces.quality is not None
+            for j in range(len(faces)):
+                x1, y1, x2, y2 = (float(v) for v in faces.xyxy[j])
+                h, w = frame.shape[:2]
+                events.append(
+                    Event.model_validate(
+                        {
+                            "event_id": new_event_id(),
+                            "captured_at": start + dt.timedelta(seconds=index / 29.97),
+                            "site": "campus-n",
+                            "device": "box-1",
+                            "camera": "gate",
+                            "kind": EventKind.FACE,
+                            "phase": "update",
+                            "track_id": j,
+                            "frame_width": w,
+                            "frame_height": h,
+                            "boxes": [
+                                {
+                                    "x1": max(0.0, x1),
+                                    "y1": max(0.0, y1),
+                                    "x2": min(float(w), x2),
+                                    "y2": min(float(h), y2),
+                                    "label": "face",
+                                }
+                            ],
+                            "embedding": [float(v) for v in faces.embeddings[j]],
+                            "face_quality": float(min(1.0, max(0.0, faces.quality[j]))),
+                            "face_crop_jpeg": _b64(face_crop_jpeg(frame, faces.xyxy[j])),
+                        }
+                    )
+                )
+        index += 1
+    capture.release()
+    return tuple(events)
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
+
+
+class Edge:
+    """A stand-in edge device: publishes events QoS 1 and collects the hub's receipts."""
+
+    def __init__(self, host: str, port: int, site: str, device: str) -> None:
+        self.site, self.device = site, device
+        self.receipts: queue.Queue[Receipt] = queue.Queue()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"edge-{uuid.uuid4().hex[:8]}"
+        )
+        self.client.on_message = lambda c, u, m: self.receipts.put(decode(Receipt, m.payload))
+        self.client.connect(host, port)
+        self.client.loop_start()
+        result, _mid = self.client.subscribe(receipt_topic(site, device), qos=1)
+        assert result == mqtt.MQTT_ERR_SUCCESS
+        time.sleep(0.3)  # let the subscription settle before the first receipt can come
+
+    def publish(self, event: Event) -> None:
+        self.publish_raw(event_topic(event.site, event.device, event.kind), encode(event))
+
+    def publish_raw(self, topic: str, payload: bytes) -> None:
+        info = self.client.publish(topic, payload, qos=1)
+        info.wait_for_publish(5)
+        assert info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def receipted_ids(self, want: dict[str, int], timeout_s: float = 30) -> dict[str, int]:
+        """Collect receipts until each id in ``want`` was named at least that many times."""
+        got: dict[str, int] = {}
+        deadline = time.monotonic() + timeout_s
+        while any(got.get(k, 0) < n for k, n in want.items()) and time.monotonic() < deadline:
+            try:
+                receipt = self.receipts.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            for event_id in receipt.event_ids:
+                got[event_id] = got.get(event_id, 0) + 1
+        return got
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
