@@ -1,0 +1,134 @@
+"""All detectors of one box behind one call: ``Perception.analyze(bgr) -> FrameDetections``.
+
+Built from an installed models folder for the tasks a camera needs (faces, persons, fire),
+with the shipped thresholds; each model is loaded once (checksum verified) and warmed up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ringwatch.errors import ConfigError
+from ringwatch.models.detections import Detections
+from ringwatch.models.fire import FireSmokeDetector
+from ringwatch.models.install import model_path
+from ringwatch.models.manifest import load_manifest
+from ringwatch.models.nanodet import NanoDetPersonDetector
+from ringwatch.models.runtime import OnnxModel, RuntimeOptions
+from ringwatch.models.sface import FaceEmbedder
+from ringwatch.models.yolox import YoloxPersonDetector
+from ringwatch.models.yunet import FaceDetector
+
+if TYPE_CHECKING:
+    from ringwatch.edge.config import Thresholds
+
+U8 = npt.NDArray[np.uint8]
+
+TASKS = ("faces", "persons", "fire")
+PERSON_MODELS = ("yolox_nano", "nanodet")
+
+
+class Detector(Protocol):
+    def detect(self, bgr: U8) -> Detections: ...
+
+
+class Embedder(Protocol):
+    def embed(self, bgr: U8, faces: Detections) -> Detections: ...
+
+
+def _empty() -> Detections:
+    return Detections.empty()
+
+
+@dataclass(frozen=True, slots=True)
+class FrameDetections:
+    """What one frame holds; a task that was not requested stays empty."""
+
+    faces: Detections = field(default_factory=_empty)
+    persons: Detections = field(default_factory=_empty)
+    fire: Detections = field(default_factory=_empty)
+
+
+class Perception:
+    """Runs the requested detectors on a frame. Each slot is optional (None = not asked)."""
+
+    def __init__(
+        self,
+        faces: Detector | None = None,
+        persons: Detector | None = None,
+        fire: Detector | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.faces = faces
+        self.persons = persons
+        self.fire = fire
+        self.embedder = embedder
+
+    @classmethod
+    def from_models_dir(
+        cls,
+        models_dir: Path,
+        options: RuntimeOptions,
+        thresholds: Thresholds,
+        tasks: set[str],
+        person_model: str = "yolox_nano",
+    ) -> Perception:
+        """Load, verify and warm up the models ``tasks`` need (faces also loads SFace)."""
+        unknown = sorted(set(tasks) - set(TASKS))
+        if unknown:
+            raise ConfigError(f"unknown task(s) {unknown}: choose from {list(TASKS)}")
+        loader = _Loader(models_dir, options)
+        faces = embedder = persons = fire = None
+        if person_model not in PERSON_MODELS:
+            raise ConfigError(f"person model {person_model!r}: choose from {list(PERSON_MODELS)}")
+        if "faces" in tasks:
+            faces = FaceDetector(loader.load("yunet"), thresholds.face)
+            embedder = FaceEmbedder(loader.load("sface"))
+        if "persons" in tasks:
+            persons = person_detector(loader.load(person_model), person_model, thresholds.person)
+        if "fire" in tasks:
+            fire = FireSmokeDetector(loader.load("fire_smoke"), thresholds.fire, thresholds.smoke)
+        return cls(faces, persons, fire, embedder)
+
+    def analyze(self, bgr: U8, embeddings: bool = False) -> FrameDetections:
+        """Every requested detector on ``bgr``; face embeddings only when asked (costly)."""
+        faces = self.faces.detect(bgr) if self.faces is not None else Detections.empty()
+        if embeddings and self.embedder is not None and len(faces):
+            faces = self.embedder.embed(bgr, faces)
+        return FrameDetections(
+            faces=faces,
+            persons=self.persons.detect(bgr) if self.persons is not None else Detections.empty(),
+            fire=self.fire.detect(bgr) if self.fire is not None else Detections.empty(),
+        )
+
+
+def person_detector(model: OnnxModel, name: str, score_threshold: float) -> Detector:
+    """The person detector for manifest model ``name`` (yolox_nano or nanodet)."""
+    if name == "yolox_nano":
+        return YoloxPersonDetector(model, score_threshold)
+    if name == "nanodet":
+        return NanoDetPersonDetector(model, score_threshold)
+    raise ConfigError(f"person model {name!r}: choose from {list(PERSON_MODELS)}")
+
+
+class _Loader:
+    """Opens manifest models from one folder, each checked and warmed up once."""
+
+    def __init__(self, models_dir: Path, options: RuntimeOptions) -> None:
+        self.models_dir = models_dir
+        self.options = options
+        self.manifest = load_manifest()
+
+    def load(self, name: str) -> OnnxModel:
+        try:
+            entry = self.manifest.get(name)
+        except KeyError as exc:
+            raise ConfigError(str(exc.args[0])) from None
+        model = OnnxModel(model_path(entry, self.models_dir), self.options)
+        model.warm_up()
+        return model
