@@ -1,12 +1,24 @@
-"""``ringwatch edge ...``: the technician's commands for a camera box."""
+"""``ringwatch edge ...``: the technician's commands for a camera box.
+
+- ``validate -c FILE``: the site config, checked.
+- ``check -c FILE``: config, each camera (resolution, fps, codec), models, broker; a table,
+  and a non-zero exit with the reasons when anything fails.
+- ``snapshot -c FILE CAMERA -o x.jpg``: one frame, privacy masks blurred, zones drawn.
+- ``run -c FILE``: the agent, until SIGINT/SIGTERM.
+- ``bench -c FILE --seconds 30 [--copies N]``: analysed fps and CPU per camera, no broker.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from ringwatch.edge.config import load_site_config
+from ringwatch.edge.config import CameraConfig, SiteConfig, load_site_config
+from ringwatch.errors import ConfigError, InputError, RingwatchError
 from ringwatch.table import render_table
 
 
@@ -14,8 +26,42 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("edge", help="edge agent commands")
     esub = parser.add_subparsers(dest="edge_command", required=True, metavar="ACTION")
     p = esub.add_parser("validate", help="validate an edge site config file")
-    p.add_argument("-c", "--config", type=Path, required=True, help="site YAML file")
+    _config_arg(p)
     p.set_defaults(func=_validate)
+    p = esub.add_parser("check", help="validate config, probe cameras, load models, reach broker")
+    _config_arg(p)
+    _models_arg(p)
+    p.add_argument("--broker-timeout", type=float, default=5.0, help="seconds to connect")
+    p.set_defaults(func=_check)
+    p = esub.add_parser("snapshot", help="one frame of a camera with masks and zones drawn")
+    _config_arg(p)
+    p.add_argument("camera", help="camera id")
+    p.add_argument("-o", "--output", type=Path, required=True, help="JPEG file to write")
+    p.set_defaults(func=_snapshot)
+    p = esub.add_parser("run", help="run the agent until SIGINT/SIGTERM")
+    _config_arg(p)
+    _models_arg(p)
+    p.set_defaults(func=_run)
+    p = esub.add_parser("bench", help="analysed fps and CPU per camera (no broker)")
+    _config_arg(p)
+    _models_arg(p)
+    p.add_argument("--seconds", type=float, default=30.0, help="how long to run")
+    p.add_argument("--copies", type=int, default=0, help="run N copies of the first camera")
+    p.set_defaults(func=_bench)
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", type=Path, required=True, help="site YAML file")
+
+
+def _models_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models-dir", type=Path, default=None, help="installed models folder")
+
+
+def _models_dir(args: argparse.Namespace, cfg: SiteConfig) -> Path:
+    from ringwatch.models.manifest import default_models_dir
+
+    return args.models_dir or cfg.models.dir or default_models_dir()
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -34,4 +80,183 @@ def _validate(args: argparse.Namespace) -> int:
     ]
     print(f"{args.config}: site {cfg.site}, device {cfg.device}: OK")
     print(render_table(("camera", "role", "source", "fps", "zones", "lines", "masks"), rows))
+    return 0
+
+
+# -- check --------------------------------------------------------------------------------
+
+
+def _check(args: argparse.Namespace) -> int:
+    rows: list[tuple[str, str, str]] = []
+    try:
+        cfg = load_site_config(args.config)
+    except ConfigError as exc:
+        print(render_table(("check", "result", "detail"), [("config", "FAIL", str(exc))]))
+        return 1
+    rows.append(("config", "ok", f"site {cfg.site}, device {cfg.device}"))
+    rows += [_probe_camera(cam) for cam in cfg.cameras]
+    rows.append(_check_models(cfg, _models_dir(args, cfg)))
+    rows.append(_check_broker(cfg, args.broker_timeout))
+    print(render_table(("check", "result", "detail"), rows))
+    failed = [r for r in rows if r[1] != "ok"]
+    if failed:
+        print(f"{len(failed)} check(s) failed: " + ", ".join(r[0] for r in failed))
+    return 1 if failed else 0
+
+
+def _probe_camera(cam: CameraConfig) -> tuple[str, str, str]:
+    from ringwatch.edge.capture import probe
+
+    try:
+        info = probe(cam.source)
+    except (InputError, OSError, ValueError) as exc:
+        return (f"camera {cam.id}", "FAIL", str(exc))
+    detail = f"{info.width}x{info.height}, {info.fps:g} fps, {info.codec}; analyse {cam.fps:g} fps"
+    return (f"camera {cam.id}", "ok", detail)
+
+
+def _check_models(cfg: SiteConfig, models_dir: Path) -> tuple[str, str, str]:
+    from ringwatch.edge.agent import load_analyzers
+
+    try:
+        _, files = load_analyzers(cfg, models_dir)
+    except RingwatchError as exc:
+        return ("models", "FAIL", str(exc))
+    return ("models", "ok", f"{models_dir}: " + ", ".join(f.name for f in files))
+
+
+def _check_broker(cfg: SiteConfig, timeout: float) -> tuple[str, str, str]:
+    from ringwatch import __version__
+    from ringwatch.edge.uplink import device_client
+
+    try:
+        client = device_client(cfg.broker, cfg.site, cfg.device, __version__)
+        client.start()
+    except RingwatchError as exc:
+        return ("broker", "FAIL", str(exc))
+    try:
+        if client.wait_connected(timeout):
+            return ("broker", "ok", cfg.broker.url)
+        why = client.fatal_error or f"no connection within {timeout:g} s"
+        return ("broker", "FAIL", f"{cfg.broker.url}: {why}")
+    finally:
+        client.close()
+
+
+# -- snapshot -----------------------------------------------------------------------------
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    import cv2
+
+    from ringwatch.edge.annotate import ZoneAnnotator
+    from ringwatch.edge.capture import open_source
+    from ringwatch.edge.privacy import PrivacyMask
+
+    cfg = load_site_config(args.config)
+    cam = next((c for c in cfg.cameras if c.id == args.camera), None)
+    if cam is None:
+        known = ", ".join(c.id for c in cfg.cameras)
+        raise ConfigError(f"{args.config}: no camera {args.camera!r} (cameras: {known})")
+    source = open_source(cam.source, realtime=False)
+    try:
+        frame = source.read(timeout=10.0)
+    finally:
+        source.close()
+    if frame is None:
+        raise InputError(f"camera {cam.id}: no frame from {cam.source}")
+    h, w = frame.image.shape[:2]
+    masked = PrivacyMask.for_frame(cam.masks, (w, h)).apply(frame.image)
+    drawn = ZoneAnnotator().annotate(masked, cam.camera_zones())
+    if not cv2.imwrite(str(args.output), drawn):
+        raise InputError(f"cannot write {args.output}")
+    print(f"{args.output}: {w}x{h}, camera {cam.id}, {len(cam.zones)} zones drawn")
+    return 0
+
+
+# -- run ----------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    import logging
+
+    from ringwatch.edge.agent import run_site
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    cfg = load_site_config(args.config)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logging.getLogger("ringwatch.edge").info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    run_site(cfg, _models_dir(args, cfg), stop)
+    return 0
+
+
+# -- bench --------------------------------------------------------------------------------
+
+
+class _CountingSink:
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def put(self, event: object) -> None:
+        with self._lock:
+            self.count += 1
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import os
+
+    from ringwatch.edge.agent import Agent, load_analyzers
+    from ringwatch.edge.capture import open_source
+
+    cfg = load_site_config(args.config)
+    if args.copies > 0:
+        first = cfg.cameras[0]
+        cams = [first.model_copy(update={"id": f"{first.id}-{k + 1}"}) for k in range(args.copies)]
+        cfg = cfg.model_copy(update={"cameras": cams})
+    analyzers, _ = load_analyzers(cfg, _models_dir(args, cfg))
+    sources = {c.id: open_source(c.source, loop=True, realtime=c.realtime) for c in cfg.cameras}
+    sink = _CountingSink()
+    agent = Agent(cfg, analyzers, sources, sink)
+    stop = threading.Event()
+    wall0, cpu0 = time.monotonic(), time.process_time()
+    agent.start(stop)
+    stop.wait(args.seconds)
+    wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
+    stop.set()
+    agent.join(timeout=10)
+    for source in sources.values():
+        source.close()
+    rows = [
+        (
+            cid,
+            f"{cfg_fps:g}",
+            f"{w.analysed / wall:.2f}",
+            f"{w.latency_ms:.0f}",
+            st.dropped,
+            w.frame_errors,
+        )
+        for (cid, (st, w)), cfg_fps in zip(
+            agent.camera_status().items(), (c.fps for c in cfg.cameras), strict=True
+        )
+    ]
+    total = sum(w.analysed for _, w in agent.camera_status().values()) / wall
+    print(
+        f"{len(cfg.cameras)} camera(s), {wall:.1f} s, {os.cpu_count()} CPUs, "
+        f"threads/model {cfg.models.threads}: process CPU {100 * cpu / wall:.0f}% "
+        f"(100% = one core), {total:.2f} frames analysed/s in all, {sink.count} events"
+    )
+    print(
+        render_table(
+            ("camera", "fps wanted", "fps analysed", "latency ms", "dropped", "errors"), rows
+        )
+    )
     return 0

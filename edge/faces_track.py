@@ -16,6 +16,7 @@ Pure logic: numpy and the contract; the JPEG encoder is injected.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -137,7 +138,7 @@ class FaceTracks:
             track_id=track_id,
             scores={"face": min(max(score, 0.0), 1.0)},
             boxes=[self.stamp.box(faces.xyxy[i], label="face", score=score)],
-            face_crop_jpeg=self.encoder.crop(image, faces.xyxy[i]),
+            face_crop_jpeg=base64.b64encode(self.encoder.crop(image, faces.xyxy[i])),
             embedding=[float(v) for v in embedding],
             face_quality=min(max(best.quality, 0.0), 1.0),
         )

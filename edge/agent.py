@@ -1,0 +1,643 @@
+"""The edge agent: per camera, frames -> perception -> privacy -> tracker -> rules -> outbox.
+
+- :class:`CameraPipeline` is one camera's chain of stages after perception; ``process`` is a
+  short list of stage calls. Frame-size dependent stages are built on the first frame, and a
+  zone config pushed from the hub is swapped in whole between two frames (open presences are
+  ended first; the tracker keeps its tracks).
+- :class:`CameraWorker` is one thread per camera: read the newest frame, analyse it at the
+  camera's fps, hand the events to the sink. Per-frame errors are counted, rate-limit logged
+  and skipped; one slow camera never stalls another (each has its own thread and source).
+- :class:`Agent` wires a site: the durable outbox and uplink, the MQTT client, one
+  perception per task set (onnxruntime sessions are safe to share between threads), shed
+  sensor subscriptions, hub commands (snapshot, zone config) and the health heartbeat.
+
+World-touching parts sit behind small Protocols (:class:`Analyzer`, :class:`EventSink`,
+:class:`Publisher`), so tests drive a pipeline with recorded frames and a list as the sink.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ringwatch import __version__
+from ringwatch.contract.errors import ContractError
+from ringwatch.contract.messages import (
+    MAX_SNAPSHOT_REPLY_BYTES,
+    Event,
+    Phase,
+    SensorReading,
+    SnapshotReply,
+    SnapshotRequest,
+    ZoneConfigAnswer,
+    ZoneConfigPush,
+    decode,
+    encode,
+)
+from ringwatch.contract.topics import (
+    Command,
+    EventKind,
+    TopicKind,
+    command_topic,
+    reply_topic,
+    topic_filter,
+)
+from ringwatch.contract.zones import CameraZones
+from ringwatch.edge.capture import LIVE_SCHEMES, Frame, FrameSource, SourceStatus
+from ringwatch.edge.config import CameraConfig, CameraRole, SiteConfig, Thresholds
+from ringwatch.edge.faces_track import FaceTracks
+from ringwatch.edge.mqtt import Message
+from ringwatch.edge.privacy import JpegCropper, PrivacyMask, encode_jpeg
+from ringwatch.edge.rules import EventStamp, ZoneRules
+from ringwatch.edge.shed import FirePersistenceConfig, ShedConfig, ShedMonitor
+from ringwatch.edge.tracking import Tracker
+from ringwatch.edge.zones import PERSON_ANCHOR, ZoneSet
+from ringwatch.errors import ConfigError
+from ringwatch.models.detections import Detections
+
+log = logging.getLogger(__name__)
+
+Image = npt.NDArray[np.uint8]
+SNAPSHOT_KINDS = {EventKind.INTRUSION, EventKind.LOITERING, EventKind.SHED}
+EVENT_SNAPSHOT_BYTES = 150 * 1024
+
+
+# -- protocols ----------------------------------------------------------------------------
+
+
+class Found(Protocol):
+    """What perception found in one frame (``ringwatch.models.perception.FrameDetections``)."""
+
+    @property
+    def faces(self) -> Detections: ...
+
+    @property
+    def persons(self) -> Detections: ...
+
+    @property
+    def fire(self) -> Detections: ...
+
+
+class Analyzer(Protocol):
+    """Perception: all requested detectors on one frame (``Perception`` is the real one)."""
+
+    def analyze(self, bgr: Image, embeddings: bool = False) -> Found: ...
+
+
+class EventSink(Protocol):
+    """Where events go: the durable outbox through the uplink (a list in tests)."""
+
+    def put(self, event: Event) -> None: ...
+
+
+class Publisher(Protocol):
+    """Publishes replies to hub commands (the MQTT client)."""
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool: ...
+
+
+# -- one camera's stages ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ident:
+    site: str
+    device: str
+    camera: str
+
+
+@dataclass(slots=True)
+class _Stages:
+    """Everything that depends on the frame size and the zone config; replaced whole."""
+
+    stamp: EventStamp
+    zones: CameraZones
+    privacy: PrivacyMask
+    rules: ZoneRules
+    faces: FaceTracks
+
+    @classmethod
+    def build(cls, ident: Ident, zones: CameraZones, size: tuple[int, int]) -> _Stages:
+        stamp = EventStamp(ident.site, ident.device, ident.camera, size[0], size[1])
+        privacy = PrivacyMask.for_frame(zones.masks, size)
+        zone_set = ZoneSet.for_frame(zones, size)
+        return cls(
+            stamp=stamp,
+            zones=zones,
+            privacy=privacy,
+            rules=ZoneRules(zones, stamp),
+            faces=FaceTracks(stamp, zone_set, JpegCropper(privacy)),
+        )
+
+
+class CameraPipeline:
+    """``process(frame, found) -> events`` for one camera; thread-safe zone swaps."""
+
+    def __init__(self, ident: Ident, zones: CameraZones, shed: ShedMonitor | None = None) -> None:
+        self.ident = ident
+        self.tracker = Tracker()
+        self.shed = shed
+        self._zones = zones
+        self._pending: CameraZones | None = None
+        self._stages: _Stages | None = None
+        self._last: tuple[Image, _Stages] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def zones(self) -> CameraZones:
+        with self._lock:
+            return self._pending or self._zones
+
+    def process(self, frame: Frame, found: Found) -> list[Event]:
+        at = dt.datetime.fromtimestamp(frame.captured_at, dt.UTC)
+        events, stages = self._stages_for(frame.image, at)
+        persons = self.tracker.update(stages.privacy.filter(found.persons, PERSON_ANCHOR))
+        events += stages.rules.update(persons, at)
+        faces = stages.privacy.filter(found.faces)
+        if len(faces) and faces.embeddings is not None:
+            events += stages.faces.update(faces, persons, frame.image, at)
+        if self.shed is not None:
+            events += self.shed.observe_frame(stages.privacy.filter(found.fire), stages.stamp, at)
+        with self._lock:
+            self._last = (frame.image, stages)
+        return self.with_snapshots(events)
+
+    def swap_zones(self, zones: CameraZones) -> None:
+        """Use ``zones`` from the next frame on (validated already; replaced whole)."""
+        with self._lock:
+            self._pending = zones
+
+    def close(self, at: dt.datetime) -> list[Event]:
+        """End every open zone presence (the camera stops)."""
+        return [] if self._stages is None else self._stages.rules.close(at)
+
+    def snapshot(self, max_bytes: int, annotate: bool = False) -> tuple[bytes, int, int] | None:
+        """The latest frame, masks applied (and zones drawn if asked), as a JPEG."""
+        with self._lock:
+            last = self._last
+        if last is None:
+            return None
+        image, stages = last
+        masked = stages.privacy.apply(image)
+        if annotate:
+            from ringwatch.edge.annotate import ZoneAnnotator
+
+            masked = ZoneAnnotator().annotate(masked, stages.zones)
+        return encode_jpeg(masked, max_bytes), stages.stamp.width, stages.stamp.height
+
+    def with_snapshots(self, events: Iterable[Event]) -> list[Event]:
+        """Alerts (intrusion, loitering, shed) start/update with a masked snapshot attached."""
+        out: list[Event] = []
+        for event in events:
+            if event.kind in SNAPSHOT_KINDS and event.phase is not Phase.END:
+                shot = self.snapshot(EVENT_SNAPSHOT_BYTES)
+                if shot is not None:
+                    jpeg = base64.b64encode(shot[0])
+                    event = Event.model_validate(event.model_dump() | {"snapshot_jpeg": jpeg})
+            out.append(event)
+        return out
+
+    def _stages_for(self, image: Image, at: dt.datetime) -> tuple[list[Event], _Stages]:
+        size = (int(image.shape[1]), int(image.shape[0]))
+        with self._lock:
+            pending, self._pending = self._pending, None
+        events: list[Event] = []
+        stages = self._stages
+        if pending is not None:
+            events += self.close(at)
+            self._zones = pending
+            stages = None
+        if stages is None or (stages.stamp.width, stages.stamp.height) != size:
+            stages = _Stages.build(self.ident, self._zones, size)
+            self._stages = stages
+        return events, stages
+
+
+# -- one camera's thread ------------------------------------------------------------------
+
+
+class Pacer:
+    """Lets through at most ``fps`` frames per second of the given time axis."""
+
+    def __init__(self, fps: float) -> None:
+        self.period = 1.0 / fps
+        self._slack = self.period * 1e-3  # frame times are rounded floats
+        self._next: float | None = None
+
+    def due(self, t: float) -> bool:
+        went_back = self._next is not None and t < self._next - 2 * self.period
+        if self._next is None or went_back:  # first frame, or a file looped / stream restarted
+            self._next = t + self.period
+            return True
+        if t + self._slack < self._next:
+            return False
+        following = self._next + self.period
+        self._next = following if following > t + self._slack else t + self.period
+        return True
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    analysed: int = 0
+    frame_errors: int = 0
+    latency_ms: float = 0.0
+    events: int = 0
+    times: list[float] = field(default_factory=list)
+
+    def fps(self, now: float, window_s: float = 10.0) -> float:
+        recent = [t for t in self.times if now - t <= window_s]
+        self.times = recent
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+
+
+class CameraWorker:
+    """One camera's thread: newest frame -> analyse at the camera's fps -> events -> sink."""
+
+    def __init__(
+        self,
+        config: CameraConfig,
+        source: FrameSource,
+        analyzer: Analyzer,
+        pipeline: CameraPipeline,
+        sink: EventSink,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.analyzer = analyzer
+        self.pipeline = pipeline
+        self.sink = sink
+        self.stats = WorkerStats()
+        self._clock = clock
+        self._pacer = Pacer(config.fps)
+        self._stream_time = is_file_source(config.source)
+        self._embed = "faces" in config.tasks
+        self._last_error_log = 0.0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, name=f"camera-{config.id}", daemon=True)
+        self.finished = threading.Event()
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        stop = stop or self._stop
+        try:
+            while not stop.is_set():
+                frame = self.source.read(timeout=0.5)
+                if frame is None:
+                    if not self.source.status().online and self._stream_time:
+                        break  # a file that has ended
+                    continue
+                if self._pacer.due(frame.ts if self._stream_time else frame.captured_at):
+                    self.step(frame)
+        finally:
+            now = dt.datetime.now(dt.UTC)
+            self._emit(self.pipeline.close(now))
+            self.finished.set()
+
+    def step(self, frame: Frame) -> None:
+        """Analyse one frame; a failure is counted and logged at most every 10 s."""
+        started = self._clock()
+        try:
+            found = self.analyzer.analyze(frame.image, self._embed)
+            self._emit(self.pipeline.process(frame, found))
+        except Exception as exc:  # one bad frame must not stop the camera
+            self.stats.frame_errors += 1
+            if started - self._last_error_log > 10:
+                self._last_error_log = started
+                log.warning("camera %s: frame failed: %s", self.config.id, exc, exc_info=True)
+            return
+        done = self._clock()
+        self.stats.analysed += 1
+        self.stats.times.append(done)
+        took = (done - started) * 1000
+        self.stats.latency_ms = (
+            took if self.stats.analysed == 1 else 0.8 * self.stats.latency_ms + 0.2 * took
+        )
+
+    def start(self, stop: threading.Event) -> None:
+        self._stop = stop
+        self.thread.start()
+
+    def _emit(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self.sink.put(event)
+        self.stats.events += len(events)
+
+
+def is_file_source(source: str) -> bool:
+    return not (source.startswith("usb:") or source.startswith(LIVE_SCHEMES))
+
+
+# -- zone configs pushed from the hub -----------------------------------------------------
+
+
+class ZoneStore:
+    """Pushed zone configs persisted per camera (JSON, written atomically)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, camera: str) -> Path:
+        return self.folder / f"{camera}.zones.json"
+
+    def save(self, camera: str, zones: CameraZones) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.path(camera).with_suffix(".tmp")
+        tmp.write_text(zones.model_dump_json(indent=2))
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        tmp.replace(self.path(camera))
+
+    def load(self, camera: str) -> CameraZones | None:
+        path = self.path(camera)
+        if not path.exists():
+            return None
+        try:
+            return CameraZones.model_validate_json(path.read_bytes())
+        except ValueError as exc:
+            raise ConfigError(f"{path}: stored zone config is invalid: {exc}") from None
+
+
+# -- the site ------------------------------------------------------------------------------
+
+
+def shed_config(thresholds: Thresholds) -> ShedConfig:
+    """Shed fusion with the site's fire/smoke thresholds as the raise thresholds."""
+    base = FirePersistenceConfig()
+    persistence = base.model_copy(
+        update={
+            "fire_raise": thresholds.fire,
+            "fire_hold": min(base.fire_hold, thresholds.fire),
+            "smoke_raise": thresholds.smoke,
+            "smoke_hold": min(base.smoke_hold, thresholds.smoke),
+        }
+    )
+    return ShedConfig(persistence=FirePersistenceConfig.model_validate(persistence.model_dump()))
+
+
+def detector_thresholds(thresholds: Thresholds, shed: ShedConfig) -> Thresholds:
+    """The fire model must report scores down to the hold thresholds for the hysteresis."""
+    p = shed.persistence
+    return thresholds.model_copy(update={"fire": p.fire_hold, "smoke": p.smoke_hold})
+
+
+class Agent:
+    """All cameras of one box, its uplink, commands, sensors and heartbeat."""
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        analyzers: Mapping[str, Analyzer],
+        sources: Mapping[str, FrameSource],
+        sink: EventSink,
+        publisher: Publisher | None = None,
+        store: ZoneStore | None = None,
+    ) -> None:
+        self.config = config
+        self.sink = sink
+        self.publisher = publisher
+        self.store = store
+        self.bad_messages = 0
+        self.pipelines: dict[str, CameraPipeline] = {}
+        self.workers: dict[str, CameraWorker] = {}
+        self.sheds: dict[str, ShedMonitor] = {}
+        for cam in config.cameras:
+            self._add_camera(cam, analyzers[cam.id], sources[cam.id])
+
+    def _add_camera(self, cam: CameraConfig, analyzer: Analyzer, source: FrameSource) -> None:
+        ident = Ident(self.config.site, self.config.device, cam.id)
+        zones = (self.store.load(cam.id) if self.store else None) or cam.camera_zones()
+        shed = None
+        if cam.role is CameraRole.SHED and cam.shed is not None:
+            zone = next((z.id for z in zones.zones if z.role.value == "shed"), None)
+            shed = ShedMonitor(cam.shed, zone, shed_config(self.config.models.thresholds))
+            self.sheds[cam.id] = shed
+        pipeline = CameraPipeline(ident, zones, shed)
+        self.pipelines[cam.id] = pipeline
+        self.workers[cam.id] = CameraWorker(cam, source, analyzer, pipeline, self.sink)
+
+    def start(self, stop: threading.Event) -> None:
+        for worker in self.workers.values():
+            worker.start(stop)
+
+    def join(self, timeout: float | None = None) -> None:
+        for worker in self.workers.values():
+            worker.thread.join(timeout)
+
+    def camera_status(self) -> dict[str, tuple[SourceStatus, WorkerStats]]:
+        return {cid: (w.source.status(), w.stats) for cid, w in self.workers.items()}
+
+    # -- subscriptions --------------------------------------------------------------------
+
+    def subscriptions(self) -> list[tuple[str, Callable[[str, bytes], None]]]:
+        """(topic filter, handler) pairs for the MQTT client."""
+        site, device = self.config.site, self.config.device
+        subs: list[tuple[str, Callable[[str, bytes], None]]] = [
+            (command_topic(site, device, Command.SNAPSHOT), self.on_snapshot),
+            (command_topic(site, device, Command.ZONE_CONFIG), self.on_zone_config),
+        ]
+        for shed_id in sorted({m.shed for m in self.sheds.values()}):
+            subs.append((topic_filter(TopicKind.SENSORS, site, shed_id), self.on_sensor))
+        return subs
+
+    def on_sensor(self, topic: str, payload: bytes) -> None:
+        try:
+            reading = decode(SensorReading, payload)
+        except ContractError as exc:
+            self._bad(topic, exc)
+            return
+        for cam_id, monitor in self.sheds.items():
+            events = self.pipelines[cam_id].with_snapshots(monitor.observe_reading(reading))
+            for event in events:
+                self.sink.put(event)
+
+    def on_zone_config(self, topic: str, payload: bytes) -> None:
+        try:
+            push = decode(ZoneConfigPush, payload)
+        except ContractError as exc:
+            self._bad(topic, exc)
+            self._answer_unparsable(payload, str(exc))
+            return
+        pipeline = self.pipelines.get(push.camera)
+        if pipeline is None:
+            self._answer(push.request_id, push.camera, False, f"unknown camera {push.camera!r}")
+            return
+        try:
+            if self.store is not None:
+                self.store.save(push.camera, push.zones)
+        except OSError as exc:
+            self._answer(push.request_id, push.camera, False, f"cannot persist: {exc}")
+            return
+        pipeline.swap_zones(push.zones)
+        self._answer(push.request_id, push.camera, True, None)
+
+    def on_snapshot(self, topic: str, payload: bytes) -> None:
+        try:
+            request = decode(SnapshotRequest, payload)
+        except ContractError as exc:
+            self._bad(topic, exc)
+            return
+        pipeline = self.pipelines.get(request.camera)
+        shot = None if pipeline is None else pipeline.snapshot(MAX_SNAPSHOT_REPLY_BYTES // 2)
+        if shot is None:
+            why = "unknown camera" if pipeline is None else "no frame yet"
+            reply = SnapshotReply(request_id=request.request_id, camera=request.camera, error=why)
+        else:
+            jpeg, width, height = shot
+            reply = SnapshotReply(
+                request_id=request.request_id,
+                camera=request.camera,
+                jpeg=base64.b64encode(jpeg),
+                width=width,
+                height=height,
+            )
+        self._reply(Command.SNAPSHOT, encode(reply))
+
+    def _answer(self, request_id: str, camera: str, accepted: bool, reason: str | None) -> None:
+        answer = ZoneConfigAnswer(
+            request_id=request_id,
+            camera=camera,
+            accepted=accepted,
+            reason=None if reason is None else reason[:2000],
+        )
+        self._reply(Command.ZONE_CONFIG, encode(answer))
+
+    def _answer_unparsable(self, payload: bytes, reason: str) -> None:
+        """Reject a push that does not validate, if its request id and camera can be read."""
+        import json
+
+        try:
+            raw = json.loads(payload)
+            self._answer(str(raw["request_id"]), str(raw["camera"]), False, reason)
+        except (ValueError, KeyError, TypeError, ContractError):
+            log.warning("zone config push without a readable request id: %s", reason)
+
+    def _reply(self, command: Command, payload: bytes) -> None:
+        if self.publisher is None:
+            return
+        topic = reply_topic(self.config.site, self.config.device, command)
+        if not self.publisher.publish(topic, payload, qos=1):
+            log.warning("reply on %s not sent (not connected)", topic)
+
+    def _bad(self, topic: str, exc: Exception) -> None:
+        self.bad_messages += 1
+        log.warning("bad message on %s: %s", topic, exc)
+
+
+def camera_frame_at(frame: Frame, start: dt.datetime) -> Frame:
+    """``frame`` re-timed onto a fixed start (deterministic replays of recorded clips)."""
+    return replace(frame, captured_at=start.timestamp() + frame.ts)
+
+
+# -- running a site -----------------------------------------------------------------------
+
+
+def load_analyzers(config: SiteConfig, models_dir: Path) -> tuple[dict[str, Analyzer], list[Path]]:
+    """One perception per distinct task set (shared by cameras), and the model files used."""
+    from ringwatch.models.perception import Perception
+    from ringwatch.models.runtime import RuntimeOptions
+
+    m = config.models
+    options = RuntimeOptions(provider=m.provider.value, threads=m.threads)
+    thresholds = detector_thresholds(m.thresholds, shed_config(m.thresholds))
+    by_tasks: dict[frozenset[str], Analyzer] = {}
+    for cam in config.cameras:
+        tasks = frozenset(cam.tasks)
+        if tasks not in by_tasks:
+            by_tasks[tasks] = Perception.from_models_dir(
+                models_dir, options, thresholds, set(tasks), m.person_model
+            )
+    analyzers = {cam.id: by_tasks[frozenset(cam.tasks)] for cam in config.cameras}
+    return analyzers, model_files(config, models_dir)
+
+
+def model_files(config: SiteConfig, models_dir: Path) -> list[Path]:
+    from ringwatch.models.install import model_path
+    from ringwatch.models.manifest import load_manifest
+
+    manifest = load_manifest()
+    tasks = {t for cam in config.cameras for t in cam.tasks}
+    names = {
+        "faces": ["yunet", "sface"],
+        "persons": [config.models.person_model],
+        "fire": ["fire_smoke"],
+    }
+    return [model_path(manifest.get(n), models_dir) for t in sorted(tasks) for n in names[t]]
+
+
+def _on_message(handler: Callable[[str, bytes], None]) -> Callable[[Message], None]:
+    def on_message(message: Message) -> None:
+        handler(message.topic, message.payload)
+
+    return on_message
+
+
+def run_site(config: SiteConfig, models_dir: Path, stop: threading.Event) -> None:
+    """Run every camera of ``config`` until ``stop`` is set; deliver through the outbox."""
+    from ringwatch.edge.capture import open_source
+    from ringwatch.edge.health import CameraStats, build_health, clock_synced
+    from ringwatch.edge.outbox import Outbox
+    from ringwatch.edge.uplink import Uplink, device_client
+    from ringwatch.models.install import sha256_of
+
+    site, device = config.site, config.device
+    analyzers, files = load_analyzers(config, models_dir)
+    shas = {f.name: sha256_of(f) for f in files}
+    outbox = Outbox(config.outbox.path, config.outbox.max_events)
+    client = device_client(config.broker, site, device, __version__)
+    uplink = Uplink(outbox, client, site, device, config.outbox.receipt_timeout_s)
+    sources = {
+        c.id: open_source(c.source, loop=c.loop, realtime=c.realtime) for c in config.cameras
+    }
+    agent = Agent(
+        config, analyzers, sources, uplink, client, ZoneStore(config.outbox.path.parent / "zones")
+    )
+    for topic, handler in agent.subscriptions():
+        client.subscribe(topic, _on_message(handler))
+    uplink.start()
+    client.start()
+    pump = threading.Thread(target=uplink.run, args=(stop,), name="uplink", daemon=True)
+    pump.start()
+    agent.start(stop)
+    started = dt.datetime.now(dt.UTC)
+    try:
+        while not stop.wait(config.health_interval_s):
+            cams = [
+                CameraStats(cid, st, w.fps(time.monotonic()), w.latency_ms, w.frame_errors)
+                for cid, (st, w) in agent.camera_status().items()
+            ]
+            uplink.put_health(
+                build_health(
+                    site=site,
+                    device=device,
+                    version=__version__,
+                    at=dt.datetime.now(dt.UTC),
+                    started_at=started,
+                    models=shas,
+                    cameras=cams,
+                    outbox=outbox.stats(),
+                    bad_messages=agent.bad_messages + uplink.counters().bad_messages,
+                    clock_synced=clock_synced(),
+                )
+            )
+    finally:
+        stop.set()
+        agent.join(timeout=10)
+        for source in sources.values():
+            source.close()
+        pump.join(timeout=5)
+        uplink.pump()  # hand over what the cameras queued while stopping
+        client.close()
+        outbox.close()
