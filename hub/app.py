@@ -4,6 +4,7 @@ lifespan and torn down in reverse order."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import tempfile
 from collections.abc import AsyncIterator
@@ -15,11 +16,13 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from ringwatch import __version__
+from ringwatch.contract.messages import Event
 from ringwatch.hub import crud
 from ringwatch.hub.broker import PrivateMosquitto
 from ringwatch.hub.clock import Clock, utc_now
 from ringwatch.hub.crypto import TemplateCipher
 from ringwatch.hub.db import SessionFactory, make_engine, migrate, session_factory
+from ringwatch.hub.incident_runtime import IncidentRuntime
 from ringwatch.hub.ingest import Ingestor, IngestStats
 from ringwatch.hub.inventory import HubConfig
 from ringwatch.hub.matching import Matcher
@@ -50,6 +53,7 @@ class Hub:
     link: MqttLink | None = None
     broker: PrivateMosquitto | None = None
     broker_url: str | None = None
+    incidents: IncidentRuntime | None = None
     _tmp: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
 
     def enroller(self) -> PhotoEnroller:
@@ -65,8 +69,21 @@ class Hub:
         migrate(self.engine)
         with self.sessions.begin() as session:
             crud.apply_config(session, self.config)
+        self.incidents = IncidentRuntime(
+            self.sessions,
+            self.config.incidents,
+            self.settings.colour_policy,
+            self.clock,
+            self._alert,
+        )
         if ingest:
             self._start_ingest()
+        if self.config.incidents.timer_loop:
+            self.incidents.start()
+
+    def _alert(self, topic: str, payload: bytes) -> bool:
+        """Publish a routed alert (False while there is no broker link: retried later)."""
+        return self.link is not None and self.link.publish(topic, payload)
 
     def _start_ingest(self) -> None:
         url = self.settings.broker_url
@@ -79,7 +96,7 @@ class Hub:
         self.broker_url = url
         cfg = self.config.ingest
         self.worker = IngestWorker(
-            Ingestor(self.sessions, self.matcher, self.clock, self.stats),
+            Ingestor(self.sessions, self.matcher, self.clock, self.stats, self._stored),
             self.clock,
             cfg.batch_size,
         )
@@ -94,7 +111,13 @@ class Hub:
         self.worker.start()
         self.link.start()
 
+    def _stored(self, events: list[Event], now: dt.datetime) -> None:
+        if self.incidents is not None:
+            self.incidents.on_stored(events, now)
+
     def stop(self) -> None:
+        if self.incidents is not None:
+            self.incidents.stop()
         if self.link is not None:
             self.link.stop()
         if self.worker is not None:

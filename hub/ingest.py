@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -185,12 +185,18 @@ class Ingestor:
     """Stores one batch per transaction; see the module docstring."""
 
     def __init__(
-        self, sessions: SessionFactory, matcher: Matcher, clock: Clock, stats: IngestStats
+        self,
+        sessions: SessionFactory,
+        matcher: Matcher,
+        clock: Clock,
+        stats: IngestStats,
+        on_stored: Callable[[list[Event], Any], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.matcher = matcher
         self.clock = clock
         self.stats = stats
+        self.on_stored = on_stored  # after each commit: the new events (incidents hook)
 
     def ingest(self, batch: Sequence[Inbound]) -> BatchResult:
         """Parse, store and commit ``batch``. Database outages raise (the caller retries
@@ -219,7 +225,11 @@ class Ingestor:
 
     def _commit(self, items: Sequence[Parsed | Rejected]) -> BatchResult:
         with self.sessions.begin() as session:
-            return _BatchWriter(session, self.matcher, self.clock()).write(items)
+            writer = _BatchWriter(session, self.matcher, self.clock())
+            result = writer.write(items)
+        if self.on_stored is not None and writer.fresh:
+            self.on_stored(writer.fresh, writer.now)
+        return result
 
 
 class _BatchWriter:
@@ -230,6 +240,7 @@ class _BatchWriter:
         self.matcher = matcher
         self.now = now
         self.result = BatchResult()
+        self.fresh: list[Event] = []
 
     def write(self, items: Sequence[Parsed | Rejected]) -> BatchResult:
         parsed = [i for i in items if isinstance(i, Parsed)]
@@ -320,6 +331,7 @@ class _BatchWriter:
         for event in fresh.values():
             self.session.add(_event_row(event, self.now))
         self.result.stored += len(fresh)
+        self.fresh = list(fresh.values())
         self.session.flush()
         self._match([e for e in fresh.values() if e.embedding is not None])
 

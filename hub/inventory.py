@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ringwatch.configfile import load_config
 from ringwatch.contract.colours import Ring
 from ringwatch.contract.zones import Ident
+from ringwatch.hub.incident_config import IncidentsConfig
 
 
 def default_threshold() -> float:
@@ -105,6 +106,7 @@ class HubConfig(_Section):
     sites: list[SiteEntry] = Field(default_factory=list)
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
 
     @model_validator(mode="after")
     def _references(self) -> Self:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import sqlalchemy as sa
 from paho.mqtt.enums import CallbackAPIVersion
@@ -103,7 +104,9 @@ def create_admin(db_url: str) -> None:
     engine = make_engine(db_url)
     migrate(engine)
     with session_factory(engine).begin() as session:
-        data = UserCreate(username="admin", password="admin-password", role="admin")  # type: ignore[arg-type]
+        data = UserCreate.model_validate(
+            {"username": "admin", "password": "admin-password", "role": "admin"}
+        )
         crud.create_user(session, data, dt.datetime.now(dt.UTC))
     engine.dispose()
 
@@ -124,9 +127,10 @@ def clip_face_events(models_dir: Path, clip: Path) -> tuple[Event, ...]:
     start = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
     index = 0
     while True:
-        ok, frame = capture.read()
+        ok, raw = capture.read()
         if not ok:
             break
+        frame = np.asarray(raw, np.uint8)
         if index % CLIP_EVERY == 0:
             faces = pipeline.detect_and_embed(frame)
             assert faces.embeddings is not None and faces.quality is not None
@@ -181,7 +185,9 @@ class Edge:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"edge-{uuid.uuid4().hex[:8]}"
         )
-        self.client.on_message = lambda c, u, m: self.receipts.put(decode(Receipt, m.payload))
+        self.client.on_message = lambda c, u, m: self.receipts.put(
+            decode(Receipt, bytes(m.payload))
+        )
         self.client.connect(host, port)
         self.client.loop_start()
         result, _mid = self.client.subscribe(receipt_topic(site, device), qos=1)

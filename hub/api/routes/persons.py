@@ -45,7 +45,7 @@ def _template_counts(session: Session, ids: list[int]) -> dict[int, int]:
         .where(t.Template.person_id.in_(ids))
         .group_by(t.Template.person_id)
     )
-    return {int(pid): int(n) for pid, n in rows.tuples()}
+    return {int(pid): int(n) for pid, n in rows}
 
 
 def _person(session: Session, caller: Caller, person_id: int) -> t.Person:
