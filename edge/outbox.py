@@ -1,7 +1,7 @@
 """The durable outbox: every event is on disk before it is published, and leaves only on the
 hub's receipt.
 
-SQLite in WAL mode with ``synchronous=FULL``: each ``put`` is fsynced before it returns, so
+SQLite in WAL mode with ``synchronous=FULL`` for puts: each is fsynced before it returns, so
 an event survives not only a killed process (WAL with ``NORMAL`` would do for that) but also
 a power cut of the camera box, where ``NORMAL`` may roll back the last transactions. Events
 are rare (a few per second per camera), so one fsync each is affordable (~150 puts/s on this
@@ -98,6 +98,7 @@ class Outbox:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._sync = synchronous
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
@@ -121,6 +122,8 @@ class Outbox:
     def put_raw(self, key: str, topic: str, payload: bytes, priority: Priority) -> None:
         """Store any message; ``key`` is its idempotency key (a repeated key is ignored)."""
         with self._lock, self._transaction():
+            if self._db.execute("SELECT 1 FROM outbox WHERE key = ?", (key,)).fetchone():
+                return  # already queued (an idempotent retry by the caller)
             if self._count() >= self.max_events and not self._evict_one(priority):
                 self._bump("refused")
                 raise OutboxFull(
@@ -129,7 +132,7 @@ class Outbox:
                     "uplink)"
                 )
             self._db.execute(
-                "INSERT OR IGNORE INTO outbox (key, topic, payload, priority) VALUES (?,?,?,?)",
+                "INSERT INTO outbox (key, topic, payload, priority) VALUES (?,?,?,?)",
                 (key, topic, payload, int(priority)),
             )
 
@@ -154,21 +157,21 @@ class Outbox:
     def mark_sent(self, seqs: Iterable[int], now: float) -> None:
         """Record a publish attempt of these rows at ``now``."""
         params = [(now, s) for s in seqs]
-        with self._lock, self._transaction():
+        with self._lock, self._transaction(durable=False):
             self._db.executemany(
                 "UPDATE outbox SET attempts = attempts + 1, last_sent_at = ? WHERE seq = ?", params
             )
 
     def mark_unsent(self) -> None:
         """Make every row due now (after a reconnect or a restart: replay in order)."""
-        with self._lock, self._transaction():
+        with self._lock, self._transaction(durable=False):
             self._db.execute("UPDATE outbox SET last_sent_at = NULL")
 
     def release(self, keys: Iterable[str]) -> int:
         """Remove rows the hub confirmed; return how many were removed. Unknown keys (already
         released, or never ours) are ignored and counted."""
         keys = list(keys)
-        with self._lock, self._transaction():
+        with self._lock, self._transaction(durable=False):
             before = self._db.total_changes
             self._db.executemany("DELETE FROM outbox WHERE key = ?", [(k,) for k in keys])
             removed = self._db.total_changes - before
@@ -177,7 +180,7 @@ class Outbox:
 
     def release_seqs(self, seqs: Iterable[int]) -> None:
         """Remove rows by position (health rows, which get no receipt)."""
-        with self._lock, self._transaction():
+        with self._lock, self._transaction(durable=False):
             self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 
     def depth(self) -> int:
@@ -192,7 +195,11 @@ class Outbox:
 
     # -- internals (caller holds the lock) --------------------------------------------------
 
-    def _transaction(self) -> _Transaction:
+    def _transaction(self, durable: bool = True) -> _Transaction:
+        # Bookkeeping (sent marks, releases) need not be fsynced: losing the last of them
+        # in a power cut only re-sends an event. The next durable commit fsyncs them anyway.
+        level = self._sync if durable else "NORMAL"
+        self._db.execute(f"PRAGMA synchronous={level}")
         return _Transaction(self._db, self.path)
 
     def _count(self) -> int:

@@ -68,6 +68,9 @@ class UplinkCounters:
 class Uplink:
     """Publishes due outbox rows (QoS 1, in order) and releases them on receipts.
 
+    ``clock`` times receipt timeouts; it defaults to the monotonic clock so an NTP step
+    cannot stall or flood re-publishing (stored send times are reset on every connect).
+
     At most ``window`` events are awaiting a receipt at once (flow control, see
     docs/delivery.md); ``batch`` caps one :meth:`pump`.
     """
@@ -79,7 +82,7 @@ class Uplink:
         site: str,
         device: str,
         receipt_timeout_s: float,
-        clock: Clock = time.time,
+        clock: Clock = time.monotonic,
         batch: int = 200,
         window: int = 100,
     ) -> None:

@@ -71,11 +71,14 @@ def test_release_removes_only_known_ids_and_counts_unknown(outbox: Outbox) -> No
     assert outbox.stats().unknown_releases == 2
 
 
-def test_same_event_put_twice_is_stored_once(outbox: Outbox) -> None:
+def test_same_event_put_twice_is_stored_once_and_evicts_nothing(outbox: Outbox) -> None:
     e = make_event()
     outbox.put(e)
-    outbox.put(e)
-    assert outbox.depth() == 1
+    for i in range(4):
+        outbox.put(make_event(Phase.UPDATE, track=i))
+    outbox.put(e)  # full, but already there: no eviction
+    assert outbox.depth() == 5
+    assert outbox.stats().dropped == 0
 
 
 def test_full_outbox_drops_health_then_updates_never_start_or_end(tmp_path: Path) -> None:
