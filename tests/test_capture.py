@@ -239,15 +239,20 @@ def test_clock_sync_from_timedatectl_or_unknown() -> None:
 class StreamServer:
     """ffmpeg serving the clip as MPEG-TS over HTTP to one client at a time."""
 
-    def __init__(self, clip: Path) -> None:
+    def __init__(self, clip: Path, mjpeg: bool = False) -> None:
         self.clip = clip
+        self.mjpeg = mjpeg
         self.url = f"http://127.0.0.1:{free_port()}/"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        cmd = ["/usr/bin/ffmpeg", "-hide_banner", "-loglevel", "error", "-re"]
-        cmd += ["-stream_loop", "-1", "-i", str(self.clip), "-an", "-c:v", "copy"]
-        cmd += ["-f", "mpegts", "-listen", "1", self.url]
+        cmd = ["/usr/bin/ffmpeg", "-hide_banner", "-loglevel", "fatal", "-re"]
+        cmd += ["-stream_loop", "-1", "-i", str(self.clip), "-an"]
+        if self.mjpeg:  # re-encoded at 10 fps to keep the CPU cost small
+            cmd += ["-c:v", "mjpeg", "-q:v", "6", "-r", "10", "-f", "mpjpeg"]
+        else:
+            cmd += ["-c:v", "copy", "-f", "mpegts"]
+        cmd += ["-listen", "1", self.url]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
 
     def kill(self) -> None:
@@ -285,3 +290,16 @@ def test_http_stream_goes_offline_when_killed_and_resumes_on_restart(
     assert frame is not None and frame.image.shape == (360, 640, 3)
     assert status.reconnects >= 1
     assert heartbeat(status).cameras[0].online
+
+
+def test_mjpeg_over_http_is_read_too(clip: Path) -> None:
+    server = StreamServer(clip, mjpeg=True)
+    server.start()
+    try:
+        with LiveSource("mjpeg-cam", ffmpeg_opener(server.url)) as src:
+            wait_for(lambda: src.status().frames >= 5, 15, "MJPEG frames")
+            frame = src.read(2.0)
+            assert src.status().online
+    finally:
+        server.kill()
+    assert frame is not None and frame.image.shape == (360, 640, 3)
