@@ -226,6 +226,9 @@ class MqttClient:
                 info.wait_for_publish(timeout)
         self._paho.disconnect()
         self._paho.loop_stop()
+        # paho leaves its wake-up socket pair open until the client is garbage collected
+        # (a ResourceWarning then, an error under pytest -W error): close it now.
+        self._paho._reset_sockets(sockpair_only=True)
 
     @property
     def connected(self) -> bool:
