@@ -287,6 +287,8 @@ class CameraWorker:
         self._embed = "faces" in config.tasks
         self._last_error_log = 0.0
         self._stop = threading.Event()
+        self._origin: float | None = None
+        self._last_ts = 0.0
         self.thread = threading.Thread(target=self.run, name=f"camera-{config.id}", daemon=True)
         self.finished = threading.Event()
 
@@ -299,6 +301,8 @@ class CameraWorker:
                     if not self.source.status().online and self._stream_time:
                         break  # a file that has ended
                     continue
+                if self._stream_time:
+                    frame = self._recording_time(frame)
                 if self._pacer.due(frame.ts if self._stream_time else frame.captured_at):
                     self.step(frame)
         finally:
@@ -325,6 +329,15 @@ class CameraWorker:
         self.stats.latency_ms = (
             took if self.stats.analysed == 1 else 0.8 * self.stats.latency_ms + 0.2 * took
         )
+
+    def _recording_time(self, frame: Frame) -> Frame:
+        """A recording's frames are timed by their stream position from when it started, so
+        dwell times do not depend on how fast this box decodes (a loop continues the time)."""
+        if self._origin is None or frame.ts < self._last_ts:
+            last = self._origin + self._last_ts if self._origin is not None else None
+            self._origin = frame.captured_at - frame.ts if last is None else last - frame.ts
+        self._last_ts = frame.ts
+        return replace(frame, captured_at=self._origin + frame.ts)
 
     def start(self, stop: threading.Event) -> None:
         self._stop = stop

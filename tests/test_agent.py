@@ -39,7 +39,7 @@ from ringwatch.edge.agent import (
 )
 from ringwatch.edge.capture import Frame, SourceStatus, VideoFileSource
 from ringwatch.edge.config import SiteConfig, load_site_config
-from ringwatch.edge.mqtt import MqttClient
+from ringwatch.edge.mqtt import Message, MqttClient
 from ringwatch.models.detections import Detections
 from tests.services import Broker, free_port
 
@@ -471,3 +471,73 @@ def test_hamilton_clip_face_events_match_the_watch_list_photo(
         assert event.ring is not None
         similarity = float(np.dot(embedding, reference))
         assert similarity >= 0.363, f"track {event.track_id}: cosine {similarity:.3f}"
+
+
+@pytest.mark.data
+def test_edge_run_delivers_every_event_and_stops_on_sigterm(
+    broker: Broker, models_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """`ringwatch edge run` as a process: events reach a receipting hub, SIGTERM stops it."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from ringwatch.contract.messages import DeviceStatus, Health, Receipt
+    from ringwatch.contract.topics import TopicKind, receipt_topic, topic_filter
+
+    raw = yaml.safe_load((REPO / "configs/towncentre.yaml").read_text())
+    raw["broker"]["url"] = broker.url
+    raw["outbox"]["path"] = str(tmp_path / "outbox.sqlite3")
+    raw["health_interval_s"] = 1
+    raw["cameras"][0]["schedules"]["shop-hours"]["open"] = []  # closed whenever CI runs
+    raw["cameras"][0]["source"] = str(data_dir / "video/towncentre_clip_example01.mp4")
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    site_id, device = raw["site"], raw["device"]
+
+    events: dict[str, Event] = {}
+    healths: list[Health] = []
+    states: list[str] = []
+    hub = MqttClient(broker.url, f"test-hub-run-{free_port()}")
+
+    def on_event(m: Message) -> None:
+        event = decode(Event, m.payload)
+        events[event.event_id] = event
+        receipt = Receipt(site=site_id, device=device, event_ids=[event.event_id], sent_at=T0)
+        hub.publish(receipt_topic(site_id, device), encode(receipt))
+
+    hub.subscribe(topic_filter(TopicKind.EVENTS, site_id, device), on_event)
+    hub.subscribe(
+        topic_filter(TopicKind.HEALTH, site_id, device),
+        lambda m: healths.append(decode(Health, m.payload)),
+    )
+    hub.subscribe(
+        topic_filter(TopicKind.STATUS, site_id, device),
+        lambda m: states.append(decode(DeviceStatus, m.payload).state.value),
+    )
+    hub.start()
+    assert hub.wait_connected(5)
+    command = [sys.executable, "-m", "ringwatch", "edge", "run", "-c", str(config)]
+    proc = subprocess.Popen([*command, "--models-dir", str(models_dir)], cwd=tmp_path)
+    try:
+        expected = [s.strip() for s in TOWNCENTRE_EVENTS.replace("\n", "|").split("|") if s.strip()]
+        wait_for(lambda: len(events) >= len(expected), 120, f"{len(expected)} events")
+        wait_for(lambda: bool(healths) and "online" in states, 10, "health and online status")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        hub.close()
+    # The same events as the replay, in a different process; the end-of-file ones included.
+    got = sorted(
+        f"{e.kind.value} {e.phase.value} {e.zone_id} {e.track_id}" for e in events.values()
+    )
+    assert got == sorted(s.split(" ", 1)[1] for s in expected)
+    assert states[-1] == "offline"
+    camera = healths[-1].cameras[0]
+    assert camera.camera == "street" and camera.frame_errors == 0
+    assert json.loads(healths[-1].model_dump_json())["models"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from ringwatch.edge.tracking import Tracker, TrackerConfig, box_iou, greedy_match
@@ -103,3 +104,77 @@ def test_crossing_paths_do_not_swap_ids() -> None:
         by_x = dict(zip(ids(out), out.xyxy[:, 0].tolist(), strict=True))
         assert by_x[1] == pytest.approx(10 + 20 * k)
         assert by_x[2] == pytest.approx(250 - 20 * k)
+
+
+# -- best face per track -----------------------------------------------------------------
+
+
+class FakeCropper:
+    """Records the boxes cut; returns a minimal JPEG-looking payload."""
+
+    def __init__(self) -> None:
+        self.boxes: list[list[float]] = []
+
+    def crop(self, image: object, xyxy: npt.NDArray[np.float32]) -> bytes:
+        self.boxes.append([float(v) for v in xyxy])
+        return b"\xff\xd8fake-jpeg"
+
+
+def faces(quality: float, x: float = 100.0, emb_axis: int = 0) -> Detections:
+    embedding = np.zeros((1, 128), np.float32)
+    embedding[0, emb_axis] = 2.0  # not unit length: the event normalises it
+    return Detections(
+        xyxy=np.array([[x, 20, x + 40, 70]], np.float32),
+        confidence=np.array([0.9], np.float32),
+        class_id=np.zeros(1, np.int32),
+        quality=np.array([quality], np.float32),
+        embeddings=embedding,
+    )
+
+
+def test_one_face_event_per_track_and_an_update_only_for_a_much_better_shot() -> None:
+    import datetime as dt
+
+    from ringwatch.contract.colours import Ring
+    from ringwatch.contract.zones import CameraZones
+    from ringwatch.edge.faces_track import FaceTrackConfig, FaceTracks
+    from ringwatch.edge.rules import EventStamp
+    from ringwatch.edge.zones import ZoneSet
+
+    zones = CameraZones.model_validate(
+        {
+            "default_ring": "outer",
+            "zones": [
+                {"id": "yard", "role": "inner", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}
+            ],
+        }
+    )
+    stamp = EventStamp("campus", "box", "gate", 400, 200)
+    cropper = FakeCropper()
+    tracks = FaceTracks(
+        stamp,
+        ZoneSet.for_frame(zones, (400, 200)),
+        cropper,
+        FaceTrackConfig(min_quality=0.5, improve_by=0.15, tracker=TrackerConfig(min_hits=1)),
+    )
+    person = dets((90, 0, 150, 200, 0.9)).with_columns(tracker_id=np.array([7], np.int64))
+    image = np.zeros((200, 400, 3), np.uint8)
+    at = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
+    got: list[tuple[object, ...]] = []
+    for q in (0.3, 0.55, 0.6, 0.69, 0.75, 0.7):
+        for e in tracks.update(faces(q), person, image, at):
+            got.append((e.phase.value, e.track_id, e.face_quality, e.zone_id, e.ring))
+    assert got == [
+        ("start", 7, pytest.approx(0.55), "yard", Ring.INNER),
+        ("update", 7, pytest.approx(0.75), "yard", Ring.INNER),
+    ]
+    event = tracks.update(faces(0.9, x=300), dets(), image, at)  # a new face, elsewhere
+    assert len(event) == 1
+    e = event[0]
+    # Not inside a person box: the face track's own id, offset; seen outside the yard.
+    assert e.track_id is not None and e.track_id > 1_000_000
+    assert (e.zone_id, e.ring) == (None, Ring.OUTER)
+    assert e.embedding is not None and e.embedding[0] == pytest.approx(1.0)
+    assert e.face_crop_jpeg == b"\xff\xd8fake-jpeg" and cropper.boxes[-1] == [300, 20, 340, 70]
+    inside = tracks.update(faces(0.9, x=300), dets(), image, at)
+    assert inside == []  # the same face again, no better: nothing new
