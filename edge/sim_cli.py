@@ -59,6 +59,7 @@ def _sensors(args: argparse.Namespace) -> int:
         f"ringwatch-sim-{args.site}-{args.shed}",
         username=args.username,
         password=args.password,
+        session_expiry_s=0,  # publishes only: nothing to keep between runs
     )
     client.start()
     try:

@@ -93,7 +93,7 @@ def test_cli_publishes_readings_with_a_fault_over_a_real_broker(
     broker: Broker, capsys: pytest.CaptureFixture[str]
 ) -> None:
     got: list[tuple[str, SensorReading]] = []
-    sub = MqttClient(broker.url, f"test-sensors-{free_port()}")
+    sub = MqttClient(broker.url, f"test-sensors-{free_port()}", session_expiry_s=0)
     sub.subscribe(
         topic_filter(TopicKind.SENSORS, "simsite"),
         lambda m: got.append((m.topic, decode(SensorReading, m.payload))),

@@ -52,7 +52,7 @@ class HubReceiver:
     """Commits events to SQLite in batches, then acks them and sends one receipt per batch and
     device, as the hub ingest will (duplicates are committed once and receipted again)."""
 
-    def __init__(self, url: str, db_path: Path, client_id: str) -> None:
+    def __init__(self, url: str, db_path: Path, client_id: str, expiry_s: int = 0) -> None:
         self._db = sqlite3.connect(db_path, check_same_thread=False)
         self._db.execute("CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY)")
         self._lock = threading.Lock()
@@ -63,7 +63,9 @@ class HubReceiver:
         self.duplicates = 0
         self.order: list[str] = []
         self.arrivals: list[float] = []  # monotonic time of each first delivery
-        self.client = MqttClient(url, client_id, manual_ack=True, reconnect_delay_s=(1, 1))
+        self.client = MqttClient(
+            url, client_id, manual_ack=True, reconnect_delay_s=(1, 1), session_expiry_s=expiry_s
+        )
         self.client.subscribe(topic_filter(TopicKind.EVENTS), self._inbox.put, qos=1)
 
     def start(self) -> None:
@@ -74,6 +76,7 @@ class HubReceiver:
         self._stop.set()
         self._worker.join(5)
         self.client.close()
+        self._db.close()
 
     def _commit_loop(self) -> None:
         while not self._stop.is_set():
@@ -124,7 +127,7 @@ def receiver(broker: Broker, tmp_path: Path) -> Iterator[HubReceiver]:
 
 @pytest.fixture
 def edge_client(broker: Broker) -> Iterator[MqttClient]:
-    client = MqttClient(broker.url, f"test-edge-{free_port()}")
+    client = MqttClient(broker.url, f"test-edge-{free_port()}", session_expiry_s=0)
     yield client
     client.close()
 
@@ -197,18 +200,18 @@ def test_a_new_client_with_the_same_id_gets_what_was_queued_while_away(broker: B
     """Persistent session across a new paho Client (a process restart): clean_start=False."""
     client_id = f"test-persist-{free_port()}"
     got: list[bytes] = []
-    first = MqttClient(broker.url, client_id)
+    first = MqttClient(broker.url, client_id, session_expiry_s=60)
     first.subscribe("test/persist", lambda m: got.append(m.payload))
     first.start()
     assert first.wait_connected(5)
     time.sleep(0.2)  # SUBACK
     first.close()
-    sender = MqttClient(broker.url, f"test-persist-send-{free_port()}")
+    sender = MqttClient(broker.url, f"test-persist-send-{free_port()}", session_expiry_s=0)
     sender.start()
     assert sender.wait_connected(5)
     assert sender.publish_wait("test/persist", b"while away")
     sender.close()
-    second = MqttClient(broker.url, client_id)
+    second = MqttClient(broker.url, client_id, session_expiry_s=0)
     second.subscribe("test/persist", lambda m: got.append(m.payload))
     second.start()
     try:
@@ -249,7 +252,7 @@ def test_no_receipt_means_republish_after_the_timeout(
     broker: Broker, edge_client: MqttClient, tmp_path: Path
 ) -> None:
     seen: list[str] = []
-    listener = MqttClient(broker.url, f"test-listen-{free_port()}")
+    listener = MqttClient(broker.url, f"test-listen-{free_port()}", session_expiry_s=0)
     listener.subscribe(topic_filter(TopicKind.EVENTS, SITE, DEVICE), lambda m: seen.append(m.topic))
     listener.start()
     clock = FakeClock()
@@ -288,7 +291,7 @@ def test_malformed_and_foreign_receipts_are_counted_not_fatal(
     uplink = Uplink(outbox, edge_client, SITE, DEVICE, receipt_timeout_s=30)
     uplink.start()
     edge_client.start()
-    sender = MqttClient(broker.url, f"test-send-{free_port()}")
+    sender = MqttClient(broker.url, f"test-send-{free_port()}", session_expiry_s=0)
     sender.start()
     try:
         assert edge_client.wait_connected(5) and sender.wait_connected(5)
@@ -425,7 +428,7 @@ def ledger(log: Path) -> tuple[set[str], set[str]]:
 
 def test_the_last_will_marks_a_killed_edge_offline(broker: Broker, tmp_path: Path) -> None:
     states: list[DeviceState] = []
-    watcher = MqttClient(broker.url, f"test-watch-{free_port()}")
+    watcher = MqttClient(broker.url, f"test-watch-{free_port()}", session_expiry_s=0)
     watcher.subscribe(
         status_topic(SITE, "box9"), lambda m: states.append(decode(DeviceStatus, m.payload).state)
     )
@@ -449,7 +452,7 @@ def test_no_event_lost_across_a_30s_broker_outage_and_an_edge_sigkill(tmp_path: 
     mq.mkdir()
     broker = Broker("127.0.0.1", free_port(), mq)
     broker.start()
-    hub = HubReceiver(broker.url, tmp_path / "hub.sqlite3", "test-hub-kill")
+    hub = HubReceiver(broker.url, tmp_path / "hub.sqlite3", "test-hub-kill", expiry_s=3600)
     hub.start()
     outbox_path = tmp_path / "edge-outbox.sqlite3"
     logs = [tmp_path / "edge-a.log", tmp_path / "edge-b.log"]
