@@ -317,7 +317,7 @@ class VideoFileSource:
             self._start = now
         behind = int((now - self._start) / self._period) - self._pos
         for _ in range(max(0, behind)):
-            if not self._advance(self._cap.grab):
+            if not self._advance(lambda: self._cap.grab()):  # self._cap changes on a loop
                 return
             self._pos += 1
             self._dropped += 1

@@ -111,6 +111,18 @@ def test_native_rate_paces_reads_and_skips_frames_for_a_slow_reader(clip: Path) 
     src.close()
 
 
+def test_native_rate_skipping_past_the_end_of_a_looped_file_wraps_around(clip: Path) -> None:
+    t = FakeTime()
+    src = VideoFileSource(clip, loop=True, realtime=True, clock=t.clock, sleep=t.sleep)
+    assert src.read() is not None
+    t.now += 12.0  # longer than the 9.2 s clip
+    frame = src.read()
+    assert frame is not None and frame.index == 1
+    assert frame.ts == pytest.approx(12.0, abs=0.1)
+    assert src.status().online
+    src.close()
+
+
 class FakeCapture:
     """Yields ``frames`` tiny images, then fails like a dead server."""
 
