@@ -360,29 +360,33 @@ class VideoFileSource:
 
 def open_source(uri: str, *, loop: bool = False, realtime: bool = True) -> FrameSource:
     """A source for a camera's ``source`` setting: file path, rtsp://, http(s):// or usb:N."""
+    opener, live = _opener_for(uri)
+    if live:
+        return LiveSource(_redact(uri), opener)
+    return VideoFileSource(Path(uri), loop=loop, realtime=realtime, opener=opener)
+
+
+def _opener_for(uri: str) -> tuple[Opener, bool]:
+    """The opener for ``uri`` and whether it is a live stream; InputError if unusable."""
     if uri.startswith("usb:"):
         try:
-            index = int(uri[4:])
+            return usb_opener(int(uri[4:])), True
         except ValueError:
             raise InputError(f"camera source {uri!r}: expected usb:N with N a number") from None
-        return LiveSource(uri, usb_opener(index))
     if uri.startswith(LIVE_SCHEMES):
-        return LiveSource(_redact(uri), ffmpeg_opener(uri))
+        return ffmpeg_opener(uri), True
     if "://" in uri:
         raise InputError(f"camera source {uri!r}: unsupported scheme (file, rtsp, http, usb:N)")
-    return VideoFileSource(Path(uri), loop=loop, realtime=realtime)
+    if not Path(uri).is_file():
+        raise InputError(f"video file {uri} does not exist")
+    return file_opener(Path(uri)), False
 
 
 def probe(uri: str) -> StreamInfo:
     """Open a source, read one frame, and say what it is (for ``ringwatch edge check``)."""
     import cv2
 
-    if uri.startswith("usb:"):
-        cap: Capture = usb_opener(int(uri[4:]))()
-    elif uri.startswith(LIVE_SCHEMES):
-        cap = ffmpeg_opener(uri)()
-    else:
-        cap = file_opener(Path(uri))()
+    cap = _opener_for(uri)[0]()
     try:
         ok, image = cap.read() if cap.isOpened() else (False, None)
         if not ok or image is None:

@@ -186,6 +186,10 @@ def test_sources_are_chosen_by_uri_and_bad_ones_named(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="usb:N"):
         open_source("usb:front")
     assert _redact("rtsp://admin:secret@10.0.0.5/h264") == "rtsp://admin:***@10.0.0.5/h264"
+    with pytest.raises(InputError, match="usb:N"):
+        probe("usb:front")
+    with pytest.raises(InputError, match="does not exist"):
+        probe(str(tmp_path / "missing.mp4"))
 
 
 def test_probe_reports_resolution_fps_and_codec(clip: Path) -> None:
