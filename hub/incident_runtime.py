@@ -1,0 +1,106 @@
+"""The incident service at run time: the ingest hook, the timer loop and the dispatcher.
+
+- :meth:`IncidentRuntime.on_stored` is called by ingest after each commit with the new
+  events; it updates incidents in its own transaction (a failure there is logged and counted
+  and never loses an event, which is already committed) and wakes the loop.
+- :meth:`IncidentRuntime.tick` is one round of the loop at an injected ``now``: escalate
+  missed stages, raise technical incidents, send due deliveries, and once an hour purge
+  what is past retention. Tests call it directly with a fake time; the hub runs it in a
+  thread every ``tick_s`` seconds (and at once after new incidents).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ringwatch.contract.colours import ColourPolicy
+from ringwatch.contract.messages import Event
+from ringwatch.hub.clock import Clock
+from ringwatch.hub.db import SessionFactory
+from ringwatch.hub.incident_config import IncidentsConfig
+from ringwatch.hub.incidents import IncidentService
+from ringwatch.hub.retention import Purged, purge
+from ringwatch.hub.routing import Router
+from ringwatch.hub.webhooks import Dispatcher, Publish, WebhookTransport
+
+log = logging.getLogger(__name__)
+RETENTION_EVERY = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    escalated: int
+    technical: int
+    dispatched: int
+    purged: Purged | None
+
+
+class IncidentRuntime:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        config: IncidentsConfig,
+        policy: ColourPolicy,
+        clock: Clock,
+        publish: Publish | None = None,
+        transport: WebhookTransport | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.config = config
+        self.clock = clock
+        self.service = IncidentService(config, policy, Router(config))
+        tokens = {str(h.url): h.secret_header for h in config.webhooks if h.secret_header}
+        self.dispatcher = Dispatcher(sessions, config.retry, transport, publish, tokens)
+        self.errors = 0
+        self._last_purge: dt.datetime | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def on_stored(self, events: Sequence[Event], now: dt.datetime) -> None:
+        """Ingest hook: new committed events -> incidents."""
+        try:
+            with self.sessions.begin() as session:
+                self.service.on_stored(session, events, now)
+        except Exception:
+            self.errors += 1
+            log.exception("incident update failed for %d events", len(events))
+        self._wake.set()
+
+    def tick(self, now: dt.datetime) -> TickResult:
+        with self.sessions.begin() as session:
+            escalated = len(self.service.escalate_missed(session, now))
+            technical = len(self.service.watch_devices(session, now))
+        dispatched = self.dispatcher.dispatch(now)
+        purged = None
+        if self._last_purge is None or now - self._last_purge >= RETENTION_EVERY:
+            with self.sessions.begin() as session:
+                purged = purge(session, self.config.retention, now)
+            self._last_purge = now
+        return TickResult(escalated, technical, dispatched, purged)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="hub-incidents", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick(self.clock())
+            except Exception:
+                self.errors += 1
+                log.exception("incident timer round failed; trying again next round")
+            self._wake.wait(self.config.tick_s)
+            self._wake.clear()
