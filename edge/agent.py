@@ -325,6 +325,8 @@ class CameraWorker:
         done = self._clock()
         self.stats.analysed += 1
         self.stats.times.append(done)
+        if len(self.stats.times) > 1000:
+            del self.stats.times[:500]
         took = (done - started) * 1000
         self.stats.latency_ms = (
             took if self.stats.analysed == 1 else 0.8 * self.stats.latency_ms + 0.2 * took

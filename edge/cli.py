@@ -248,11 +248,13 @@ def _bench(args: argparse.Namespace) -> int:
             agent.camera_status().items(), (c.fps for c in cfg.cameras), strict=True
         )
     ]
-    total = sum(w.analysed for _, w in agent.camera_status().values()) / wall
+    frames = sum(w.analysed for _, w in agent.camera_status().values())
+    load = os.getloadavg()[0]
     print(
-        f"{len(cfg.cameras)} camera(s), {wall:.1f} s, {os.cpu_count()} CPUs, "
+        f"{len(cfg.cameras)} camera(s), {wall:.1f} s, {os.cpu_count()} CPUs (load {load:.1f}), "
         f"threads/model {cfg.models.threads}: process CPU {100 * cpu / wall:.0f}% "
-        f"(100% = one core), {total:.2f} frames analysed/s in all, {sink.count} events"
+        f"(100% = one core), {frames / wall:.2f} frames analysed/s in all, "
+        f"{cpu / max(frames, 1) * 1000:.0f} ms CPU per frame, {sink.count} events"
     )
     print(
         render_table(
