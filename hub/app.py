@@ -138,7 +138,7 @@ def build_hub(
     models_dir: Path | None = None,
 ) -> Hub:
     """The hub's parts, not yet started (no connections are made here)."""
-    config = config or HubConfig()
+    config = (config or HubConfig()).check("hub config")
     engine = make_engine(settings.database_url)
     cipher = TemplateCipher(settings.template_key)
     return Hub(

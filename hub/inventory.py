@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ringwatch.configfile import load_config
 from ringwatch.contract.colours import Ring
 from ringwatch.contract.zones import Ident
+from ringwatch.errors import ConfigError
 from ringwatch.hub.incident_config import IncidentsConfig
 
 
@@ -108,18 +109,26 @@ class HubConfig(_Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
 
-    @model_validator(mode="after")
-    def _references(self) -> Self:
+    def reference_errors(self) -> list[str]:
+        """Key paths of sites naming a station or manager the file does not define."""
         stations = {s.id for s in self.stations}
         managers = {m.id for m in self.managers}
-        for site in self.sites:
+        errors = []
+        for i, site in enumerate(self.sites):
             if site.station is not None and site.station not in stations:
-                raise ValueError(f"site {site.id}: unknown station {site.station!r}")
+                errors.append(f"sites[{i}].station: unknown station {site.station!r}")
             if site.manager is not None and site.manager not in managers:
-                raise ValueError(f"site {site.id}: unknown manager {site.manager!r}")
+                errors.append(f"sites[{i}].manager: unknown manager {site.manager!r}")
+        return errors
+
+    def check(self, source: str) -> HubConfig:
+        """This config, or ConfigError naming ``source`` and each bad key path."""
+        errors = self.reference_errors()
+        if errors:
+            raise ConfigError("\n".join(f"{source}: {e}" for e in errors))
         return self
 
 
 def load_hub_config(path: Path) -> HubConfig:
     """Read and validate the hub config file; ConfigError names file and key path."""
-    return load_config(HubConfig, path)
+    return load_config(HubConfig, path).check(str(path))

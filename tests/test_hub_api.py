@@ -261,9 +261,8 @@ def test_templates_are_encrypted_and_delisted_or_overdue_persons_are_not_matched
                 f"/api/v1/persons/{person}", json={**change, "why": "test"}, headers=admin
             )
             assert res.status_code == 200, res.text
-        fresh = Inbound(
-            probe.topic, probe.payload.replace(probe.payload[10:46], new_event_id().encode(), 1)
-        )
+        event = Event.model_validate_json(probe.payload)
+        fresh = Inbound(probe.topic, encode(event.model_copy(update={"event_id": new_event_id()})))
         return ingest.ingest([fresh]).sightings
 
     assert sightings_after(None) == 1
