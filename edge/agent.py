@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -56,7 +56,7 @@ from ringwatch.contract.topics import (
 from ringwatch.contract.zones import CameraZones
 from ringwatch.edge.capture import LIVE_SCHEMES, Frame, FrameSource, SourceStatus
 from ringwatch.edge.config import CameraConfig, CameraRole, SiteConfig, Thresholds
-from ringwatch.edge.faces_track import FaceTracks
+from ringwatch.edge.faces_track import Embedder, FaceTracks
 from ringwatch.edge.mqtt import Message
 from ringwatch.edge.privacy import JpegCropper, PrivacyMask, encode_jpeg
 from ringwatch.edge.rules import EventStamp, ZoneRules
@@ -65,6 +65,9 @@ from ringwatch.edge.tracking import Tracker
 from ringwatch.edge.zones import PERSON_ANCHOR, ZoneSet
 from ringwatch.errors import ConfigError
 from ringwatch.models.detections import Detections
+
+if TYPE_CHECKING:
+    from ringwatch.models.perception import Perception
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +131,9 @@ class _Stages:
     faces: FaceTracks
 
     @classmethod
-    def build(cls, ident: Ident, zones: CameraZones, size: tuple[int, int]) -> _Stages:
+    def build(
+        cls, ident: Ident, zones: CameraZones, size: tuple[int, int], embedder: Embedder | None
+    ) -> _Stages:
         stamp = EventStamp(ident.site, ident.device, ident.camera, size[0], size[1])
         privacy = PrivacyMask.for_frame(zones.masks, size)
         zone_set = ZoneSet.for_frame(zones, size)
@@ -137,15 +142,22 @@ class _Stages:
             zones=zones,
             privacy=privacy,
             rules=ZoneRules(zones, stamp),
-            faces=FaceTracks(stamp, zone_set, JpegCropper(privacy)),
+            faces=FaceTracks(stamp, zone_set, JpegCropper(privacy), embedder),
         )
 
 
 class CameraPipeline:
     """``process(frame, found) -> events`` for one camera; thread-safe zone swaps."""
 
-    def __init__(self, ident: Ident, zones: CameraZones, shed: ShedMonitor | None = None) -> None:
+    def __init__(
+        self,
+        ident: Ident,
+        zones: CameraZones,
+        shed: ShedMonitor | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
         self.ident = ident
+        self.embedder = embedder
         self.tracker = Tracker()
         self.shed = shed
         self._zones = zones
@@ -165,7 +177,7 @@ class CameraPipeline:
         persons = self.tracker.update(stages.privacy.filter(found.persons, PERSON_ANCHOR))
         events += stages.rules.update(persons, at)
         faces = stages.privacy.filter(found.faces)
-        if len(faces) and faces.embeddings is not None:
+        if len(faces):
             events += stages.faces.update(faces, persons, frame.image, at)
         if self.shed is not None:
             events += self.shed.observe_frame(stages.privacy.filter(found.fire), stages.stamp, at)
@@ -219,7 +231,7 @@ class CameraPipeline:
             self._zones = pending
             stages = None
         if stages is None or (stages.stamp.width, stages.stamp.height) != size:
-            stages = _Stages.build(self.ident, self._zones, size)
+            stages = _Stages.build(self.ident, self._zones, size, self.embedder)
             self._stages = stages
         return events, stages
 
@@ -284,7 +296,8 @@ class CameraWorker:
         self._clock = clock
         self._pacer = Pacer(config.fps)
         self._stream_time = is_file_source(config.source)
-        self._embed = "faces" in config.tasks
+        # Embed every face only when the pipeline cannot embed the shots it publishes.
+        self._embed = "faces" in config.tasks and pipeline.embedder is None
         self._last_error_log = 0.0
         self._stop = threading.Event()
         self._origin: float | None = None
@@ -419,8 +432,10 @@ class Agent:
         sink: EventSink,
         publisher: Publisher | None = None,
         store: ZoneStore | None = None,
+        embedders: Mapping[str, Embedder | None] | None = None,
     ) -> None:
         self.config = config
+        self.embedders = embedders or {}
         self.sink = sink
         self.publisher = publisher
         self.store = store
@@ -439,7 +454,7 @@ class Agent:
             zone = next((z.id for z in zones.zones if z.role.value == "shed"), None)
             shed = ShedMonitor(cam.shed, zone, shed_config(self.config.models.thresholds))
             self.sheds[cam.id] = shed
-        pipeline = CameraPipeline(ident, zones, shed)
+        pipeline = CameraPipeline(ident, zones, shed, self.embedders.get(cam.id))
         self.pipelines[cam.id] = pipeline
         self.workers[cam.id] = CameraWorker(cam, source, analyzer, pipeline, self.sink)
 
@@ -559,7 +574,9 @@ def camera_frame_at(frame: Frame, start: dt.datetime) -> Frame:
 # -- running a site -----------------------------------------------------------------------
 
 
-def load_analyzers(config: SiteConfig, models_dir: Path) -> tuple[dict[str, Analyzer], list[Path]]:
+def load_analyzers(
+    config: SiteConfig, models_dir: Path
+) -> tuple[dict[str, Perception], list[Path]]:
     """One perception per distinct task set (shared by cameras), and the model files used."""
     from ringwatch.models.perception import Perception
     from ringwatch.models.runtime import RuntimeOptions
@@ -567,7 +584,7 @@ def load_analyzers(config: SiteConfig, models_dir: Path) -> tuple[dict[str, Anal
     m = config.models
     options = RuntimeOptions(provider=m.provider.value, threads=m.threads)
     thresholds = detector_thresholds(m.thresholds, shed_config(m.thresholds))
-    by_tasks: dict[frozenset[str], Analyzer] = {}
+    by_tasks: dict[frozenset[str], Perception] = {}
     for cam in config.cameras:
         tasks = frozenset(cam.tasks)
         if tasks not in by_tasks:
@@ -616,9 +633,9 @@ def run_site(config: SiteConfig, models_dir: Path, stop: threading.Event) -> Non
     sources = {
         c.id: open_source(c.source, loop=c.loop, realtime=c.realtime) for c in config.cameras
     }
-    agent = Agent(
-        config, analyzers, sources, uplink, client, ZoneStore(config.outbox.path.parent / "zones")
-    )
+    store = ZoneStore(config.outbox.path.parent / "zones")
+    embedders = {cid: p.embedder for cid, p in analyzers.items()}
+    agent = Agent(config, analyzers, sources, uplink, client, store, embedders)
     for topic, handler in agent.subscriptions():
         client.subscribe(topic, _on_message(handler))
     uplink.start()

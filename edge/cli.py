@@ -225,7 +225,8 @@ def _bench(args: argparse.Namespace) -> int:
     analyzers, _ = load_analyzers(cfg, _models_dir(args, cfg))
     sources = {c.id: open_source(c.source, loop=True, realtime=c.realtime) for c in cfg.cameras}
     sink = _CountingSink()
-    agent = Agent(cfg, analyzers, sources, sink)
+    embedders = {cid: p.embedder for cid, p in analyzers.items()}
+    agent = Agent(cfg, analyzers, sources, sink, embedders=embedders)
     stop = threading.Event()
     wall0, cpu0 = time.monotonic(), time.process_time()
     agent.start(stop)

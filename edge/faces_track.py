@@ -37,6 +37,12 @@ Image = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]
 
 
+class Embedder(Protocol):
+    """Adds ``embeddings`` to face detections (``ringwatch.models.sface.FaceEmbedder``)."""
+
+    def embed(self, bgr: Image, faces: Detections) -> Detections: ...
+
+
 class CropEncoder(Protocol):
     """Cuts the box (with a margin) out of ``image`` and returns it as a small JPEG."""
 
@@ -72,6 +78,7 @@ class FaceTracks:
     stamp: EventStamp
     zones: ZoneSet
     encoder: CropEncoder
+    embedder: Embedder | None = None
     config: FaceTrackConfig = field(default_factory=FaceTrackConfig)
     tracker: Tracker = field(init=False)
     _best: dict[int, _Best] = field(default_factory=dict)
@@ -83,12 +90,16 @@ class FaceTracks:
     def update(
         self, faces: Detections, persons: Detections, image: Image, at: dt.datetime
     ) -> list[Event]:
-        """Face events for this frame; ``faces`` need ``quality`` and ``embeddings``."""
+        """Face events for this frame. ``faces`` need ``quality``; their ``embeddings`` are
+        used when present, else only the shots being published are embedded (SFace costs
+        ~16 ms a face: embedding every face of every frame would double a camera's cost)."""
         self._frame += 1
         tracked = self.tracker.update(faces)
         events: list[Event] = []
-        if len(tracked) and (tracked.quality is None or tracked.embeddings is None):
-            raise ValueError("FaceTracks.update needs faces with quality and embeddings")
+        if len(tracked) and tracked.quality is None:
+            raise ValueError("FaceTracks.update needs faces with quality")
+        if len(tracked) and tracked.embeddings is None and self.embedder is None:
+            raise ValueError("FaceTracks.update needs face embeddings or an embedder")
         owners = link_to_persons(tracked, persons)
         for i in range(len(tracked)):
             event = self._consider(tracked, i, owners[i], image, at)
@@ -121,13 +132,13 @@ class FaceTracks:
     def _event(
         self, faces: Detections, i: int, best: _Best, image: Image, at: dt.datetime, phase: Phase
     ) -> Event:
-        assert faces.tracker_id is not None and faces.embeddings is not None
+        assert faces.tracker_id is not None
         one = faces[i]
         inside = self.zones.membership(one, FACE_ANCHOR)[0]
         zone = self.zones.deepest_zone(inside)
         track_id = best.person_id or FACE_TRACK_OFFSET + int(faces.tracker_id[i])
         score = float(faces.confidence[i])
-        embedding = faces.embeddings[i].astype(np.float64)
+        embedding = self._embedding(faces, i, image).astype(np.float64)
         embedding /= max(float(np.linalg.norm(embedding)), 1e-12)
         return self.stamp.event(
             EventKind.FACE,
@@ -142,6 +153,17 @@ class FaceTracks:
             embedding=[float(v) for v in embedding],
             face_quality=min(max(best.quality, 0.0), 1.0),
         )
+
+    def _embedding(self, faces: Detections, i: int, image: Image) -> F32:
+        if faces.embeddings is not None:
+            row: F32 = faces.embeddings[i]
+            return row
+        assert self.embedder is not None
+        embedded = self.embedder.embed(image, faces[i]).embeddings
+        if embedded is None or len(embedded) != 1:
+            raise ValueError("the face embedder returned no embedding")
+        first: F32 = embedded[0]
+        return first
 
     def _forget(self) -> None:
         limit = self.config.forget_frames

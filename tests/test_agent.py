@@ -456,7 +456,12 @@ def test_hamilton_clip_face_events_match_the_watch_list_photo(
         cfg.cameras[0],
         VideoFileSource(folder / "short_hamilton_clip.mp4", realtime=False),
         perception,
-        CameraPipeline(Ident("campus", "box-1", "gate"), cfg.cameras[0].camera_zones()),
+        # As the agent runs it: only the shots being published are embedded.
+        CameraPipeline(
+            Ident("campus", "box-1", "gate"),
+            cfg.cameras[0].camera_zones(),
+            embedder=perception.embedder,
+        ),
         sink,
     )
     worker.run(threading.Event())

@@ -155,7 +155,7 @@ def test_one_face_event_per_track_and_an_update_only_for_a_much_better_shot() ->
         stamp,
         ZoneSet.for_frame(zones, (400, 200)),
         cropper,
-        FaceTrackConfig(min_quality=0.5, improve_by=0.15, tracker=TrackerConfig(min_hits=1)),
+        config=FaceTrackConfig(min_quality=0.5, improve_by=0.15, tracker=TrackerConfig(min_hits=1)),
     )
     person = dets((90, 0, 150, 200, 0.9)).with_columns(tracker_id=np.array([7], np.int64))
     image = np.zeros((200, 400, 3), np.uint8)
@@ -178,3 +178,41 @@ def test_one_face_event_per_track_and_an_update_only_for_a_much_better_shot() ->
     assert e.face_crop_jpeg == b"\xff\xd8fake-jpeg" and cropper.boxes[-1] == [300, 20, 340, 70]
     inside = tracks.update(faces(0.9, x=300), dets(), image, at)
     assert inside == []  # the same face again, no better: nothing new
+
+
+class CountingEmbedder:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(self, bgr: object, faces_: Detections) -> Detections:
+        self.calls += 1
+        vectors = np.zeros((len(faces_), 128), np.float32)
+        vectors[:, 1] = 1.0
+        return faces_.with_columns(embeddings=vectors)
+
+
+def test_only_published_shots_are_embedded() -> None:
+    import datetime as dt
+
+    from ringwatch.contract.zones import CameraZones
+    from ringwatch.edge.faces_track import FaceTrackConfig, FaceTracks
+    from ringwatch.edge.rules import EventStamp
+    from ringwatch.edge.zones import ZoneSet
+
+    embedder = CountingEmbedder()
+    tracks = FaceTracks(
+        EventStamp("campus", "box", "gate", 400, 200),
+        ZoneSet.for_frame(CameraZones(), (400, 200)),
+        FakeCropper(),
+        embedder,
+        FaceTrackConfig(tracker=TrackerConfig(min_hits=1)),
+    )
+    image = np.zeros((200, 400, 3), np.uint8)
+    at = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
+    published = []
+    for q in (0.3, 0.6, 0.62, 0.61, 0.8, 0.7):
+        bare = faces(q).with_columns(embeddings=None)
+        published += tracks.update(bare, dets(), image, at)
+    assert [e.phase.value for e in published] == ["start", "update"]
+    assert embedder.calls == 2  # six frames with a face, two embeddings
+    assert published[0].embedding is not None and published[0].embedding[1] == 1.0
