@@ -53,7 +53,7 @@ from ringwatch.contract.topics import (
     reply_topic,
     topic_filter,
 )
-from ringwatch.contract.zones import CameraZones
+from ringwatch.contract.zones import CameraZones, ZoneRole
 from ringwatch.edge.capture import LIVE_SCHEMES, Frame, FrameSource, SourceStatus
 from ringwatch.edge.config import CameraConfig, CameraRole, SiteConfig, Thresholds
 from ringwatch.edge.faces_track import Embedder, FaceTracks
@@ -211,11 +211,13 @@ class CameraPipeline:
     def with_snapshots(self, events: Iterable[Event]) -> list[Event]:
         """Alerts (intrusion, loitering, shed) start/update with a masked snapshot attached."""
         out: list[Event] = []
+        jpeg: bytes | None = None  # one snapshot per frame, however many alerts it raised
         for event in events:
             if event.kind in SNAPSHOT_KINDS and event.phase is not Phase.END:
-                shot = self.snapshot(EVENT_SNAPSHOT_BYTES)
-                if shot is not None:
-                    jpeg = base64.b64encode(shot[0])
+                if jpeg is None:
+                    shot = self.snapshot(EVENT_SNAPSHOT_BYTES)
+                    jpeg = b"" if shot is None else base64.b64encode(shot[0])
+                if jpeg:
                     event = Event.model_validate(event.model_dump() | {"snapshot_jpeg": jpeg})
             out.append(event)
         return out
@@ -451,7 +453,7 @@ class Agent:
         zones = (self.store.load(cam.id) if self.store else None) or cam.camera_zones()
         shed = None
         if cam.role is CameraRole.SHED and cam.shed is not None:
-            zone = next((z.id for z in zones.zones if z.role.value == "shed"), None)
+            zone = next((z.id for z in zones.zones if z.role is ZoneRole.SHED), None)
             shed = ShedMonitor(cam.shed, zone, shed_config(self.config.models.thresholds))
             self.sheds[cam.id] = shed
         pipeline = CameraPipeline(ident, zones, shed, self.embedders.get(cam.id))
