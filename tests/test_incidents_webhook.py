@@ -1,0 +1,168 @@
+"""Webhook delivery against a real local HTTP server that fails twice, then succeeds: with the
+time injected (no sleeping) the dispatcher retries on the backoff schedule, the receiver
+accepts exactly one delivery, and every attempt is recorded. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from ringwatch.contract.colours import ColourPolicy
+from ringwatch.contract.topics import EventKind
+from ringwatch.hub import crud
+from ringwatch.hub.db import make_engine, migrate, session_factory
+from ringwatch.hub.incident_config import IncidentsConfig
+from ringwatch.hub.incident_runtime import IncidentRuntime
+from ringwatch.hub.incident_tables import Delivery, DeliveryAttempt, Incident
+from ringwatch.hub.inventory import HubConfig
+from ringwatch.hub.routing import DeliveryStatus
+from ringwatch.hub.webhooks import UrllibTransport
+from tests.hub_fixtures import BACKENDS, HUB_CONFIG, database
+from tests.test_incidents import T0, FakeClock, event
+
+
+class FlakyReceiver:
+    """A real HTTP server: answers 503 to the first ``failures`` POSTs, then 200."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.requests: list[tuple[int, dict[str, str], dict[str, Any]]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                code = 503 if len(receiver.requests) < receiver.failures else 200
+                receiver.requests.append((code, dict(self.headers), body))
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    @property
+    def accepted(self) -> list[dict[str, Any]]:
+        return [body for code, _, body in self.requests if code == 200]
+
+    def __enter__(self) -> FlakyReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    pg = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    with database(request.param, tmp_path, pg) as url:
+        yield url
+
+
+def test_a_receiver_failing_twice_then_succeeding_gets_exactly_one_delivery(db_url: str) -> None:
+    engine = make_engine(db_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        crud.apply_config(session, HubConfig.model_validate(HUB_CONFIG))
+    clock = FakeClock(T0)
+    published: list[str] = []
+
+    def publish(topic: str, payload: bytes) -> bool:
+        published.append(topic)
+        return True
+
+    try:
+        with FlakyReceiver(failures=2) as receiver:
+            config = IncidentsConfig.model_validate(
+                {
+                    "timer_loop": False,
+                    "webhooks": [{"url": receiver.url, "secret_header": "s3cret"}],
+                    "retry": {"first_s": 2, "factor": 2, "max_s": 60, "attempts": 5},
+                }
+            )
+            incidents = IncidentRuntime(
+                sessions,
+                config,
+                ColourPolicy(),
+                clock,
+                publish=publish,
+                transport=UrllibTransport(),
+            )
+            incidents.on_stored([event(EventKind.INTRUSION, 0, "gate")], clock())
+            [incident] = _all(sessions, Incident)
+
+            schedule = [(0, 1), (1, 0), (2, 1), (5, 0), (6, 1), (100, 0), (1000, 0)]
+            for seconds, expected_attempts in schedule:
+                clock.now = T0 + dt.timedelta(seconds=seconds)
+                attempted = incidents.dispatcher.dispatch(clock())
+                webhook_attempts = expected_attempts + (1 if seconds == 0 else 0)  # + MQTT
+                assert attempted == webhook_attempts, f"at {seconds} s"
+
+            assert [code for code, _, _ in receiver.requests] == [503, 503, 200]
+            [body] = receiver.accepted
+            assert body["incident_id"] == incident.id and body["reason"] == "new"
+            keys = {headers["Idempotency-Key"] for _, headers, _ in receiver.requests}
+            assert keys == {body["alert_id"]}, "the same alert id on every retry"
+            assert {h["X-Ringwatch-Token"] for _, h, _ in receiver.requests} == {"s3cret"}
+            assert published == ["ringwatch/v1/alerts/station/st-north"]
+
+        [hook] = [d for d in _all(sessions, Delivery) if d.channel == "webhook"]
+        assert (hook.status, hook.attempts) == (DeliveryStatus.SENT, 3)
+        assert hook.sent_at == T0 + dt.timedelta(seconds=6)
+        tries = sorted(_all(sessions, DeliveryAttempt), key=lambda a: a.at)
+        webhook_tries = [(a.at, a.ok, a.status_code) for a in tries if a.delivery_id == hook.id]
+        assert webhook_tries == [
+            (T0, False, 503),
+            (T0 + dt.timedelta(seconds=2), False, 503),
+            (T0 + dt.timedelta(seconds=6), True, 200),
+        ]
+    finally:
+        engine.dispose()
+
+
+def test_an_unreachable_webhook_is_given_up_after_its_attempts(db_url: str) -> None:
+    engine = make_engine(db_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        crud.apply_config(session, HubConfig.model_validate(HUB_CONFIG))
+    with FlakyReceiver(failures=0) as receiver:
+        dead_url = receiver.url  # the port is closed once the server is gone
+    clock = FakeClock(T0)
+    config = IncidentsConfig.model_validate(
+        {"timer_loop": False, "webhooks": [{"url": dead_url}], "retry": {"attempts": 3}}
+    )
+    try:
+        incidents = IncidentRuntime(sessions, config, ColourPolicy(), clock)
+        incidents.on_stored([event(EventKind.LOITERING, 0, "gate")], clock())
+        for seconds in (0, 2, 6, 14, 30):
+            incidents.dispatcher.dispatch(T0 + dt.timedelta(seconds=seconds))
+        [hook] = [d for d in _all(sessions, Delivery) if d.channel == "webhook"]
+        assert (hook.status, hook.attempts) == (DeliveryStatus.GIVEN_UP, 3)
+        assert hook.last_error is not None and "Connection refused" in hook.last_error
+    finally:
+        engine.dispose()
+
+
+def _all(sessions: Any, model: Any) -> list[Any]:
+    with sessions() as session:
+        return list(session.scalars(sa.select(model)))
