@@ -164,3 +164,74 @@ def run_bench(events: int, pg_url: str | None, sizes: list[int]) -> str:
         rows.append([f"1:N match, {size} templates, 1 query", f"{single:.2f} ms"])
         rows.append([f"1:N match, {size} templates, 20 queries", f"{batch:.2f} ms"])
     return render_table(["measure", "result"], rows)
+
+
+THRESHOLDS = (0.363, 0.40, 0.45, 0.50, 0.55)
+
+
+def threshold_table(models_dir: Path, data_dir: Path, every_frame: int = 5) -> str:
+    """False matches of every LFW dev face against the enrolled watchlist_demo gallery, and
+    clip faces matched per person, at several thresholds (the 1:N trade-off)."""
+    from ringwatch.hub.registry import EnrolmentRefused, PhotoEnroller
+    from ringwatch.models.faces import FacePipeline, read_image
+
+    pipeline = FacePipeline.from_models_dir(models_dir)
+    enroller = PhotoEnroller(pipeline)
+    vectors, names, refused = [], [], 0
+    demo = data_dir / "faces/watchlist_demo"
+    photos = [*sorted((demo / "knn/train").glob("*/*")), demo / "lin-manuel-miranda.png"]
+    for photo in photos:
+        try:
+            vectors.append(enroller.enrol(photo.read_bytes(), photo.name).embedding)
+        except EnrolmentRefused:
+            refused += 1
+            continue
+        names.append(photo.parent.name if photo.parent.name != "watchlist_demo" else "lin")
+    gallery = np.stack(vectors)
+    lfw = []
+    for path in sorted((data_dir / "faces/lfw_dev").glob("images/*/*.jpg")):
+        faces = pipeline.detect_and_embed(read_image(path))
+        if faces.embeddings is not None and len(faces):
+            lfw.extend((faces.embeddings @ gallery.T).max(axis=1).tolist())
+    clip = _clip_best(pipeline, demo / "short_hamilton_clip.mp4", gallery, names, every_frame)
+    rows: list[list[object]] = []
+    for th in THRESHOLDS:
+        false = sum(s >= th for s in lfw)
+        per = {n: sum(1 for name, s in clip if name == n and s >= th) for n in ("lin", "obama")}
+        rows.append([f"{th:.3f}", f"{false} / {len(lfw)}", per["lin"], per["obama"]])
+    head = (
+        f"gallery: {len(names)} templates of {len(set(names))} people ({refused} photos refused); "
+        f"clip: {len(clip)} faces in every {every_frame}th frame\n"
+    )
+    table = render_table(
+        ["threshold", "LFW faces matched (false)", "clip faces -> lin", "clip faces -> obama"],
+        rows,
+    )
+    return head + table
+
+
+def _clip_best(
+    pipeline: object, clip: Path, gallery: np.ndarray, names: list[str], every: int
+) -> list[tuple[str, float]]:
+    import cv2
+
+    from ringwatch.models.faces import FacePipeline
+
+    assert isinstance(pipeline, FacePipeline)
+    capture = cv2.VideoCapture(str(clip))
+    out: list[tuple[str, float]] = []
+    index = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if index % every == 0:
+            faces = pipeline.detect_and_embed(np.asarray(frame, np.uint8))
+            if faces.embeddings is not None and len(faces):
+                sims = faces.embeddings @ gallery.T
+                for row in sims:
+                    j = int(np.argmax(row))
+                    out.append((names[j], float(row[j])))
+        index += 1
+    capture.release()
+    return out

@@ -46,6 +46,13 @@ def register(sub: Any) -> None:
     bench.add_argument("--events", type=int, default=2000, help="events per ingest run")
     bench.add_argument("--pg-url", default=None, help="also measure on this PostgreSQL URL")
     bench.add_argument("--sizes", default="10000,100000", help="template counts for 1:N")
+    bench.add_argument(
+        "--faces-data",
+        type=Path,
+        default=None,
+        help="data folder (../shared/data): also print the 1:N threshold trade-off table",
+    )
+    bench.add_argument("--models", type=Path, default=None, help="models folder")
     bench.set_defaults(func=_bench)
 
 
@@ -138,4 +145,9 @@ def _bench(args: argparse.Namespace) -> int:
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     print(run_bench(args.events, args.pg_url, sizes))
+    if args.faces_data is not None:
+        from ringwatch.hub.bench import threshold_table
+        from ringwatch.models.manifest import default_models_dir
+
+        print(threshold_table(args.models or default_models_dir(), args.faces_data))
     return 0

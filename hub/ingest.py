@@ -9,6 +9,7 @@ crop; a matching face's crop is kept on its sighting.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 from collections import defaultdict
@@ -235,7 +236,7 @@ class Ingestor:
 class _BatchWriter:
     """Writes one batch inside an open transaction."""
 
-    def __init__(self, session: Session, matcher: Matcher, now: Any) -> None:
+    def __init__(self, session: Session, matcher: Matcher, now: dt.datetime) -> None:
         self.session = session
         self.matcher = matcher
         self.now = now
@@ -382,7 +383,7 @@ class _BatchWriter:
         self.result.sightings += 1
 
 
-def _event_row(event: Event, now: Any) -> t.Event:
+def _event_row(event: Event, now: dt.datetime) -> t.Event:
     stored = event.without_biometrics()
     payload = stored.model_dump(mode="json", exclude_none=True, exclude={"snapshot_jpeg"})
     return t.Event(

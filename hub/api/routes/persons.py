@@ -133,7 +133,7 @@ def update_person(
 
 
 @router.post("/{person_id}/photos", status_code=status.HTTP_201_CREATED)
-async def enrol_photo(
+def enrol_photo(
     session: SessionDep,
     hub: HubDep,
     caller: Editor,
@@ -144,7 +144,7 @@ async def enrol_photo(
     """Enrol one photo of exactly one face; 422 with ``code`` and ``message`` if refused
     (undecodable, no_face, several_faces, low_quality, empty, too_large)."""
     person = _person(session, caller, person_id)
-    data = await photo.read(MAX_PHOTO_BYTES + 1)
+    data = photo.file.read(MAX_PHOTO_BYTES + 1)  # sync route: runs in the thread pool
     try:
         face = hub.enroller().enrol(data, photo.filename or "photo")
     except EnrolmentRefused as exc:
