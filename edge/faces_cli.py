@@ -21,6 +21,7 @@ from ringwatch.errors import InputError
 from ringwatch.models.detections import Detections
 from ringwatch.models.faces import (
     SAME_PERSON_THRESHOLD,
+    WATCHLIST_THRESHOLD,
     FacePipeline,
     accuracy_at,
     best_threshold,
@@ -171,18 +172,24 @@ def _pair_similarity(a: LfwImage, b: LfwImage) -> float:
 def _eval_lfw(args: argparse.Namespace) -> int:
     lfw_dir = args.data / "faces" / "lfw_dev"
     result = evaluate_lfw(lfw_dir, embed_lfw(_pipeline(args), lfw_dir))
+    same, different = result.similarity[result.same], result.similarity[~result.same]
     rows = [
-        ("pairs", result.pairs),
+        ("pairs (same / different)", f"{result.pairs} ({same.size} / {different.size})"),
         ("images", result.images),
         ("no face at score 0.6 (fallback to 0.3 used)", len(result.fallback_used)),
         ("no face at all", len(result.not_found)),
-        ("best threshold", f"{result.best_threshold:.3f}"),
+        ("lowest same-person similarity", f"{float(same.min()):.3f}"),
+        ("highest different-person similarity", f"{float(different.max()):.3f}"),
+        ("best threshold (middle of the best range)", f"{result.best_threshold:.3f}"),
         ("accuracy at best threshold", f"{result.best_accuracy:.2%}"),
         (
-            f"accuracy at shipped threshold {SAME_PERSON_THRESHOLD}",
+            f"accuracy at SAME_PERSON_THRESHOLD {SAME_PERSON_THRESHOLD}",
             f"{result.shipped_accuracy:.2%}",
         ),
-        ("accuracy at OpenCV's 0.363", f"{accuracy_at(result.similarity, result.same, 0.363):.2%}"),
+        (
+            f"accuracy at WATCHLIST_THRESHOLD {WATCHLIST_THRESHOLD}",
+            f"{accuracy_at(result.similarity, result.same, WATCHLIST_THRESHOLD):.2%}",
+        ),
     ]
     print(render_table(("LFW dev fold", "value"), rows))
     for name in result.fallback_used:
@@ -198,7 +205,7 @@ class Gallery:
     embeddings: F32
     labels: list[str]
 
-    def match(self, probes: F32, threshold: float = SAME_PERSON_THRESHOLD) -> list[str | None]:
+    def match(self, probes: F32, threshold: float = WATCHLIST_THRESHOLD) -> list[str | None]:
         return match_gallery(probes, self.embeddings, self.labels, threshold)
 
     def best_similarity(self, probes: F32) -> F32:
@@ -261,14 +268,28 @@ def _eval_watchlist(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
     demo = args.data / "faces" / "watchlist_demo"
     gallery = load_gallery(pipeline, demo / "knn" / "train")
+    print(
+        f"gallery: {len(gallery.labels)} templates of {len(set(gallery.labels))} people; "
+        f"WATCHLIST_THRESHOLD {WATCHLIST_THRESHOLD}\n"
+    )
     rows = [
-        (p.name, ", ".join(m or "nobody" for m in probe_matches(pipeline, gallery, p)) or "-")
+        (p.name, ", ".join(_describe(pipeline, gallery, p)) or "-")
         for p in image_files(demo / "knn" / "test")
     ]
-    print(render_table(("probe (faces left to right)", "matches"), rows))
+    print(render_table(("probe", "faces left to right: match (best similarity)"), rows))
     _print_lfw_against(pipeline, gallery, args.data / "faces" / "lfw_dev")
     _print_clip(pipeline, demo)
     return 0
+
+
+def _describe(pipeline: FacePipeline, gallery: Gallery, path: Path) -> list[str]:
+    faces = pipeline.detect_and_embed(read_image(path))
+    if faces.embeddings is None or len(faces) == 0:
+        return []
+    embeddings = faces.embeddings[np.argsort(faces.xyxy[:, 0])]
+    best = gallery.best_similarity(embeddings)
+    matches = gallery.match(embeddings)
+    return [f"{m or 'nobody'} ({b:.3f})" for m, b in zip(matches, best, strict=True)]
 
 
 def _print_lfw_against(pipeline: FacePipeline, gallery: Gallery, lfw_dir: Path) -> None:
@@ -290,7 +311,7 @@ def _print_clip(pipeline: FacePipeline, demo: Path) -> None:
         if faces.embeddings is not None and len(faces):
             sims = cosine(faces.embeddings, lin)
             best = max(best, float(sims.max()))
-            if float(sims.max()) >= SAME_PERSON_THRESHOLD:
+            if float(sims.max()) >= WATCHLIST_THRESHOLD:
                 matched.append(index)
     print(
         f"{clip.name}: lin-manuel-miranda.png matched in {len(matched)} of {sampled} sampled "
