@@ -142,9 +142,9 @@ class Router:
         return recipients(incident, person_station)
 
     def supervisors(self, incident: Incident) -> list[Recipient]:
-        """Who a missed deadline escalates to: the station's supervisors (for a site with no
-        station, the incident's own recipients again)."""
-        if incident.station_id is None:
+        """Who a missed deadline escalates to: the station's supervisors (technical
+        incidents, and sites with no station: the incident's own recipients again)."""
+        if incident.station_id is None or IncidentKind(incident.kind) in TECHNICAL_KINDS:
             return self.targets(incident, None)
         names = self.config.supervisors_of(incident.station_id)
         return [Recipient(RecipientKind.STATION, name) for name in names]

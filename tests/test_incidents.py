@@ -482,7 +482,11 @@ def test_technical_incidents_for_offline_devices_and_growing_outboxes(desk: Desk
     }
     assert desk.client.get("/api/v1/incidents", headers=officer).json() == []
 
-    desk.send(health(400, 0))  # back, outbox drained
+    desk.incidents.tick(desk.clock.advance(3601))  # past the technicians' hour
+    missed = [d.target for d in desk.deliveries(offline.id) if d.reason == "missed"]
+    assert missed == ["ringwatch/v1/alerts/technician/technicians"], "not to the police"
+
+    desk.send(health((desk.clock() - T0).total_seconds(), 0))  # back, outbox drained
     desk.incidents.tick(desk.clock.advance(1))
     assert {i.status for i in desk.rows(Incident)} == {"closed"}
 
