@@ -12,6 +12,7 @@ from ringwatch.errors import RingwatchError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ringwatch import demo
     from ringwatch.edge import cli as edge_cli
     from ringwatch.edge import faces_cli, perception_cli, sim_cli
     from ringwatch.hub import cli as hub_cli
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     faces_cli.register(sub)
     sim_cli.register(sub)
     hub_cli.register(sub)
+    demo.register(sub)
     return parser
 
 

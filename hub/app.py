@@ -167,6 +167,7 @@ def create_app(
 ) -> FastAPI:
     """The hub as an ASGI app. ``ingest=False`` serves the API without MQTT (tests, tools)."""
     from ringwatch.hub.api.main import api_router
+    from ringwatch.hub.web import include_dashboard
 
     hub = build_hub(settings, config, clock=clock, faces=faces, models_dir=models_dir)
 
@@ -187,4 +188,5 @@ def create_app(
     )
     app.state.hub = hub
     app.include_router(api_router, prefix="/api/v1")
+    include_dashboard(app)
     return app
