@@ -21,7 +21,7 @@ from ringwatch.errors import InputError
 if TYPE_CHECKING:
     from ringwatch.models.detections import Detections
     from ringwatch.models.perception import FrameDetections, Perception
-    from ringwatch.models.runtime import OnnxModel
+    from ringwatch.models.runtime import OnnxModel, RuntimeOptions
 
 U8 = npt.NDArray[np.uint8]
 
@@ -37,7 +37,11 @@ def register(sub: Any) -> None:
     """Add ``analyze`` and ``bench`` to the ``ringwatch`` parser."""
     p = sub.add_parser("analyze", help="detect faces, persons and fire in images and videos")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image, video or folder")
-    p.add_argument("--tasks", default="faces,persons,fire", help="comma list (default: all)")
+    p.add_argument(
+        "--tasks",
+        default="faces,persons,fire",
+        help="comma list of faces,persons,fire (default: all)",
+    )
     p.add_argument("--embeddings", action="store_true", help="add a 128-d embedding per face")
     p.add_argument(
         "--fps",
@@ -65,7 +69,7 @@ def _runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=2, help="intra-op threads per model")
 
 
-def _options(args: argparse.Namespace) -> tuple[Path, Any]:
+def _options(args: argparse.Namespace) -> tuple[Path, RuntimeOptions]:
     from ringwatch.models.manifest import default_models_dir
     from ringwatch.models.runtime import RuntimeOptions
 
@@ -310,7 +314,7 @@ def _bench_images(image: Path | None, data: Path | None) -> dict[str, U8]:
     }
 
 
-BenchFn = Callable[[Any, dict[str, U8], int, Path, Any], tuple[StageTimes, str]]
+BenchFn = Callable[[Any, dict[str, U8], int, Path, "RuntimeOptions"], tuple[StageTimes, str]]
 
 
 def _bench_yunet(model: Any, images: dict[str, U8], runs: int, *_: Any) -> tuple[StageTimes, str]:
@@ -324,7 +328,7 @@ def _bench_yunet(model: Any, images: dict[str, U8], runs: int, *_: Any) -> tuple
 
 
 def _bench_sface(
-    model: Any, images: dict[str, U8], runs: int, models_dir: Path, options: Any
+    model: Any, images: dict[str, U8], runs: int, models_dir: Path, options: RuntimeOptions
 ) -> tuple[StageTimes, str]:
     from ringwatch.models.install import model_path
     from ringwatch.models.manifest import load_manifest
