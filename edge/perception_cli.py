@@ -288,7 +288,11 @@ def _bench(args: argparse.Namespace) -> int:
         times, size = bench(_timed_model(model), images, args.runs, models_dir, options)
         rows.append(times.row(name, model.provider.replace("ExecutionProvider", ""), size))
     heads = ("model", "provider", "input", "pre ms", "inference ms", "post ms", "total ms", "fps")
-    print(f"median / p95 over {args.runs} runs, {options.threads} threads, this machine")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"median / p95 over {args.runs} runs, {options.threads} threads; this machine: "
+        f"{os.cpu_count()} CPUs, load average {load:.1f} (others' work inflates the times)"
+    )
     print(render_table(heads, rows))
     print("pre = resize/letterbox/align + tensor; post = decode + NMS + mapping (+ quality for")
     print("YuNet); total and fps are for one image (SFace: one face).")

@@ -171,3 +171,20 @@ def test_expand_paths_and_sampling(tmp_path: Path) -> None:
     assert [i for i, _ in picked] == [0, 5, 10, 15, 20, 24, 29, 34, 39, 44]
     assert picked[5] == (24, 1.0)
     assert [i for i, _, _ in sample_video(clip, 100.0)] == list(range(48))
+
+
+@pytest.mark.data
+def test_bench_models_prints_a_row_per_model(
+    capsys: pytest.CaptureFixture[str], models_dir: Path, data_dir: Path
+) -> None:
+    argv = ["bench", "models", "--models", str(models_dir), "--data", str(data_dir)]
+    assert main([*argv, "--runs", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in out[3:8]}
+    assert list(rows) == ["yunet", "sface", "yolox_nano", "nanodet", "fire_smoke"]
+    for cells in rows.values():
+        assert cells[1] == "CPU" and float(cells[-1]) > 0  # fps
+        assert float(cells[-2]) >= float(cells[-8])  # total >= inference median
+    assert rows["yolox_nano"][2] == "690x388" and rows["sface"][2:4] == ["1", "face"]
+    assert main([*argv, "--runs", "0"]) == 2
+    assert "--runs 0" in capsys.readouterr().err
