@@ -34,11 +34,21 @@ function connect() {
   if (stream) return;
   stream = new EventSource("/api/v1/dashboard/stream");
   stream.addEventListener("open", () => setLive("on", "live"));
-  stream.addEventListener("error", () => setLive("off", "live: reconnecting…"));
+  stream.addEventListener("error", () => {
+    setLive("off", "live: reconnecting…");
+    if (stream && stream.readyState === EventSource.CLOSED) {
+      // The browser gave up (e.g. the session cookie was refused): renew it, then reconnect.
+      stream = null;
+      setTimeout(() => {
+        if (auth.token) api("/dashboard/session", { method: "POST" }).then(connect, () => {});
+      }, 3000);
+    }
+  });
   stream.addEventListener("incident", (e) => {
     const alert = JSON.parse(e.data);
     window.dispatchEvent(new CustomEvent("ringwatch:incident", { detail: alert }));
-    if (alert.reason === "new" && alert.colour === "red") raiseAlarm(alert);
+    const raised = alert.reason === "new" || alert.reason === "escalation";
+    if (raised && alert.colour === "red") raiseAlarm(alert);
   });
 }
 

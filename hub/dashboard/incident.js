@@ -92,15 +92,16 @@ function ringDiagram(points) {
 }
 
 function trajectory(i) {
+  const campus = ["watchlist", "intrusion", "loitering"].includes(i.kind);
   const traj = (i.detail && i.detail.trajectory) || i.points.filter((p) => p.role !== "person").map((p) => ({ ...p, camera: p.camera_id }));
   return h(
     "section",
     { class: "card", id: "trajectory" },
-    h("h2", {}, "Trajectory"),
+    h("h2", {}, campus ? "Trajectory" : "Timeline"),
     h(
       "div",
       { class: "split" },
-      ringDiagram(traj),
+      campus ? ringDiagram(traj) : null,
       h(
         "table",
         { class: "timeline", id: "timeline" },
