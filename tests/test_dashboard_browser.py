@@ -244,7 +244,9 @@ def test_a_new_shed_alarm_appears_live_and_acknowledging_stops_its_timer(
     assert incident.level == "alarm"
 
 
-def test_reject_a_watch_list_match_with_a_reason(page: Page, dash: Dash) -> None:
+def inject_match(dash: Dash) -> None:
+    """Enrol lin-manuel-miranda.png through the API (the real face pipeline), then send a
+    face event of him from the gate camera's perimeter ring through the hub's ingest."""
     headers = dash.api_token()
     body = {
         "display_name": "Lin-Manuel Miranda",
@@ -267,8 +269,6 @@ def test_reject_a_watch_list_match_with_a_reason(page: Page, dash: Dash) -> None
     )
     assert res.status_code == 201, res.text
     face = dash.hub.enroller().enrol(photo, "lin.png")
-
-    log_in(page, dash)
     dash.send(
         event(
             EventKind.FACE,
@@ -281,6 +281,11 @@ def test_reject_a_watch_list_match_with_a_reason(page: Page, dash: Dash) -> None
             face_crop_jpeg=base64.b64encode(face.crop_jpeg).decode(),
         )
     )
+
+
+def test_reject_a_watch_list_match_with_a_reason(page: Page, dash: Dash) -> None:
+    log_in(page, dash)
+    inject_match(dash)
     row = page.locator("tr.incident[data-kind=watchlist]")
     expect(row).to_have_count(1, timeout=15_000)
     expect(row).to_contain_text("Lin-Manuel Miranda [red]")
@@ -406,3 +411,51 @@ def test_devices_and_sheds_show_health_and_bay_charts(page: Page, dash: Dash) ->
     expect(bay).to_have_class("bay hot")
     expect(bay.locator("svg.chart polyline")).to_have_count(1)
     shot(page, "10-sheds")
+
+
+def test_the_dashboard_stream_needs_the_cookie_and_is_scoped_by_role(dash: Dash) -> None:
+    """A property manager's stream carries the shed alerts of their sites and no watch-list
+    alert (its evidence names a person), even where the shed stands on a campus."""
+    if not dash.incidents("watchlist"):
+        inject_match(dash)
+    dash.send(event(EventKind.SHED, "shed-cam", level="warning", scores={"fire": 0.4}))
+    admin = dash.api_token()
+    body = {
+        "username": "acme",
+        "password": "acme-password",
+        "role": "property_manager",
+        "managers": ["pm-acme"],
+    }
+    res = httpx.post(f"{dash.url}/api/v1/users", json=body, headers=admin)
+    assert res.status_code == 201, res.text
+    assert httpx.get(f"{dash.url}/api/v1/dashboard/stream").status_code == 401
+    kinds = {kind: stream_kinds(dash, name, password) for kind, name, password in (
+        ("admin", *ADMIN),
+        ("manager", "acme", "acme-password"),
+    )}  # fmt: skip
+    assert {"watchlist", "shed"} <= kinds["admin"]
+    assert kinds["manager"] == {"shed"}
+
+
+def stream_kinds(dash: Dash, username: str, password: str) -> set[str]:
+    """The incident kinds in a user's dashboard stream from the start (Last-Event-ID 0)."""
+    import json
+
+    with httpx.Client(base_url=dash.url, timeout=httpx.Timeout(10, read=3)) as client:
+        res = client.post(
+            "/api/v1/login/access-token", data={"username": username, "password": password}
+        )
+        headers = {"Authorization": f"Bearer {res.json()['access_token']}"}
+        assert client.post("/api/v1/dashboard/session", headers=headers).status_code == 204
+        kinds: set[str] = set()
+        try:
+            with client.stream(
+                "GET", "/api/v1/dashboard/stream", headers={"Last-Event-ID": "0"}
+            ) as stream:
+                assert stream.status_code == 200
+                for line in stream.iter_lines():
+                    if line.startswith("data:"):
+                        kinds.add(json.loads(line[5:])["kind"])
+        except httpx.ReadTimeout:
+            pass  # the stream stays open: everything up to now has arrived
+        return kinds
