@@ -123,6 +123,19 @@ def edge_config(data: Path, broker_url: str, var: Path) -> Path:
     return target
 
 
+def check_port(port: int) -> None:
+    """ConfigError when the dashboard's port is taken (before anything is started)."""
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise ConfigError(
+                f"port {port} is not free ({exc.strerror}); pass --port N (0: any free port)"
+            ) from None
+
+
 # --- child processes ------------------------------------------------------------------------
 
 
@@ -302,6 +315,7 @@ class Demo:
 
         if self.port == 0:
             self.port = free_port()
+        check_port(self.port)
         self.broker = PrivateMosquitto(self.var / "broker").start()
         self._start_hub()
         self._create_admin()
