@@ -89,7 +89,9 @@ def test_clip_faces_become_sightings_and_replays_are_idempotent(
     with database(backend, tmp_path, pg) as url:
         create_admin(url)
         tag = uuid.uuid4().hex[:8]
-        config = hub_config(ingest={"group": f"g{tag}", "worker": f"w{tag}"})
+        config = hub_config(
+            ingest={"group": f"g{tag}", "worker": f"w{tag}", "session_expiry_s": 60}
+        )
         app = create_app(settings(url, broker.url), config, faces=pipeline)
         hub: Hub = app.state.hub
         with TestClient(app) as client:
@@ -150,7 +152,9 @@ def test_bad_messages_go_to_dead_letters_and_ingest_goes_on(
     with database(backend, tmp_path, pg) as url:
         create_admin(url)
         tag = uuid.uuid4().hex[:8]
-        config = hub_config(ingest={"group": f"g{tag}", "worker": f"w{tag}"})
+        config = hub_config(
+            ingest={"group": f"g{tag}", "worker": f"w{tag}", "session_expiry_s": 60}
+        )
         app = create_app(settings(url, broker.url), config)
         hub: Hub = app.state.hub
         with TestClient(app) as client:

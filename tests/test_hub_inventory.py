@@ -152,3 +152,13 @@ def test_cli_migrate_and_create_user(
     with TestClient(app) as client:
         me = client.get("/api/v1/users/me", headers=token(client, "root", "first-admin-pw"))
         assert me.json()["role"] == "admin"
+
+
+def test_serve_refuses_default_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RINGWATCH_HUB_DATABASE_URL", f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    monkeypatch.delenv("RINGWATCH_HUB_JWT_SECRET", raising=False)
+    monkeypatch.delenv("RINGWATCH_HUB_TEMPLATE_KEY", raising=False)
+    assert main(["hub", "serve"]) == 2
+    assert "RINGWATCH_HUB_JWT_SECRET" in capsys.readouterr().err
