@@ -299,6 +299,7 @@ def test_reject_a_watch_list_match_with_a_reason(page: Page, dash: Dash) -> None
         page.wait_for_function(f"document.querySelector('{image}').naturalWidth > 0")
     expect(page.locator("#ring-diagram circle.point")).to_have_count(1)
     expect(page.locator("#timeline tbody tr")).to_have_count(1)
+    expect(page.locator("#routing")).to_contain_text("station st-north")
     shot(page, "05-incident-match-evidence")
 
     page.click("#reject")  # no reason: refused
@@ -328,11 +329,14 @@ def test_enrol_a_person_with_a_photo_and_see_a_bad_photo_refused(page: Page, das
     page.fill("#enrol textarea[name=reason]", "Demo entry enrolled from the browser")
     page.fill("#enrol input[name=case_reference]", "CASE-ENROL-2")
     page.fill("#enrol input[name=legal_basis]", "court order (test)")
+    soon = (dt.date.today() + dt.timedelta(days=10)).isoformat()
+    page.fill("#enrol input[name=review_due]", soon)
     folder = dash.data / "faces/watchlist_demo"
     page.set_input_files("#enrol input[name=photo]", str(folder / "alex-lacamoire.png"))
     page.click("#enrol button[type=submit]")
     expect(page.locator("#photos h2")).to_have_text("Enrolled photos (1)", timeout=60_000)
     page.wait_for_function("document.querySelector('#photos img.face').naturalWidth > 0")
+    expect(page.locator("#review-warning")).to_have_text(f"Review due {soon}.")
 
     page.set_input_files("#photo-file", str(folder / "two_people.jpg"))
     page.click("#photo-upload button[type=submit]")
@@ -344,6 +348,10 @@ def test_enrol_a_person_with_a_photo_and_see_a_bad_photo_refused(page: Page, das
 
     page.click("nav a[href='#/registry']")
     expect(page.locator("#persons")).to_contain_text("Alex Lacamoire")
+    expect(page.locator("#review-warning")).to_contain_text("1 due within 30 days")
+    expect(page.locator("#persons tr", has_text="Alex Lacamoire")).to_contain_text(
+        "review due soon"
+    )
     page.fill("#search", "CASE-ENROL")
     expect(page.locator("#persons tr")).to_have_count(1)
     shot(page, "08-watch-list")

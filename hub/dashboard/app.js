@@ -144,6 +144,8 @@ async function route() {
       return;
     }
     document.getElementById("whoami").textContent = `${me.username} (${me.role})`;
+    const registry = ["admin", "station_officer", "auditor"].includes(me.role);
+    document.querySelector('nav a[href="#/registry"]').hidden = !registry;
   }
   document.getElementById("top").hidden = false;
   connect();

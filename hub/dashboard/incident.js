@@ -194,6 +194,37 @@ function steps(i, stages, reload) {
   );
 }
 
+function routing(deliveries) {
+  const sent = deliveries.filter((d) => d.channel !== "sse");
+  if (!sent.length) return null;
+  return h(
+    "section",
+    { class: "card", id: "routing" },
+    h("h2", {}, "Routed to"),
+    h(
+      "table",
+      {},
+      h("thead", {}, h("tr", {}, ["When", "Why", "Channel", "Recipient", "Status", "Attempts"].map((t) => h("th", {}, t)))),
+      h(
+        "tbody",
+        {},
+        sent.map((d) =>
+          h(
+            "tr",
+            {},
+            h("td", {}, fmtTime(d.created_at)),
+            h("td", {}, d.reason),
+            h("td", {}, d.channel),
+            h("td", {}, d.recipient ? `${d.recipient_kind} ${d.recipient}` : d.target),
+            h("td", {}, d.status, d.last_error ? h("span", { class: "muted" }, ` (${d.last_error})`) : null),
+            h("td", {}, d.attempts),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
 function auditTrail(entries) {
   return h(
     "section",
@@ -235,6 +266,7 @@ export async function incidentPage(id) {
       steps(i, stages, reload),
       trajectory(i),
       snapshots(i),
+      routing(i.deliveries || []),
       auditTrail(entries),
     ];
     page.replaceChildren(...parts.filter(Boolean));
