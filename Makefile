@@ -10,8 +10,7 @@ STAMP := $(VENV)/.ringwatch-deps
 
 demo: install
 	$(VENV)/bin/ringwatch models install --from $(MODELS_FROM)
-	$(VENV)/bin/ringwatch models list
-	$(VENV)/bin/ringwatch edge validate -c configs/site-campus.yaml
+	$(VENV)/bin/ringwatch demo --data $(DATA)
 
 test: install
 	$(VENV)/bin/ruff check .
