@@ -290,7 +290,7 @@ def _bench(args: argparse.Namespace) -> int:
     heads = ("model", "provider", "input", "pre ms", "inference ms", "post ms", "total ms", "fps")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"median / p95 over {args.runs} runs, {options.threads} threads; this machine: "
+        f"median / p95 over {args.runs} runs, threads {options.threads}; this machine: "
         f"{os.cpu_count()} CPUs, load average {load:.1f} (others' work inflates the times)"
     )
     print(render_table(heads, rows))
