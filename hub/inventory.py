@@ -32,12 +32,15 @@ from ringwatch.hub.incident_config import IncidentsConfig
 
 
 def default_threshold() -> float:
-    """The face pipeline's same-person threshold (OpenCV's 0.363 if it defines none)."""
-    try:
-        from ringwatch.models.faces import SAME_PERSON_THRESHOLD
-    except ImportError:
-        return 0.363
-    return float(SAME_PERSON_THRESHOLD)
+    """The face pipeline's 1:N watch-list threshold (``WATCHLIST_THRESHOLD``, see
+    docs/faces.md), else its same-person threshold, else OpenCV's 0.363."""
+    from ringwatch.models import faces
+
+    for name in ("WATCHLIST_THRESHOLD", "SAME_PERSON_THRESHOLD"):
+        value = getattr(faces, name, None)
+        if isinstance(value, float):
+            return value
+    return 0.363
 
 
 class _Section(BaseModel):
