@@ -295,11 +295,15 @@ def _describe(pipeline: FacePipeline, gallery: Gallery, path: Path) -> list[str]
 def _print_lfw_against(pipeline: FacePipeline, gallery: Gallery, lfw_dir: Path) -> None:
     images = embed_lfw(pipeline, lfw_dir)
     hits, best = 0, -1.0
+    faces = sum(len(image.faces) for image in images.values())
     for lfw_image in images.values():
         if lfw_image.faces.embeddings is not None and len(lfw_image.faces):
             hits += sum(m is not None for m in gallery.match(lfw_image.faces.embeddings))
             best = max(best, float(gallery.best_similarity(lfw_image.faces.embeddings).max()))
-    print(f"\nLFW dev faces matching anyone in the gallery: {hits} (highest similarity {best:.3f})")
+    print(
+        f"\nLFW dev faces matching anyone in the gallery: {hits} of {faces} "
+        f"(highest similarity {best:.3f})"
+    )
 
 
 def _print_clip(pipeline: FacePipeline, demo: Path) -> None:
