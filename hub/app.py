@@ -30,6 +30,7 @@ from ringwatch.hub.mqtt import BrokerAddress, IngestWorker, MqttLink, ingest_sub
 from ringwatch.hub.registry import FaceEmbedding, PhotoEnroller
 from ringwatch.hub.security import TokenCodec
 from ringwatch.hub.settings import HubSettings
+from ringwatch.hub.zone_configs import ZoneConfigs, start_zone_link
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class Hub:
     broker: PrivateMosquitto | None = None
     broker_url: str | None = None
     incidents: IncidentRuntime | None = None
+    zones: ZoneConfigs | None = None
+    zone_link: MqttLink | None = None
     _tmp: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
 
     def enroller(self) -> PhotoEnroller:
@@ -76,6 +79,7 @@ class Hub:
             self.clock,
             self._alert,
         )
+        self.zones = ZoneConfigs(self.sessions, self.clock)
         if ingest:
             self._start_ingest()
         if self.config.incidents.timer_loop:
@@ -110,6 +114,9 @@ class Hub:
         self.worker.attach(self.link)
         self.worker.start()
         self.link.start()
+        assert self.zones is not None
+        zone_id = f"ringwatch-{cfg.worker}-zones"
+        self.zone_link = start_zone_link(self.zones, url, zone_id, cfg.session_expiry_s)
 
     def _stored(self, events: list[Event], now: dt.datetime) -> None:
         if self.incidents is not None:
@@ -120,6 +127,8 @@ class Hub:
             self.incidents.stop()
         if self.link is not None:
             self.link.stop()
+        if self.zone_link is not None:
+            self.zone_link.stop()
         if self.worker is not None:
             self.worker.stop()
         if self.broker is not None:

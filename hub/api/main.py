@@ -13,7 +13,9 @@ from ringwatch.hub.api.routes.persons import router as persons
 from ringwatch.hub.api.routes.sightings import router as sightings
 from ringwatch.hub.api.routes.sites import router as sites
 from ringwatch.hub.api.routes.users import router as users
+from ringwatch.hub.api.routes.zones import router as zones
 
 api_router = APIRouter()
 for router in (login, users, sites, persons, sightings, events, audit, health, incidents):
     api_router.include_router(router)
+api_router.include_router(zones)

@@ -1,0 +1,447 @@
+// The zone editor: a fresh snapshot from the device (privacy masks applied on the box), an
+// SVG overlay in normalised coordinates to draw and edit zone polygons, directed lines and
+// privacy masks, and a save that the hub validates with the contract's CameraZones and
+// pushes to the device. The status shows pending until the device answers.
+
+import { api, auth, imageUrl } from "./api.js";
+import { h, s, fmtTime } from "./dom.js";
+
+const ROLES = ["outer", "perimeter", "inner", "shed"];
+const RINGS = ["outer", "perimeter", "inner"];
+const DIRECTIONS = ["both", "left_to_right", "right_to_left"];
+const COLOURS = { outer: "#f2c200", perimeter: "#f07d00", inner: "#e00000", shed: "#0078e6" };
+const LINE_COLOUR = "#ff00ff";
+const MASK_COLOUR = "#808080";
+const main = document.getElementById("main");
+
+const ed = {
+  site: null,
+  camera: null,
+  size: { w: 640, h: 360 },
+  config: emptyConfig(null),
+  tool: "select",
+  draft: [],
+  drag: null,
+  poll: null,
+};
+
+function emptyConfig(defaultRing) {
+  return { default_ring: defaultRing || "outer", zones: [], lines: [], masks: [], schedules: {} };
+}
+
+function round(v) {
+  return Math.round(Math.min(1, Math.max(0, v)) * 10000) / 10000;
+}
+
+function nextId(prefix) {
+  const used = new Set([...ed.config.zones, ...ed.config.lines, ...ed.config.masks].map((i) => i.id));
+  let n = 1;
+  while (used.has(`${prefix}-${n}`)) n += 1;
+  return `${prefix}-${n}`;
+}
+
+// -- drawing ---------------------------------------------------------------------------
+
+function px([x, y]) {
+  return [x * ed.size.w, y * ed.size.h];
+}
+
+function pointsAttr(points) {
+  return points.map((p) => px(p).join(",")).join(" ");
+}
+
+function handle(point, onMove) {
+  const [cx, cy] = px(point);
+  const r = Math.max(ed.size.w, ed.size.h) / 150;
+  const c = s("circle", { cx, cy, r, class: "handle", fill: "#fff", stroke: "#000", "stroke-width": r / 3 });
+  c.addEventListener("pointerdown", (e) => {
+    if (ed.tool !== "select") return;
+    e.stopPropagation();
+    ed.drag = onMove;
+  });
+  return c;
+}
+
+function label(text, point, colour) {
+  const [x, y] = px(point);
+  const size = Math.max(ed.size.w, ed.size.h) / 50;
+  return s("text", { x: x + size / 3, y: y + size, fill: colour, "font-size": size, "font-family": "sans-serif" }, text);
+}
+
+function drawShapes(svg) {
+  const stroke = Math.max(ed.size.w, ed.size.h) / 320;
+  for (const z of ed.config.zones) {
+    const colour = COLOURS[z.role] || "#fff";
+    svg.append(
+      s("polygon", { class: "zone-shape", "data-id": z.id, points: pointsAttr(z.polygon), fill: colour, "fill-opacity": 0.2, stroke: colour, "stroke-width": stroke }),
+      label(`${z.id} (${z.role})`, z.polygon[0], colour),
+      ...z.polygon.map((p, i) => handle(p, (q) => (z.polygon[i] = q))),
+    );
+  }
+  for (const m of ed.config.masks) {
+    svg.append(
+      s("polygon", { class: "mask-shape", "data-id": m.id, points: pointsAttr(m.polygon), fill: MASK_COLOUR, "fill-opacity": 0.5, stroke: MASK_COLOUR, "stroke-width": stroke }),
+      label(`${m.id} (mask)`, m.polygon[0], "#ddd"),
+      ...m.polygon.map((p, i) => handle(p, (q) => (m.polygon[i] = q))),
+    );
+  }
+  for (const l of ed.config.lines) {
+    const [ax, ay] = px(l.a);
+    const [bx, by] = px(l.b);
+    svg.append(
+      s("line", { class: "line-shape", "data-id": l.id, x1: ax, y1: ay, x2: bx, y2: by, stroke: LINE_COLOUR, "stroke-width": stroke * 1.5, "marker-end": "url(#arrow)" }),
+      arrow(l, stroke),
+      label(`${l.id} (${l.direction})`, l.a, LINE_COLOUR),
+      handle(l.a, (q) => (l.a = q)),
+      handle(l.b, (q) => (l.b = q)),
+    );
+  }
+}
+
+// The counted side: an arrow from the middle of the line towards its right (as the edge draws it).
+function arrow(line, stroke) {
+  const [ax, ay] = px(line.a);
+  const [bx, by] = px(line.b);
+  const [mx, my] = [(ax + bx) / 2, (ay + by) / 2];
+  const len = Math.max(Math.hypot(bx - ax, by - ay), 1);
+  const k = Math.max(ed.size.w, ed.size.h) / 25 / len;
+  const [tx, ty] = [mx - (by - ay) * k, my + (bx - ax) * k];
+  return s("line", { x1: mx, y1: my, x2: tx, y2: ty, stroke: LINE_COLOUR, "stroke-width": stroke, "marker-end": "url(#arrow)" });
+}
+
+function drawDraft(svg) {
+  if (!ed.draft.length) return;
+  const stroke = Math.max(ed.size.w, ed.size.h) / 300;
+  svg.append(
+    s("polyline", { id: "draft", points: pointsAttr(ed.draft), fill: "none", stroke: "#00e0ff", "stroke-width": stroke, "stroke-dasharray": `${stroke * 3}` }),
+    ...ed.draft.map((p) => {
+      const [cx, cy] = px(p);
+      return s("circle", { cx, cy, r: stroke * 2, fill: "#00e0ff" });
+    }),
+  );
+}
+
+function render() {
+  const svg = document.getElementById("overlay");
+  if (!svg) return;
+  svg.setAttribute("viewBox", `0 0 ${ed.size.w} ${ed.size.h}`);
+  svg.replaceChildren(
+    s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 5, refY: 5, markerWidth: 4, markerHeight: 4, orient: "auto-start-reverse" }, s("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: LINE_COLOUR }))),
+  );
+  drawShapes(svg);
+  drawDraft(svg);
+  document.getElementById("draft-info").textContent = ed.draft.length
+    ? `${ed.draft.length} point(s) — click "Finish shape" (or double-click) to close it`
+    : "";
+}
+
+function at(e) {
+  const box = document.getElementById("overlay").getBoundingClientRect();
+  return [round((e.clientX - box.left) / box.width), round((e.clientY - box.top) / box.height)];
+}
+
+function onStageClick(e) {
+  if (ed.tool === "select") return;
+  ed.draft.push(at(e));
+  if (ed.tool === "line" && ed.draft.length === 2) finishShape();
+  render();
+}
+
+function finishShape() {
+  const pts = ed.draft;
+  ed.draft = [];
+  if (ed.tool === "zone" && pts.length) {
+    const role = document.getElementById("new-role").value;
+    ed.config.zones.push({ id: nextId(role), role, polygon: pts, schedule: null, loiter_s: null, intrusion_when_closed: false, debounce_frames: 3 });
+  } else if (ed.tool === "mask" && pts.length) {
+    ed.config.masks.push({ id: nextId("mask"), polygon: pts });
+  } else if (ed.tool === "line" && pts.length === 2) {
+    ed.config.lines.push({ id: nextId("line"), a: pts[0], b: pts[1], direction: "both", schedule: null });
+  }
+  render();
+  renderItems();
+}
+
+// -- the list of zones, lines and masks ------------------------------------------------
+
+function select(options, value, attrs, onchange) {
+  return h(
+    "select",
+    { ...attrs, onchange: (e) => onchange(e.target.value) },
+    options.map(([v, text]) => h("option", { value: v, selected: v === (value ?? "") }, text)),
+  );
+}
+
+function scheduleOptions() {
+  return [["", "(always)"], ...Object.keys(ed.config.schedules).map((n) => [n, n])];
+}
+
+function idInput(item, cls) {
+  return h("input", { class: cls, value: item.id, oninput: (e) => { item.id = e.target.value; render(); } });
+}
+
+function remove(list, item) {
+  return h("button", { type: "button", class: "delete", onclick: () => { list.splice(list.indexOf(item), 1); render(); renderItems(); } }, "Delete");
+}
+
+function zoneRow(z) {
+  return h(
+    "tr",
+    { class: "zone-row", dataset: { id: z.id } },
+    h("td", {}, "zone"),
+    h("td", {}, idInput(z, "zone-id")),
+    h("td", {}, select(ROLES.map((r) => [r, r]), z.role, { class: "zone-role" }, (v) => { z.role = v; render(); })),
+    h("td", {}, select(scheduleOptions(), z.schedule, { class: "zone-schedule" }, (v) => (z.schedule = v || null))),
+    h("td", {}, h("label", { title: "Dwell longer than this (seconds) raises loitering" }, "loiter s", h("input", { type: "number", min: 1, value: z.loiter_s ?? "", oninput: (e) => (z.loiter_s = e.target.value ? Number(e.target.value) : null) }))),
+    h("td", {}, h("label", {}, h("input", { type: "checkbox", checked: z.intrusion_when_closed, onchange: (e) => (z.intrusion_when_closed = e.target.checked) }), " intrusion when closed")),
+    h("td", {}, `${z.polygon.length} points`, " ", remove(ed.config.zones, z)),
+  );
+}
+
+function lineRow(l) {
+  return h(
+    "tr",
+    { class: "line-row", dataset: { id: l.id } },
+    h("td", {}, "line"),
+    h("td", {}, idInput(l, "line-id")),
+    h("td", {}, select(DIRECTIONS.map((d) => [d, d.replaceAll("_", " ")]), l.direction, { class: "line-direction" }, (v) => { l.direction = v; render(); })),
+    h("td", {}, select(scheduleOptions(), l.schedule, { class: "line-schedule" }, (v) => (l.schedule = v || null))),
+    h("td", { colspan: 2 }, "a → b; the arrow shows the right side"),
+    h("td", {}, remove(ed.config.lines, l)),
+  );
+}
+
+function maskRow(m) {
+  return h(
+    "tr",
+    { class: "mask-row", dataset: { id: m.id } },
+    h("td", {}, "mask"),
+    h("td", {}, idInput(m, "mask-id")),
+    h("td", { colspan: 4 }, "privacy mask: nothing detected, blurred in every image"),
+    h("td", {}, `${m.polygon.length} points`, " ", remove(ed.config.masks, m)),
+  );
+}
+
+function renderItems() {
+  const box = document.getElementById("items");
+  const rows = [...ed.config.zones.map(zoneRow), ...ed.config.lines.map(lineRow), ...ed.config.masks.map(maskRow)];
+  box.replaceChildren(rows.length ? h("table", {}, h("tbody", {}, rows)) : h("p", { class: "muted" }, "Nothing drawn on this camera yet."));
+  document.getElementById("default-ring").value = ed.config.default_ring;
+  document.getElementById("schedules").value = JSON.stringify(ed.config.schedules, null, 1);
+}
+
+// -- status of the latest push ---------------------------------------------------------
+
+function showStatus(cfg) {
+  const el = document.getElementById("zone-status");
+  const online = cfg.device_online === false ? " The device is offline: it gets the config when it comes back." : "";
+  el.dataset.state = cfg.state || "none";
+  if (!cfg.state) {
+    el.textContent = "No zones saved on the hub for this camera yet: the device runs the zones of its local site file. Saving here makes the hub the source of truth.";
+  } else if (cfg.state === "pending") {
+    el.textContent = `pending — version ${cfg.version} saved by ${cfg.updated_by}, waiting for device ${cfg.device} to answer (sent ${cfg.pushes} time(s)).${online}`;
+  } else if (cfg.state === "accepted") {
+    el.textContent = `accepted — the device applied version ${cfg.version} without a restart at ${fmtTime(cfg.answered_at)}.`;
+  } else {
+    const kept = cfg.applied_version ? `version ${cfg.applied_version}` : "the zones of its local file";
+    el.textContent = `rejected — the device refused version ${cfg.version}: ${cfg.reason || "no reason given"}. It keeps ${kept}.`;
+  }
+  document.getElementById("device-state").textContent =
+    cfg.device_online === null ? "status unknown" : cfg.device_online ? "online" : "offline";
+}
+
+function watch() {
+  clearInterval(ed.poll);
+  ed.poll = setInterval(async () => {
+    try {
+      const cfg = await api(`/zones/${ed.site}/${ed.camera}`);
+      showStatus(cfg);
+      if (cfg.state !== "pending") {
+        clearInterval(ed.poll);
+        refreshPreview();
+      }
+    } catch {
+      /* keep polling */
+    }
+  }, 1000);
+}
+
+function showErrors(message, errors) {
+  const list = document.getElementById("zone-errors");
+  list.replaceChildren(...(errors || []).map((e) => h("li", {}, `${e.path}: ${e.message}`)));
+  if (!errors || !errors.length) list.replaceChildren(h("li", {}, message));
+}
+
+function body() {
+  let schedules;
+  try {
+    schedules = JSON.parse(document.getElementById("schedules").value || "{}");
+  } catch (err) {
+    throw { message: `schedules: not valid JSON (${err.message})`, errors: [{ path: "schedules", message: `not valid JSON (${err.message})` }] };
+  }
+  return { ...ed.config, default_ring: document.getElementById("default-ring").value, schedules };
+}
+
+async function save() {
+  const status = document.getElementById("zone-status");
+  document.getElementById("zone-errors").replaceChildren();
+  try {
+    const cfg = await api(`/zones/${ed.site}/${ed.camera}`, { method: "PUT", body: body() });
+    ed.config = { ...emptyConfig(null), ...structuredClone(cfg.zones) };
+    renderItems();
+    render();
+    showStatus(cfg);
+    watch();
+  } catch (err) {
+    const detail = err.detail || err;
+    status.dataset.state = "invalid";
+    status.textContent = `Not saved: the configuration is invalid — ${detail.message || err.message}`;
+    showErrors(detail.message || err.message, detail.errors);
+  }
+}
+
+// -- snapshot and preview --------------------------------------------------------------
+
+async function snapshot() {
+  const msg = document.getElementById("snap-msg");
+  msg.textContent = "asking the device for a snapshot…";
+  try {
+    const shot = await api(`/zones/${ed.site}/${ed.camera}/snapshot`, { method: "POST" });
+    ed.size = { w: shot.width, h: shot.height };
+    const img = document.getElementById("snapshot");
+    img.src = `data:image/jpeg;base64,${shot.jpeg}`;
+    img.dataset.loaded = "yes";
+    msg.textContent = `snapshot ${shot.width}×${shot.height} taken ${fmtTime(shot.taken_at)} (privacy masks applied by the device)`;
+    render();
+    refreshPreview();
+  } catch (err) {
+    msg.textContent = `no snapshot: ${err.message}`;
+  }
+}
+
+async function refreshPreview() {
+  const url = await imageUrl(`/api/v1/zones/${ed.site}/${ed.camera}/preview.jpg?t=${Date.now()}`);
+  const img = document.getElementById("preview");
+  if (url && img) {
+    img.src = url;
+    img.hidden = false;
+  }
+}
+
+// -- the page --------------------------------------------------------------------------
+
+function setTool(tool) {
+  ed.tool = tool;
+  ed.draft = [];
+  for (const b of document.querySelectorAll(".tools button[data-tool]")) {
+    b.setAttribute("aria-pressed", String(b.dataset.tool === tool));
+  }
+  render();
+}
+
+function toolbar() {
+  const tool = (name, text) => h("button", { type: "button", id: `tool-${name}`, dataset: { tool: name }, "aria-pressed": "false", onclick: () => setTool(name) }, text);
+  return h(
+    "div",
+    { class: "tools" },
+    tool("select", "Move points"),
+    tool("zone", "Draw zone"),
+    select(ROLES.map((r) => [r, `${r}${RINGS.includes(r) ? " ring" : " area"}`]), "inner", { id: "new-role", title: "Role of the next zone" }, () => {}),
+    tool("line", "Draw line"),
+    tool("mask", "Draw mask"),
+    h("button", { type: "button", id: "finish", onclick: finishShape }, "Finish shape"),
+    h("button", { type: "button", id: "cancel", onclick: () => { ed.draft = []; render(); } }, "Cancel"),
+    h("span", { id: "draft-info", class: "muted" }),
+  );
+}
+
+function stage() {
+  const svg = s("svg", { id: "overlay", viewBox: `0 0 ${ed.size.w} ${ed.size.h}`, preserveAspectRatio: "none" });
+  svg.addEventListener("click", onStageClick);
+  svg.addEventListener("dblclick", (e) => { e.preventDefault(); if (ed.draft.length) { ed.draft.pop(); finishShape(); } });
+  svg.addEventListener("pointermove", (e) => { if (ed.drag) { ed.drag(at(e)); render(); } });
+  const stop = () => { if (ed.drag) { ed.drag = null; renderItems(); } };
+  svg.addEventListener("pointerup", stop);
+  svg.addEventListener("pointerleave", stop);
+  const img = h("img", { id: "snapshot", alt: "camera snapshot", src: blank() });
+  return h("div", { class: "stage" }, img, svg);
+}
+
+function blank() {
+  const c = document.createElement("canvas");
+  c.width = ed.size.w;
+  c.height = ed.size.h;
+  return c.toDataURL("image/png");
+}
+
+function editor(cfg, cameras) {
+  return h(
+    "section",
+    {},
+    h("h1", {}, `Zones — camera ${cfg.camera}`, h("span", { class: "muted" }, ` (site ${cfg.site}, device ${cfg.device}: `, h("span", { id: "device-state" }, "…"), ")")),
+    h("div", { class: "row" }, h("label", {}, "Camera ", cameraPicker(cameras)), h("button", { type: "button", id: "snapshot-btn", onclick: snapshot }, "Fresh snapshot"), h("span", { id: "snap-msg", class: "muted" })),
+    h(
+      "div",
+      { class: "zone-layout" },
+      h("div", {}, toolbar(), stage(), h("h2", {}, "As the edge draws it"), h("img", { id: "preview", hidden: true, alt: "zones drawn by the edge annotator" })),
+      h(
+        "div",
+        {},
+        h("div", { class: "card" }, h("h2", {}, "Push status"), h("p", { id: "zone-status", "data-state": "none", role: "status" }), h("ul", { id: "zone-errors", role: "alert" }),
+          h("div", { class: "row" }, h("button", { type: "button", id: "save", class: "good", onclick: save }, "Save and push to the device"))),
+        h("div", { class: "card" }, h("h2", {}, "Zones, lines and masks"), h("div", { id: "items" })),
+        h("div", { class: "card" }, h("h2", {}, "Camera settings"),
+          h("label", {}, "Ring of a detection in no zone", select(RINGS.map((r) => [r, r]), ed.config.default_ring, { id: "default-ring" }, (v) => (ed.config.default_ring = v))),
+          h("label", {}, "Schedules (JSON: name → {timezone, open: [{days, start, end}], holidays})", h("textarea", { id: "schedules", onchange: (e) => { try { ed.config.schedules = JSON.parse(e.target.value || "{}"); renderItems(); } catch { /* shown on save */ } } }))),
+      ),
+    ),
+  );
+}
+
+function cameraPicker(cameras) {
+  return select(
+    [["", "choose…"], ...cameras.map((c) => [`${c.site}/${c.camera}`, `${c.site} / ${c.camera} (${c.state || "local file"})`])],
+    ed.site ? `${ed.site}/${ed.camera}` : "",
+    { id: "camera" },
+    (v) => { if (v) location.hash = `#${v}`; },
+  );
+}
+
+async function open() {
+  clearInterval(ed.poll);
+  const cameras = await api("/zones/cameras");
+  const m = location.hash.match(/^#([\w.-]+)\/([\w.-]+)$/);
+  if (!m) {
+    ed.site = null;
+    main.replaceChildren(h("section", {}, h("h1", {}, "Zones"), h("p", {}, "Pick a camera to draw its zones on a live snapshot: ", cameraPicker(cameras))));
+    return;
+  }
+  [ed.site, ed.camera] = [m[1], m[2]];
+  const cfg = await api(`/zones/${ed.site}/${ed.camera}`);
+  ed.config = cfg.zones ? { ...emptyConfig(null), ...structuredClone(cfg.zones) } : emptyConfig(cfg.default_ring);
+  ed.draft = [];
+  main.replaceChildren(editor(cfg, cameras));
+  setTool("select");
+  renderItems();
+  showStatus(cfg);
+  if (cfg.state === "pending") watch();
+  snapshot();
+}
+
+async function start() {
+  if (!auth.token) {
+    location.href = "./";
+    return;
+  }
+  try {
+    const me = await api("/users/me");
+    document.getElementById("whoami").textContent = `${me.username} (${me.role})`;
+    await open();
+  } catch (err) {
+    main.replaceChildren(h("p", { class: "error" }, err.message));
+  }
+}
+
+window.addEventListener("ringwatch:logged-out", () => (location.href = "./"));
+window.addEventListener("hashchange", () => open().catch((err) => main.replaceChildren(h("p", { class: "error" }, err.message))));
+start();
