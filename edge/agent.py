@@ -58,6 +58,7 @@ from ringwatch.edge.capture import LIVE_SCHEMES, Frame, FrameSource, SourceStatu
 from ringwatch.edge.config import CameraConfig, CameraRole, SiteConfig, Thresholds
 from ringwatch.edge.faces_track import Embedder, FaceTracks
 from ringwatch.edge.mqtt import Message
+from ringwatch.edge.outbox import OutboxFull
 from ringwatch.edge.privacy import JpegCropper, PrivacyMask, encode_jpeg
 from ringwatch.edge.rules import EventStamp, ZoneRules
 from ringwatch.edge.shed import FirePersistenceConfig, ShedConfig, ShedMonitor
@@ -267,6 +268,7 @@ class WorkerStats:
     frame_errors: int = 0
     latency_ms: float = 0.0
     events: int = 0
+    refused: int = 0
     times: list[float] = field(default_factory=list)
 
     def fps(self, now: float, window_s: float = 10.0) -> float:
@@ -362,8 +364,13 @@ class CameraWorker:
 
     def _emit(self, events: Sequence[Event]) -> None:
         for event in events:
-            self.sink.put(event)
-        self.stats.events += len(events)
+            try:
+                self.sink.put(event)
+            except OutboxFull as exc:  # counted in the outbox and here; the camera goes on
+                self.stats.refused += 1
+                log.error("camera %s: event %s refused: %s", self.config.id, event.event_id, exc)
+                continue
+            self.stats.events += 1
 
 
 def is_file_source(source: str) -> bool:
@@ -493,7 +500,10 @@ class Agent:
         for cam_id, monitor in self.sheds.items():
             events = self.pipelines[cam_id].with_snapshots(monitor.observe_reading(reading))
             for event in events:
-                self.sink.put(event)
+                try:
+                    self.sink.put(event)
+                except OutboxFull as exc:
+                    log.error("shed %s: event %s refused: %s", cam_id, event.event_id, exc)
 
     def on_zone_config(self, topic: str, payload: bytes) -> None:
         try:

@@ -126,11 +126,10 @@ def _check_models(cfg: SiteConfig, models_dir: Path) -> tuple[str, str, str]:
 
 
 def _check_broker(cfg: SiteConfig, timeout: float) -> tuple[str, str, str]:
-    from ringwatch import __version__
-    from ringwatch.edge.uplink import device_client
+    from ringwatch.edge.uplink import probe_client
 
     try:
-        client = device_client(cfg.broker, cfg.site, cfg.device, __version__)
+        client = probe_client(cfg.broker, cfg.site, cfg.device)
         client.start()
     except RingwatchError as exc:
         return ("broker", "FAIL", str(exc))
@@ -139,6 +138,8 @@ def _check_broker(cfg: SiteConfig, timeout: float) -> tuple[str, str, str]:
             return ("broker", "ok", cfg.broker.url)
         why = client.fatal_error or f"no connection within {timeout:g} s"
         return ("broker", "FAIL", f"{cfg.broker.url}: {why}")
+    except RingwatchError as exc:  # e.g. refused credentials
+        return ("broker", "FAIL", f"{cfg.broker.url}: {exc}")
     finally:
         client.close()
 

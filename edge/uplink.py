@@ -192,6 +192,29 @@ def status_message(
     return Outgoing(status_topic(site, device), encode(status), qos=1, retain=True)
 
 
+def probe_client(cfg: BrokerConfig, site: str, device: str) -> MqttClient:
+    """A throw-away client for `edge check`: its own client id, no session, will or birth,
+    so probing never takes over a running agent's session or flips its retained status."""
+    return MqttClient(
+        cfg.url,
+        f"ringwatch-check-{site}-{device}",
+        username=cfg.username,
+        password=_read_password(cfg),
+        ca_file=cfg.ca_file,
+        keepalive_s=cfg.keepalive_s,
+        session_expiry_s=0,
+    )
+
+
+def _read_password(cfg: BrokerConfig) -> str | None:
+    if cfg.password_file is None:
+        return None
+    try:
+        return cfg.password_file.read_text().strip()
+    except OSError as exc:
+        raise MqttError(f"broker.password_file {cfg.password_file}: {exc}") from None
+
+
 def device_client(
     cfg: BrokerConfig, site: str, device: str, version: str, clock: Clock = time.time
 ) -> MqttClient:
@@ -200,17 +223,11 @@ def device_client(
     def now() -> dt.datetime:
         return dt.datetime.fromtimestamp(clock(), dt.UTC)
 
-    password = None
-    if cfg.password_file is not None:
-        try:
-            password = cfg.password_file.read_text().strip()
-        except OSError as exc:
-            raise MqttError(f"broker.password_file {cfg.password_file}: {exc}") from None
     return MqttClient(
         cfg.url,
         cfg.client_id or f"ringwatch-{site}-{device}",
         username=cfg.username,
-        password=password,
+        password=_read_password(cfg),
         ca_file=cfg.ca_file,
         keepalive_s=cfg.keepalive_s,
         will=status_message(site, device, DeviceState.OFFLINE, version, None),
