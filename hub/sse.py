@@ -31,19 +31,25 @@ class StreamItem:
 
 
 def read_after(
-    sessions: SessionFactory, after_id: int, sites: frozenset[str] | None
+    sessions: SessionFactory,
+    after_id: int,
+    sites: frozenset[str] | None,
+    kinds: frozenset[str] | None = None,
 ) -> list[StreamItem]:
-    """The alerts after ``after_id`` that a user seeing ``sites`` (None: all) may see."""
+    """The alerts after ``after_id`` that a user seeing ``sites`` and incident ``kinds``
+    (None: all) may see."""
     query = (
         sa.select(Delivery.id, Delivery.reason, Delivery.payload)
         .where(Delivery.channel == Channel.SSE.value, Delivery.id > after_id)
         .order_by(Delivery.id)
         .limit(BATCH)
     )
+    if sites is not None or kinds is not None:
+        query = query.join(Incident, Incident.id == Delivery.incident_id)
     if sites is not None:
-        query = query.join(Incident, Incident.id == Delivery.incident_id).where(
-            Incident.site_id.in_(sites)
-        )
+        query = query.where(Incident.site_id.in_(sites))
+    if kinds is not None:
+        query = query.where(Incident.kind.in_(kinds))
     with sessions() as session:
         return [StreamItem(i, reason, payload) for i, reason, payload in session.execute(query)]
 
@@ -61,6 +67,7 @@ async def alert_stream(
     sessions: SessionFactory,
     after_id: int,
     sites: frozenset[str] | None,
+    kinds: frozenset[str] | None = None,
     poll_s: float = 0.5,
     stopped: Callable[[], bool] = lambda: False,
 ) -> AsyncIterator[dict[str, Any]]:
@@ -69,7 +76,7 @@ async def alert_stream(
 
     cursor = after_id
     while not stopped():
-        items = await anyio.to_thread.run_sync(read_after, sessions, cursor, sites)
+        items = await anyio.to_thread.run_sync(read_after, sessions, cursor, sites, kinds)
         for item in items:
             cursor = item.id
             yield {"id": str(item.id), "event": "incident", "data": json.dumps(item.data)}

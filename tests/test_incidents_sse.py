@@ -91,3 +91,14 @@ def test_a_new_incident_reaches_an_open_stream(served: tuple[str, Hub, FakeClock
         False,
     )
     assert received["south"] == [], "campus-n is not a site of st-south"
+
+
+def test_streams_carry_only_the_kinds_a_role_may_see() -> None:
+    from ringwatch.hub.api.routes.incidents import stream_kinds
+    from ringwatch.hub.roles import Role
+
+    manager = stream_kinds(Role.PROPERTY_MANAGER)
+    assert manager == frozenset({"shed"})
+    officer = stream_kinds(Role.STATION_OFFICER)
+    assert officer is not None and "shed" in officer and "watchlist" in officer
+    assert stream_kinds(Role.ADMIN) is None

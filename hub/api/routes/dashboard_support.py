@@ -7,9 +7,7 @@ sites; reads of evidence are audited."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -29,7 +27,7 @@ from ringwatch.hub.api.deps import (
     get_current_user,
     not_found,
 )
-from ringwatch.hub.api.routes.incidents import KINDS_OF, list_incidents
+from ringwatch.hub.api.routes.incidents import KINDS_OF, list_incidents, stream_kinds
 from ringwatch.hub.app import Hub
 from ringwatch.hub.incident_tables import Incident, IncidentStage
 from ringwatch.hub.sse import alert_stream, last_id
@@ -74,21 +72,8 @@ async def stream(
     caller = _cookie_caller(hub, request)
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
     start = last_id(hub.sessions) if after is None else after
-    kinds = KINDS_OF.get(caller.role)
-    alerts = alert_stream(hub.sessions, start, caller.scope.sites)
-    return EventSourceResponse(
-        only_kinds(alerts, None if kinds is None else {k.value for k in kinds}), ping=15
-    )
-
-
-async def only_kinds(
-    alerts: AsyncIterator[dict[str, Any]], kinds: set[str] | None
-) -> AsyncIterator[dict[str, Any]]:
-    """The alerts of the incident kinds a role may see (a property manager's site may also
-    be a campus: its watch-list evidence is not theirs to see)."""
-    async for item in alerts:
-        if kinds is None or json.loads(item["data"]).get("kind") in kinds:
-            yield item
+    alerts = alert_stream(hub.sessions, start, caller.scope.sites, stream_kinds(caller.role))
+    return EventSourceResponse(alerts, ping=15)
 
 
 def _labels(hub: Hub, kind: str) -> dict[str, str]:

@@ -148,7 +148,15 @@ async def stream(
     """Server-sent events: one ``incident`` event per routed alert the caller may see."""
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
     start = last_id(hub.sessions) if after is None else after
-    return EventSourceResponse(alert_stream(hub.sessions, start, caller.scope.sites), ping=15)
+    alerts = alert_stream(hub.sessions, start, caller.scope.sites, stream_kinds(caller.role))
+    return EventSourceResponse(alerts, ping=15)
+
+
+def stream_kinds(role: Role) -> frozenset[str] | None:
+    """Incident kinds a role's live stream carries (None: all). A property manager's shed
+    may stand on a campus: its watch-list evidence is not theirs to see."""
+    kinds = KINDS_OF.get(role)
+    return None if kinds is None else frozenset(k.value for k in kinds)
 
 
 @router.get("/reports/response-times")
