@@ -147,9 +147,12 @@ class _Waiters:
 class ZoneConfigs:
     """Save, push and track zone configs; ask devices for snapshots."""
 
-    def __init__(self, sessions: SessionFactory, clock: Clock) -> None:
+    def __init__(
+        self, sessions: SessionFactory, clock: Clock, snapshot_timeout_s: float = 8.0
+    ) -> None:
         self.sessions = sessions
         self.clock = clock
+        self.snapshot_timeout_s = snapshot_timeout_s
         self.publisher: Publisher | None = None
         self.acker: Acker | None = None
         self._online: dict[tuple[str, str], bool] = {}
@@ -218,6 +221,7 @@ class ZoneConfigs:
             row.version += 1
         row.device_id, row.zones, row.state = cam.device_id, after, PENDING
         row.request_id, row.reason, row.answered_at = request_id, None, None
+        row.pushes, row.pushed_at = 0, None  # counts the sends of this version
         row.updated_by, row.updated_at = actor.name, now
         session.add(
             ZonePush(
@@ -324,9 +328,10 @@ class ZoneConfigs:
     # -- snapshots ------------------------------------------------------------------------
 
     def request_snapshot(
-        self, site: str, device: str, camera: str, timeout_s: float = 8.0
+        self, site: str, device: str, camera: str, timeout_s: float | None = None
     ) -> Snapshot:
         """Ask the device for a fresh (masked) snapshot and wait for it."""
+        timeout_s = self.snapshot_timeout_s if timeout_s is None else timeout_s
         request = SnapshotRequest(request_id=new_event_id(), camera=camera)
         waiting = self._waiters.open(request.request_id)
         try:

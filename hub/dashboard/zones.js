@@ -351,7 +351,6 @@ function toolbar() {
     tool("mask", "Draw mask"),
     h("button", { type: "button", id: "finish", onclick: finishShape }, "Finish shape"),
     h("button", { type: "button", id: "cancel", onclick: () => { ed.draft = []; render(); } }, "Cancel"),
-    h("span", { id: "draft-info", class: "muted" }),
   );
 }
 
@@ -383,7 +382,7 @@ function editor(cfg, cameras) {
     h(
       "div",
       { class: "zone-layout" },
-      h("div", {}, toolbar(), stage(), h("h2", {}, "As the edge draws it"), h("img", { id: "preview", hidden: true, alt: "zones drawn by the edge annotator" })),
+      h("div", {}, toolbar(), stage(), h("p", { id: "draft-info", class: "muted" }, ""), h("h2", {}, "As the edge draws it"), h("img", { id: "preview", hidden: true, alt: "zones drawn by the edge annotator" })),
       h(
         "div",
         {},
