@@ -111,6 +111,36 @@ def _clean(msg: str) -> str:
     return msg.removeprefix("Value error, ")
 
 
+def zones_from_site_file(text: str, site: str, device: str, camera: str) -> CameraZones:
+    """The zones of ``camera`` in an edge site file (YAML), checked to be that device's file:
+    how a camera's local zones become the hub's (the editor loads them, a save pushes them).
+    Uses the edge's config models (``ringwatch.edge.config``: pydantic only, no runtime)."""
+    import yaml
+
+    from ringwatch.configfile import validate_config
+    from ringwatch.edge.config import SiteConfig
+    from ringwatch.errors import ConfigError
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ZoneEditorError(f"site file: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ZoneEditorError("site file: expected a mapping of keys at the top")
+    try:
+        config = validate_config(SiteConfig, data, "site file")
+    except ConfigError as exc:
+        raise ZoneEditorError(str(exc)) from None
+    if (config.site, config.device) != (site, device):
+        raise ZoneEditorError(
+            f"site file is for {config.site}/{config.device}, not this camera's {site}/{device}"
+        )
+    cams = {c.id: c for c in config.cameras}
+    if camera not in cams:
+        raise ZoneEditorError(f"site file has no camera {camera!r} (it has {sorted(cams)})")
+    return cams[camera].camera_zones()
+
+
 def zone_subscriptions() -> list[str]:
     """Plain (not shared) filters: every device's replies and retained status."""
     return [topic_filter(TopicKind.REPLIES), topic_filter(TopicKind.STATUS)]

@@ -41,6 +41,7 @@ from ringwatch.hub.zone_tables import ZonePush
 from tests.hub_fixtures import create_admin, hub_config, make_user, settings, token
 from tests.services import Broker
 
+REPO = Path(__file__).resolve().parent.parent
 SITE, DEVICE, CAMERA = "campus-n", "box-1", "gate"
 INNER = {"id": "walkway", "role": "inner", "polygon": [[0.1, 0.5], [0.9, 0.5], [0.9, 1], [0.1, 1]]}
 TWO_POINTS = {"id": "bad", "role": "inner", "polygon": [[0.1, 0.1], [0.5, 0.5]]}
@@ -327,3 +328,34 @@ def _image(jpeg: bytes) -> np.ndarray[Any, np.dtype[np.uint8]]:
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert image is not None
     return np.asarray(image, np.uint8)
+
+
+def test_a_camera_starts_from_its_edge_site_file(
+    hub: tuple[TestClient, Hub, dict[str, str]],
+) -> None:
+    client, _, admin = hub
+    text = (REPO / "configs/site-campus.yaml").read_text()
+    res = client.post(f"{URL}/from-site-file", json={"yaml": text}, headers=admin)
+    assert res.status_code == 422
+    assert "site file is for campus-north/box-gate-01" in res.json()["detail"]
+    ours = text.replace("site: campus-north", f"site: {SITE}").replace(
+        "device: box-gate-01", f"device: {DEVICE}"
+    )
+    res = client.post(f"{URL}/from-site-file", json={"yaml": ours}, headers=admin)
+    assert res.status_code == 200, res.text
+    zones = res.json()
+    assert [(z["id"], z["role"]) for z in zones["zones"]] == [
+        ("road", "outer"),
+        ("gate-area", "perimeter"),
+        ("yard", "inner"),
+    ]
+    assert [ln["id"] for ln in zones["lines"]] == ["gate-line"]
+    assert [m["id"] for m in zones["masks"]] == ["neighbour-window"]
+    assert list(zones["schedules"]) == ["school-hours"]
+    assert _state(client, admin)["zones"] is None  # loaded into the editor, not saved
+    # what the editor then saves round-trips through the same models
+    assert client.put(URL, json=zones, headers=admin).status_code == 200
+    assert _state(client, admin)["zones"] == zones
+    bad = ours.replace('end: "17:00"', 'end: "06:00"')
+    res = client.post(f"{URL}/from-site-file", json={"yaml": bad}, headers=admin)
+    assert res.status_code == 422 and "must be after start" in res.json()["detail"]

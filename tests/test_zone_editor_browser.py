@@ -247,10 +247,14 @@ def test_draw_an_inner_ring_save_accepted_and_events_carry_it(page: Page, env: E
     shot(page, "zone_editor_two_points_refused")
     page.click(".zone-row .delete")
 
-    # the walkway: an inner-ring polygon over the bottom of the frame
+    # start from the box's own site file (its local zones), then draw the walkway: an
+    # inner-ring polygon over the bottom of the frame
+    page.set_input_files("#site-file", env.workdir / "site.yaml")
+    expect(page.locator("#site-file-msg")).to_contain_text("Loaded 1 zone(s), 0 line(s)")
+    expect(page.locator("polygon.zone-shape[data-id=road]")).to_have_count(1)
     draw(page, "zone", WALKWAY)
-    page.fill(".zone-row .zone-id", "walkway")
-    expect(page.locator(".zone-row .zone-role")).to_have_value("inner")
+    page.fill(".zone-row[data-id=inner-1] .zone-id", "walkway")
+    expect(page.locator(".zone-row[data-id=inner-1] .zone-role")).to_have_value("inner")
     saved = dt.datetime.now(dt.UTC)
     page.click("#save")
     expect(page.locator("#zone-status")).to_contain_text("accepted", timeout=30_000)
@@ -260,8 +264,11 @@ def test_draw_an_inner_ring_save_accepted_and_events_carry_it(page: Page, env: E
     shot(page, "zone_editor_accepted")
 
     stored = env.stored_zones()  # the edge persisted it
-    assert [(z["id"], z["role"]) for z in stored["zones"]] == [("walkway", "inner")]
-    drawn = stored["zones"][0]["polygon"]  # where the clicks landed, normalised
+    assert [(z["id"], z["role"]) for z in stored["zones"]] == [
+        ("road", "outer"),
+        ("walkway", "inner"),
+    ]
+    drawn = stored["zones"][1]["polygon"]  # where the clicks landed, normalised
     assert len(drawn) == len(WALKWAY)
     for (x, y), (wx, wy) in zip(drawn, WALKWAY, strict=True):
         assert abs(x - wx) < 0.01 and abs(y - wy) < 0.01, (drawn, WALKWAY)
@@ -307,4 +314,4 @@ def test_a_config_the_edge_refuses_shows_rejected_with_its_reason(page: Page, en
     expect(status).to_contain_text("unknown camera 'yard'")
     expect(status).to_contain_text("It keeps the zones of its local file")
     shot(page, "zone_editor_rejected")
-    assert [z["id"] for z in env.stored_zones()["zones"]] == ["walkway"]  # gate untouched
+    assert [z["id"] for z in env.stored_zones()["zones"]] == ["road", "walkway"]  # gate kept

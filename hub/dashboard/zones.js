@@ -300,6 +300,26 @@ async function save() {
   }
 }
 
+// -- bootstrap from the edge's site file -----------------------------------------------
+
+async function loadSiteFile(e) {
+  const file = e.target.files[0];
+  const msg = document.getElementById("site-file-msg");
+  if (!file) return;
+  try {
+    const zones = await api(`/zones/${ed.site}/${ed.camera}/from-site-file`, { method: "POST", body: { yaml: await file.text() } });
+    ed.config = { ...emptyConfig(null), ...zones };
+    ed.draft = [];
+    renderItems();
+    render();
+    msg.className = "ok";
+    msg.textContent = `Loaded ${zones.zones.length} zone(s), ${zones.lines.length} line(s), ${zones.masks.length} mask(s) from ${file.name}: review them and save to make the hub the source of truth.`;
+  } catch (err) {
+    msg.className = "error";
+    msg.textContent = `Not loaded: ${err.message}`;
+  }
+}
+
 // -- snapshot and preview --------------------------------------------------------------
 
 async function snapshot() {
@@ -389,6 +409,9 @@ function editor(cfg, cameras) {
         h("div", { class: "card" }, h("h2", {}, "Push status"), h("p", { id: "zone-status", "data-state": "none", role: "status" }), h("ul", { id: "zone-errors", role: "alert" }),
           h("div", { class: "row" }, h("button", { type: "button", id: "save", class: "good", onclick: save }, "Save and push to the device"))),
         h("div", { class: "card" }, h("h2", {}, "Zones, lines and masks"), h("div", { id: "items" })),
+        h("div", { class: "card" }, h("h2", {}, "Start from the edge's site file"),
+          h("label", {}, "The box's site YAML (its local zones for this camera)", h("input", { type: "file", id: "site-file", accept: ".yaml,.yml,text/yaml", onchange: loadSiteFile })),
+          h("p", { id: "site-file-msg", class: "muted" })),
         h("div", { class: "card" }, h("h2", {}, "Camera settings"),
           h("label", {}, "Ring of a detection in no zone", select(RINGS.map((r) => [r, r]), ed.config.default_ring, { id: "default-ring" }, (v) => (ed.config.default_ring = v))),
           h("label", {}, "Schedules (JSON: name → {timezone, open: [{days, start, end}], holidays})", h("textarea", { id: "schedules", onchange: (e) => { try { ed.config.schedules = JSON.parse(e.target.value || "{}"); renderItems(); } catch { /* shown on save */ } } }))),

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, HTTPException, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ringwatch.contract.zones import CameraZones
 from ringwatch.hub import tables as t
@@ -34,6 +34,7 @@ from ringwatch.hub.zone_configs import (
     SnapshotUnavailable,
     ZoneConfigs,
     ZoneEditorError,
+    zones_from_site_file,
 )
 from ringwatch.hub.zone_tables import CameraZoneConfig
 
@@ -73,6 +74,10 @@ class ZoneConfigPublic(BaseModel):
     pushed_at: dt.datetime | None = None
     pushes: int = 0
     answered_at: dt.datetime | None = None
+
+
+class SiteFile(BaseModel):
+    yaml: str = Field(max_length=1_000_000, description="An edge site file (YAML text).")
 
 
 class SnapshotPublic(BaseModel):
@@ -204,3 +209,16 @@ def preview(
     if drawn is None:
         raise not_found(f"a snapshot of {site}/{camera} (take one first)")
     return Response(drawn, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/{site}/{camera}/from-site-file")
+def from_site_file(
+    session: SessionDep, caller: Editor, site: str, camera: str, body: SiteFile
+) -> dict[str, Any]:
+    """The camera's zones read from its edge site file (not saved: the editor shows them)."""
+    cam = _camera(session, caller, site, camera)
+    try:
+        zones = zones_from_site_file(body.yaml, site, cam.device_id, camera)
+    except ZoneEditorError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    return zones.model_dump(mode="json")
