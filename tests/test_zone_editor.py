@@ -38,7 +38,15 @@ from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.db import MIGRATIONS
 from ringwatch.hub.zone_configs import InvalidZones, validate_zones
 from ringwatch.hub.zone_tables import ZonePush
-from tests.hub_fixtures import create_admin, hub_config, make_user, settings, token
+from tests.hub_fixtures import (
+    BACKENDS,
+    create_admin,
+    database,
+    hub_config,
+    make_user,
+    settings,
+    token,
+)
 from tests.services import Broker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,17 +121,21 @@ def _status(state: DeviceState) -> bytes:
 
 
 @pytest.fixture
-def hub(broker: Broker, tmp_path: Path) -> Iterator[tuple[TestClient, Hub, dict[str, str]]]:
-    url = f"sqlite:///{tmp_path / 'hub.sqlite3'}"
-    create_admin(url)
-    tag = uuid.uuid4().hex[:8]
-    app = create_app(
-        settings(url, broker.url), hub_config(ingest={"group": f"g{tag}", "worker": f"w{tag}"})
-    )
-    with TestClient(app) as client:
-        hub: Hub = app.state.hub
-        assert hub.zone_link is not None and hub.zone_link.connected.wait(10)
-        yield client, hub, token(client, "admin", "admin-password")
+def hub(
+    request: pytest.FixtureRequest, broker: Broker, tmp_path: Path
+) -> Iterator[tuple[TestClient, Hub, dict[str, str]]]:
+    """A hub on SQLite, or on the backend named by an indirect parameter."""
+    backend = getattr(request, "param", "sqlite")
+    pg = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    with database(backend, tmp_path, pg) as url:
+        create_admin(url)
+        tag = uuid.uuid4().hex[:8]
+        ingest = {"group": f"g{tag}", "worker": f"w{tag}"}
+        app = create_app(settings(url, broker.url), hub_config(ingest=ingest))
+        with TestClient(app) as client:
+            hub: Hub = app.state.hub
+            assert hub.zone_link is not None and hub.zone_link.connected.wait(10)
+            yield client, hub, token(client, "admin", "admin-password")
 
 
 def _config(*zones: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +169,10 @@ def test_the_hub_validates_with_the_contract_models(zones: dict[str, Any], messa
     assert caught.value.errors and all(path for path, _ in caught.value.errors)
 
 
-def test_migration_chain_is_linear_and_matches_the_tables(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_migration_chain_is_linear_and_matches_the_tables(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path
+) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.config import Config
     from alembic.migration import MigrationContext
@@ -172,15 +187,18 @@ def test_migration_chain_is_linear_and_matches_the_tables(tmp_path: Path) -> Non
     assert len(script.get_heads()) == 1, f"several heads: {script.get_heads()}"
     revisions = list(script.walk_revisions())
     assert all(len(r._all_down_revisions) <= 1 for r in revisions), "a merge or branch"
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.sqlite3'}")
-    migrate(engine)
-    with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    pg = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    with database(backend, tmp_path, pg) as url:
+        engine = make_engine(url)
+        migrate(engine)
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        engine.dispose()
     ours = [d for d in diff if "zone" in repr(d)]
     assert not ours, ours
-    engine.dispose()
 
 
+@pytest.mark.parametrize("hub", BACKENDS, indirect=True)
 def test_save_pushes_and_shows_the_device_answer(
     hub: tuple[TestClient, Hub, dict[str, str]], broker: Broker
 ) -> None:
@@ -359,3 +377,34 @@ def test_a_camera_starts_from_its_edge_site_file(
     bad = ours.replace('end: "17:00"', 'end: "06:00"')
     res = client.post(f"{URL}/from-site-file", json={"yaml": bad}, headers=admin)
     assert res.status_code == 422 and "must be after start" in res.json()["detail"]
+
+
+def test_the_hub_draws_with_the_edge_annotator_without_the_edge_runtime() -> None:
+    """The preview and the site-file import load only the edge's annotator and config models
+    (contract + numpy + OpenCV + pydantic), never capture, pipeline, outbox or uplink."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+import cv2, numpy as np
+from ringwatch.hub.app import create_app
+from ringwatch.hub.zone_configs import Snapshot, ZoneConfigs, zones_from_site_file, validate_zones
+import datetime as dt
+zones = ZoneConfigs(None, lambda: dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
+ok, jpeg = cv2.imencode(".jpg", np.zeros((90, 160, 3), np.uint8))
+zones._snapshots[("s", "c")] = Snapshot(bytes(jpeg), 160, 90, dt.datetime.now(dt.UTC))
+z = validate_zones({"zones": [{"id": "a", "role": "inner", "polygon": [[0, 0], [1, 0], [1, 1]]}]})
+assert zones.annotated("s", "c", z)[:2] == b"\\xff\\xd8"
+text = open("configs/site-campus.yaml").read()
+zones_from_site_file(text, "campus-north", "box-gate-01", "gate")
+runtime = ["agent", "capture", "outbox", "uplink", "mqtt", "tracking", "rules", "shed"]
+loaded = [m for m in runtime if f"ringwatch.edge.{m}" in sys.modules]
+assert not loaded, loaded
+assert "ringwatch.edge.annotate" in sys.modules
+print("ok")
+"""
+    res = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
