@@ -7,8 +7,8 @@ with the contract's own models (the same code the edge runs), stored with its au
 camera stays *pending* until the device answers (:class:`ZoneConfigAnswer`): *accepted*
 (swapped in without restart) or *rejected* with the reason, in which case the device keeps
 its previous zones. A pending push is sent again, with the same request id, each time the
-device's retained status says ``online`` (the device answers an id once it has it; a second
-answer to an id already answered is ignored).
+device's retained status says ``online``; the device answers each send, and a second answer
+to a request id already answered is ignored.
 
 Snapshots for the editor are asked over the ``snapshot`` command topic; the device answers
 with a JPEG that has its privacy masks applied. The hub keeps the latest one per camera in
