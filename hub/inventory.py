@@ -35,7 +35,7 @@ def default_threshold() -> float:
     """The face pipeline's ``SAME_PERSON_THRESHOLD`` (OpenCV's 0.363 if it defines none).
 
     P1's stricter 1:N ``WATCHLIST_THRESHOLD`` (0.5) keeps every LFW face off the demo
-    gallery but made the real-edge footage test miss Lin-Manuel Miranda in 2 of 4 runs, so it
+    gallery but made the real-edge footage test fail in 3 of 5 runs (0 of 4 at 0.363), so it
     is not the default; set ``matching.threshold`` to use it (docs/hub.md)."""
     from ringwatch.models import faces
 
