@@ -44,6 +44,12 @@ SHOTS = REPO / "artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 SITE, DEVICE, CAMERA = "campus-north", "box-gate-01", "gate"
 ADMIN = ("admin", "admin-password")
+SCHEDULES = {
+    "school-hours": {
+        "timezone": "Europe/London",
+        "open": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "07:30", "end": "17:00"}],
+    }
+}
 WALKWAY = [(0.02, 0.55), (0.98, 0.55), (0.98, 0.995), (0.02, 0.995)]
 
 
@@ -252,9 +258,13 @@ def test_draw_an_inner_ring_save_accepted_and_events_carry_it(page: Page, env: E
     page.set_input_files("#site-file", env.workdir / "site.yaml")
     expect(page.locator("#site-file-msg")).to_contain_text("Loaded 1 zone(s), 0 line(s)")
     expect(page.locator("polygon.zone-shape[data-id=road]")).to_have_count(1)
+    page.fill("#schedules", json.dumps(SCHEDULES))
+    page.locator("#schedules").blur()
     draw(page, "zone", WALKWAY)
-    page.fill(".zone-row[data-id=inner-1] .zone-id", "walkway")
-    expect(page.locator(".zone-row[data-id=inner-1] .zone-role")).to_have_value("inner")
+    row = page.locator(".zone-row[data-id=inner-1]")
+    row.locator(".zone-id").fill("walkway")
+    expect(row.locator(".zone-role")).to_have_value("inner")
+    row.locator(".zone-schedule").select_option("school-hours")
     saved = dt.datetime.now(dt.UTC)
     page.click("#save")
     expect(page.locator("#zone-status")).to_contain_text("accepted", timeout=30_000)
@@ -268,6 +278,8 @@ def test_draw_an_inner_ring_save_accepted_and_events_carry_it(page: Page, env: E
         ("road", "outer"),
         ("walkway", "inner"),
     ]
+    assert stored["zones"][1]["schedule"] == "school-hours"
+    assert stored["schedules"]["school-hours"]["timezone"] == "Europe/London"
     drawn = stored["zones"][1]["polygon"]  # where the clicks landed, normalised
     assert len(drawn) == len(WALKWAY)
     for (x, y), (wx, wy) in zip(drawn, WALKWAY, strict=True):
