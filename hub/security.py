@@ -42,11 +42,16 @@ class TokenCodec:
         claims = {"sub": username, "iat": now, "exp": now + dt.timedelta(minutes=self.minutes)}
         return jwt.encode(claims, self.key, algorithm=ALGORITHM)
 
-    def subject(self, token: str) -> str | None:
-        """The user name in a valid token, or None (expired, forged or malformed)."""
+    def subject(self, token: str, now: dt.datetime) -> str | None:
+        """The user name in a token that is valid at ``now`` (the hub's injected clock, the
+        same one that issued it), or None (expired, forged or malformed)."""
         try:
-            claims = jwt.decode(token, self.key, algorithms=[ALGORITHM])
+            claims = jwt.decode(
+                token, self.key, algorithms=[ALGORITHM], options={"verify_exp": False}
+            )
         except jwt.PyJWTError:
             return None
-        sub = claims.get("sub")
+        exp, sub = claims.get("exp"), claims.get("sub")
+        if not isinstance(exp, int | float) or now.timestamp() >= exp:
+            return None
         return sub if isinstance(sub, str) else None

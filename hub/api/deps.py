@@ -44,7 +44,7 @@ _UNAUTHORISED = HTTPException(
 
 
 def get_current_user(session: SessionDep, hub: HubDep, token: TokenDep) -> t.User:
-    username = hub.tokens.subject(token)
+    username = hub.tokens.subject(token, hub.clock())
     if username is None:
         raise _UNAUTHORISED
     user = session.scalar(sa.select(t.User).where(t.User.username == username))
