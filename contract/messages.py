@@ -8,7 +8,6 @@ raises :class:`~ringwatch.contract.errors.ContractError` naming the field that i
 from __future__ import annotations
 
 import datetime as dt
-import math
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self, TypeVar
 
@@ -142,12 +141,14 @@ class Event(_Message):
             return None
         if len(value) != EMBEDDING_DIM:
             raise ValueError(f"need {EMBEDDING_DIM} values, got {len(value)}")
-        if not all(math.isfinite(v) for v in value):
+        vector = np.asarray(value, dtype=np.float32)
+        if not np.isfinite(vector).all():
             raise ValueError("contains NaN or infinity")
-        norm = math.sqrt(sum(v * v for v in value))
+        norm = float(np.linalg.norm(vector.astype(np.float64)))
         if abs(norm - 1.0) > EMBEDDING_NORM_TOLERANCE:
             raise ValueError(f"L2 norm must be 1 (+/- {EMBEDDING_NORM_TOLERANCE}), got {norm:.4f}")
-        return [float(np.float32(v)) for v in value]
+        rounded: list[float] = vector.tolist()  # float32 precision, as the edge computed it
+        return rounded
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
