@@ -193,3 +193,17 @@ def test_hub_settings_errors_name_the_file(tmp_path: Path) -> None:
     text = str(info.value)
     assert f"{path}: broker_url: String should match" in text
     assert f"{path}: colour_policy.base_by_ring.outer: Input should be" in text
+
+
+@pytest.mark.parametrize("name", ["hub-sites.yaml", "demo-hub.yaml"])
+def test_example_hub_inventories_are_valid(name: str) -> None:
+    from ringwatch.configfile import load_config
+    from ringwatch.hub.inventory import HubConfig
+
+    config = load_config(HubConfig, REPO / "configs" / name)
+    assert config.sites and config.sites[0].devices
+
+
+@pytest.mark.parametrize("name", ["site-campus.yaml", "towncentre.yaml"])
+def test_example_site_configs_are_valid(name: str) -> None:
+    assert load_site_config(REPO / "configs" / name).cameras
