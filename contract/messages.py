@@ -118,7 +118,7 @@ class Event(_Message):
     phase: Phase
     zone_id: Ident | None = None
     ring: Ring | None = None
-    track_id: int | None = Field(default=None, ge=0)
+    track_id: int | None = Field(default=None, ge=0, le=2**31 - 1)
     level: AlertLevel | None = Field(default=None, description="Shed events only.")
     scores: dict[Annotated[str, Field(max_length=32)], Score] = Field(
         default_factory=dict, max_length=16

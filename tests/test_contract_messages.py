@@ -105,6 +105,7 @@ BAD_FIELDS: list[tuple[dict[str, Any], str]] = [
     ({"zone_id": "#"}, "zone_id"),
     ({"ring": "moat"}, "ring"),
     ({"track_id": -1}, "track_id"),
+    ({"track_id": 2**31}, "track_id"),
     ({"scores": {"face": 1.5}}, "scores.face"),
     ({"scores": {"face": "nan"}}, "scores.face"),
     ({"frame_width": 0}, "frame_width"),
