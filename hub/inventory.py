@@ -32,15 +32,15 @@ from ringwatch.hub.incident_config import IncidentsConfig
 
 
 def default_threshold() -> float:
-    """The face pipeline's ``SAME_PERSON_THRESHOLD`` (OpenCV's 0.363 if it defines none).
+    """The 1:N watch-list threshold, ``WATCHLIST_THRESHOLD`` of the face pipeline (0.5).
 
-    P1's stricter 1:N ``WATCHLIST_THRESHOLD`` (0.5) keeps every LFW face off the demo
-    gallery but made the real-edge footage test fail in 3 of 5 runs (0 of 4 at 0.363), so it
-    is not the default; set ``matching.threshold`` to use it (docs/hub.md)."""
-    from ringwatch.models import faces
+    Stricter than the 1:1 ``SAME_PERSON_THRESHOLD`` (0.363): at 0.363, 14 of the 995 LFW
+    faces match someone in the watchlist_demo gallery (max 0.479); at 0.5 none does, and
+    Lin-Manuel Miranda's best shots on the Hamilton clip (0.53-0.70) still match
+    (docs/faces.md, docs/hub.md). Override with ``matching.threshold``."""
+    from ringwatch.models.faces import WATCHLIST_THRESHOLD
 
-    value = getattr(faces, "SAME_PERSON_THRESHOLD", None)
-    return value if isinstance(value, float) else 0.363
+    return WATCHLIST_THRESHOLD
 
 
 class _Section(BaseModel):

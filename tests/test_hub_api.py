@@ -21,7 +21,7 @@ from ringwatch.errors import ConfigError
 from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.ingest import Inbound, Ingestor
 from ringwatch.hub.settings import HubSettings
-from ringwatch.models.faces import SAME_PERSON_THRESHOLD, FacePipeline, read_image
+from ringwatch.models.faces import WATCHLIST_THRESHOLD, FacePipeline, read_image
 from tests.hub_fixtures import (
     BACKENDS,
     create_admin,
@@ -214,12 +214,6 @@ def _lfw_embeddings(models_dir: Path, lfw: Path) -> np.ndarray:
 
 @pytest.mark.data
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN FAILURE (docs/hub.md): at the default threshold 0.363, 8 of the 194 LFW "
-    "photos sampled have a face matching the watchlist_demo gallery (max 0.479); "
-    "WATCHLIST_THRESHOLD 0.5 passes this but makes the real-edge footage test flaky",
-)
 def test_no_lfw_face_matches_the_enrolled_gallery(
     api: tuple[TestClient, Hub, dict[str, str]], data_dir: Path, models_dir: Path
 ) -> None:
@@ -233,7 +227,7 @@ def test_no_lfw_face_matches_the_enrolled_gallery(
         enrolled += codes.count(201)
     probes = _lfw_embeddings(models_dir, data_dir / "faces/lfw_dev")
     assert len(probes) >= 180
-    assert hub.matcher.threshold == SAME_PERSON_THRESHOLD
+    assert hub.matcher.threshold == WATCHLIST_THRESHOLD
     with hub.sessions() as session:
         assert len(hub.matcher.current_index(session)) == enrolled >= len(gallery) - 2
         matches = hub.matcher.match(session, probes)
