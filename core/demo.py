@@ -468,6 +468,12 @@ class Demo:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from ringwatch.models.licences import licence_notes
+    from ringwatch.models.manifest import load_manifest
+
+    manifest = load_manifest()
+    for note in licence_notes(manifest.get(name) for name in DEMO_MODELS):
+        print(note, flush=True)
     data = find_data(args.data)
     models = find_models(args.models)
     demo = Demo(data, models, args.port)

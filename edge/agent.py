@@ -403,7 +403,7 @@ class ZoneStore:
             return None
         try:
             return CameraZones.model_validate_json(path.read_bytes())
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:
             raise ConfigError(f"{path}: stored zone config is invalid: {exc}") from None
 
 
@@ -457,7 +457,7 @@ class Agent:
 
     def _add_camera(self, cam: CameraConfig, analyzer: Analyzer, source: FrameSource) -> None:
         ident = Ident(self.config.site, self.config.device, cam.id)
-        zones = (self.store.load(cam.id) if self.store else None) or cam.camera_zones()
+        zones = self._stored_zones(cam) or cam.camera_zones()
         shed = None
         if cam.role is CameraRole.SHED and cam.shed is not None:
             zone = next((z.id for z in zones.zones if z.role is ZoneRole.SHED), None)
@@ -466,6 +466,19 @@ class Agent:
         pipeline = CameraPipeline(ident, zones, shed, self.embedders.get(cam.id))
         self.pipelines[cam.id] = pipeline
         self.workers[cam.id] = CameraWorker(cam, source, analyzer, pipeline, self.sink)
+
+    def _stored_zones(self, cam: CameraConfig) -> CameraZones | None:
+        """The zones the hub pushed earlier; None (site-file zones) when there are none, or
+        when the stored file no longer validates (e.g. after an upgrade): that is logged and
+        counted in ``bad_messages``, and the camera runs on."""
+        if self.store is None:
+            return None
+        try:
+            return self.store.load(cam.id)
+        except ConfigError as exc:
+            self.bad_messages += 1
+            log.error("camera %s: %s; using the site file's zones until the next push", cam.id, exc)
+            return None
 
     def start(self, stop: threading.Event) -> None:
         for worker in self.workers.values():

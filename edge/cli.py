@@ -95,9 +95,12 @@ def _check(args: argparse.Namespace) -> int:
         return 1
     rows.append(("config", "ok", f"site {cfg.site}, device {cfg.device}"))
     rows += [_probe_camera(cam) for cam in cfg.cameras]
-    rows.append(_check_models(cfg, _models_dir(args, cfg)))
+    models_row, notes = _check_models(cfg, _models_dir(args, cfg))
+    rows.append(models_row)
     rows.append(_check_broker(cfg, args.broker_timeout))
     print(render_table(("check", "result", "detail"), rows))
+    for note in notes:
+        print(note)
     failed = [r for r in rows if r[1] != "ok"]
     if failed:
         print(f"{len(failed)} check(s) failed: " + ", ".join(r[0] for r in failed))
@@ -115,14 +118,20 @@ def _probe_camera(cam: CameraConfig) -> tuple[str, str, str]:
     return (f"camera {cam.id}", "ok", detail)
 
 
-def _check_models(cfg: SiteConfig, models_dir: Path) -> tuple[str, str, str]:
+def _check_models(cfg: SiteConfig, models_dir: Path) -> tuple[tuple[str, str, str], list[str]]:
+    """The models row (each file with its licence) and the unclear-licence notes."""
     from ringwatch.edge.agent import load_analyzers
+    from ringwatch.models.licences import licence_notes
+    from ringwatch.models.manifest import load_manifest
 
     try:
         _, files = load_analyzers(cfg, models_dir)
     except RingwatchError as exc:
-        return ("models", "FAIL", str(exc))
-    return ("models", "ok", f"{models_dir}: " + ", ".join(f.name for f in files))
+        return ("models", "FAIL", str(exc)), []
+    by_file = {m.file: m for m in load_manifest().models}
+    used = [by_file[f.name] for f in files]
+    listed = [f"{f.name} ({e.licence_label})" for f, e in zip(files, used, strict=True)]
+    return ("models", "ok", f"{models_dir}: " + ", ".join(listed)), licence_notes(used)
 
 
 def _check_broker(cfg: SiteConfig, timeout: float) -> tuple[str, str, str]:

@@ -8,9 +8,11 @@ are rare (a few per second per camera), so one fsync each is affordable (~150 pu
 machine's disk under load, ~4,900/s with ``NORMAL``; see docs/delivery.md).
 
 Bound policy (``max_events`` rows): when full, the oldest health row is dropped first, then
-the oldest update-phase event. An alert's start or end (and any other start/end event) is
-never dropped: if only those remain, ``put`` raises :class:`OutboxFull` and counts it as
-``refused``, so the caller sees the loss instead of the queue hiding it.
+the oldest update-phase event, but only a row worth no more than the incoming one (health <
+update < start/end): a health row arriving when no health row is left is itself dropped.
+An alert's start or end (and any other start/end event) is never dropped: if only those
+remain, ``put`` raises :class:`OutboxFull` and counts it as ``refused``, so the caller sees
+the loss instead of the queue hiding it.
 """
 
 from __future__ import annotations
@@ -207,13 +209,16 @@ class Outbox:
         return int(row[0])
 
     def _evict_one(self, incoming: Priority) -> bool:
-        """Drop the oldest row of the most droppable class; False if nothing may go."""
+        """Drop the oldest row of the most droppable class, but never one worth more than
+        ``incoming`` (a health row must not push out an update); False if nothing may go."""
         row = self._db.execute(
-            "SELECT seq FROM outbox WHERE priority > ? ORDER BY priority DESC, seq LIMIT 1",
-            (int(Priority.KEEP),),
+            "SELECT seq FROM outbox WHERE priority > ? AND priority >= ? "
+            "ORDER BY priority DESC, seq LIMIT 1",
+            (int(Priority.KEEP), int(incoming)),
         ).fetchone()
         if row is None:
-            # Only start/end rows are queued: a droppable newcomer is dropped itself.
+            # Nothing worth as little as the newcomer is queued: a droppable newcomer is
+            # dropped itself; a start/end one is refused.
             if incoming is Priority.KEEP:
                 return False
             self._bump("dropped")

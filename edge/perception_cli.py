@@ -272,6 +272,7 @@ def time_stages(
 
 def _bench(args: argparse.Namespace) -> int:
     from ringwatch.models.install import model_path
+    from ringwatch.models.licences import licence_notes
     from ringwatch.models.manifest import load_manifest
     from ringwatch.models.runtime import OnnxModel
     from ringwatch.table import render_table
@@ -283,11 +284,23 @@ def _bench(args: argparse.Namespace) -> int:
     manifest = load_manifest()
     rows = []
     for name, bench in _BENCHES.items():
-        model = OnnxModel(model_path(manifest.get(name), models_dir), options)
+        entry = manifest.get(name)
+        model = OnnxModel(model_path(entry, models_dir), options)
         model.warm_up()
         times, size = bench(_timed_model(model), images, args.runs, models_dir, options)
-        rows.append(times.row(name, model.provider.replace("ExecutionProvider", ""), size))
-    heads = ("model", "provider", "input", "pre ms", "inference ms", "post ms", "total ms", "fps")
+        row = times.row(name, model.provider.replace("ExecutionProvider", ""), size)
+        rows.append((*row, entry.licence_label))
+    heads = (
+        "model",
+        "provider",
+        "input",
+        "pre ms",
+        "inference ms",
+        "post ms",
+        "total ms",
+        "fps",
+        "licence",
+    )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"median / p95 over {args.runs} runs, threads {options.threads}; this machine: "
@@ -296,6 +309,8 @@ def _bench(args: argparse.Namespace) -> int:
     print(render_table(heads, rows))
     print("pre = resize/letterbox/align + tensor; post = decode + NMS + mapping (+ quality for")
     print("YuNet); total and fps are for one image (SFace: one face).")
+    for note in licence_notes(manifest.get(name) for name in _BENCHES):
+        print(f"\n{note}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -170,6 +171,28 @@ def test_a_pushed_zone_config_ends_open_presences_and_takes_over() -> None:
         ("left", "end", 1),
         ("west", "start", 1),  # the tracker kept its track
     ]
+
+
+def test_an_invalid_stored_zone_file_falls_back_to_the_site_zones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = site(zones=[LEFT])
+    store = ZoneStore(tmp_path / "zones")
+    store.folder.mkdir()
+    broken = store.path("gate")
+    broken.write_text('{"zones": [{"id": "z", "role": "inner", "polygon": [[0, 0], [1, 1]]}]}')
+    sink = ListSink()
+    found = Found(persons=persons((40, 100, 60, 200)))
+    with caplog.at_level(logging.ERROR, logger="ringwatch.edge.agent"):
+        agent = Agent(
+            cfg, {"gate": ScriptedAnalyzer(found)}, {"gate": ListSource([])}, sink, None, store
+        )
+    assert agent.pipelines["gate"].zones == cfg.cameras[0].camera_zones()
+    assert agent.bad_messages == 1
+    assert str(broken) in caplog.text and "need >= 3 points" in caplog.text
+    for frame in noise_frames(3):
+        agent.workers["gate"].step(frame)
+    assert [(e.zone_id, e.phase.value) for e in sink.events] == [("left", "start")]
 
 
 def test_privacy_mask_hides_persons_and_snapshots() -> None:
@@ -551,12 +574,20 @@ def test_edge_run_delivers_every_event_and_stops_on_sigterm(
 # -- technician CLI -------------------------------------------------------------------------
 
 
-def site_file(tmp_path: Path, data_dir: Path, broker_url: str, source: str | None = None) -> Path:
+def site_file(
+    tmp_path: Path,
+    data_dir: Path,
+    broker_url: str,
+    source: str | None = None,
+    tasks: list[str] | None = None,
+) -> Path:
     import yaml
 
     raw = yaml.safe_load((REPO / "configs/towncentre.yaml").read_text())
     raw["broker"]["url"] = broker_url
     raw["cameras"][0]["source"] = source or str(data_dir / "video/towncentre_clip_example01.mp4")
+    if tasks is not None:
+        raw["cameras"][0]["tasks"] = tasks
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -577,6 +608,24 @@ def test_edge_check_passes_on_a_working_box(
     out = capsys.readouterr().out
     assert "camera street  ok      690x388, 10 fps, h264; analyse 10 fps" in out
     assert "yolox_nano.onnx" in out and f"broker         ok      {broker.url}" in out
+
+
+@pytest.mark.data
+def test_edge_check_lists_model_licences_and_flags_the_unclear_one(
+    models_dir: Path, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ringwatch.cli import main
+
+    dead = f"mqtt://127.0.0.1:{free_port()}"
+    config = site_file(tmp_path, data_dir, dead, tasks=["persons", "fire"])
+    argv = ["edge", "check", "-c", str(config), "--models-dir", str(models_dir)]
+    assert main([*argv, "--broker-timeout", "1"]) == 1  # only the broker fails
+    out = capsys.readouterr().out
+    models = next(line for line in out.splitlines() if line.startswith("models "))
+    assert "yolox_nano.onnx (Apache-2.0)" in models
+    assert "fire_smoke" in models and "(!! UNCLEAR (" in models
+    assert "!! fire_smoke: licence UNCLEAR (" in out and "Check before deploying." in out
+    assert "1 check(s) failed: broker" in out
 
 
 @pytest.mark.data

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -179,12 +182,25 @@ def test_bench_models_prints_a_row_per_model(
 ) -> None:
     argv = ["bench", "models", "--models", str(models_dir), "--data", str(data_dir)]
     assert main([*argv, "--runs", "2"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    rows = {line.split()[0]: line.split() for line in out[3:8]}
+    text = capsys.readouterr().out
+    out = text.splitlines()
+    assert re.split(r" {2,}", out[1])[-1] == "licence"
+    rows = {c[0]: c for c in (re.split(r" {2,}", line) for line in out[3:8])}
     assert list(rows) == ["yunet", "sface", "yolox_nano", "nanodet", "fire_smoke"]
     for cells in rows.values():
-        assert cells[1] == "CPU" and float(cells[-1]) > 0  # fps
-        assert float(cells[-2]) >= float(cells[-8])  # total >= inference median
-    assert rows["yolox_nano"][2] == "690x388" and rows["sface"][2:4] == ["1", "face"]
+        assert cells[1] == "CPU" and float(cells[7]) > 0  # fps
+        assert float(cells[6]) >= float(cells[4].split(" / ")[0])  # total >= inference median
+    assert rows["yolox_nano"][2] == "690x388" and rows["sface"][2] == "1 face"
+    assert rows["yunet"][8] == "MIT" and rows["fire_smoke"][8].startswith("!! UNCLEAR (")
+    assert "!! fire_smoke: licence UNCLEAR (" in text and "Check before deploying." in text
     assert main([*argv, "--runs", "0"]) == 2
     assert "--runs 0" in capsys.readouterr().err
+
+
+def test_demo_start_names_the_unclear_fire_model_licence(tmp_path: Path) -> None:
+    missing = tmp_path / "no-data-here"
+    argv = [sys.executable, "-m", "ringwatch", "demo", "--check", "--data", str(missing)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2  # the data folder is missing; the notice came first
+    assert done.stdout.startswith("!! fire_smoke: licence UNCLEAR (")
+    assert "Check before deploying." in done.stdout

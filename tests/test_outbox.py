@@ -115,6 +115,22 @@ def test_full_of_start_and_end_refuses_with_a_counted_error(tmp_path: Path) -> N
     assert (stats.refused, stats.dropped, stats.depth) == (1, 1, 2)
 
 
+def test_full_outbox_drops_an_incoming_health_row_rather_than_an_update(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", max_events=2)
+    updates = [make_event(Phase.UPDATE, track=1), make_event(Phase.UPDATE, track=2)]
+    for e in updates:
+        box.put(e)
+    box.put_raw("h1", "ringwatch/v1/health/campus/box1", b"{}", Priority.HEALTH)
+    assert [r.key for r in box.due(0, 1)] == [e.event_id for e in updates]
+    stats = box.stats()
+    assert (stats.dropped, stats.refused, stats.depth) == (1, 0, 2)
+    box.put_raw("h2", "ringwatch/v1/health/campus/box1", b"{}", Priority.HEALTH)
+    box.put(make_event(Phase.UPDATE, track=3))  # an update may still evict an update
+    keys = [r.key for r in box.due(0, 1)]
+    assert keys[0] == updates[1].event_id and "h2" not in keys
+    assert box.stats().dropped == 3
+
+
 def test_counters_and_rows_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite3"
     box = Outbox(path, max_events=1)
