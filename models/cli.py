@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ringwatch.models.install import FileState, install, verify_all
+from ringwatch.models.licences import licence_notes
 from ringwatch.models.manifest import default_models_dir, load_manifest
 from ringwatch.table import render_table
 
@@ -47,9 +48,8 @@ def _list(args: argparse.Namespace) -> int:
         for r in results
     ]
     print(render_table(("name", "task", "file", "licence", "installed"), rows))
-    unclear = [m for m in manifest.models if not m.licence_clear]
-    for entry in unclear:
-        print(f"\n!! {entry.name}: licence {entry.licence}. Check before deploying.")
+    for note in licence_notes(manifest.models):
+        print(f"\n{note}")
     return 0
 
 
