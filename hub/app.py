@@ -146,7 +146,9 @@ def build_hub(
     faces: FaceEmbedding | None = None,
     models_dir: Path | None = None,
 ) -> Hub:
-    """The hub's parts, not yet started (no connections are made here)."""
+    """The hub's parts, not yet started (no connections are made here). Refuses default or
+    short secrets (:meth:`HubSettings.check_secrets`)."""
+    settings.check_secrets()
     config = (config or HubConfig()).check("hub config")
     engine = make_engine(settings.database_url)
     cipher = TemplateCipher(settings.template_key)

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ringwatch.contract.colours import Tier
+from ringwatch.errors import InputError
 from ringwatch.hub import schemas as s
 from ringwatch.hub import tables as t
 from ringwatch.hub.inventory import HubConfig, SiteEntry
@@ -170,9 +171,17 @@ def create_user(session: Session, data: s.UserCreate, now: dt.datetime) -> t.Use
 # --- watch list ------------------------------------------------------------------------
 
 
+def check_review_due(due: dt.date, now: dt.datetime) -> None:
+    """A watch-list entry's review date: after today, at most 12 months ahead (hub clock)."""
+    problem = s.review_due_error(due, now.date())
+    if problem is not None:
+        raise InputError(problem)
+
+
 def create_person(
     session: Session, data: s.PersonCreate, actor: Actor, now: dt.datetime
 ) -> t.Person:
+    check_review_due(data.review_due, now)
     person = t.Person(
         **data.model_dump(exclude={"tier"}),
         tier=data.tier.value,
@@ -190,6 +199,8 @@ def create_person(
 def update_person(
     session: Session, person: t.Person, data: s.PersonUpdate, actor: Actor, now: dt.datetime
 ) -> t.Person:
+    if data.review_due is not None:
+        check_review_due(data.review_due, now)
     changes = data.model_dump(exclude_unset=True, exclude={"why"})
     before = {key: _plain(getattr(person, key)) for key in changes}
     for key, value in changes.items():

@@ -279,7 +279,8 @@ class IncidentService:
             )
         else:
             self.router.route(session, incident, Reason.UPDATE, now, sse_only=True)
-        self._link_to_alerts(session, sighting, person.id, now)
+        if incident.confirmed:  # a human confirmed this match: its alerts learn of him
+            self._link_to_alerts(session, sighting, now)
 
     def on_event(self, session: Session, event: Event, now: dt.datetime) -> None:
         if event.kind in (EventKind.INTRUSION, EventKind.LOITERING):
@@ -475,23 +476,30 @@ class IncidentService:
         return Ring(row.default_ring) if row is not None and row.default_ring else None
 
     def _link_persons(self, session: Session, incident: Incident, event: Event) -> None:
-        """Identified persons seen on the event's camera around its time."""
+        """Persons seen on the event's camera around its time whose match a human confirmed
+        (an unconfirmed or rejected match is never attached to an alert)."""
         rows = session.scalars(
-            sa.select(t.Sighting).where(
+            sa.select(t.Sighting)
+            .join(IncidentPoint, IncidentPoint.sighting_id == t.Sighting.id)
+            .join(Incident, Incident.id == IncidentPoint.incident_id)
+            .where(
+                IncidentPoint.role == "sighting",
+                Incident.kind == IncidentKind.WATCHLIST.value,
+                Incident.confirmed.is_(True),
                 t.Sighting.site_id == event.site,
                 t.Sighting.camera_id == event.camera,
                 t.Sighting.captured_at.between(
                     event.captured_at - self.link_window, event.captured_at + self.link_window
                 ),
             )
+            .order_by(t.Sighting.captured_at, t.Sighting.id)
         )
         for sighting in rows:
             self._add_person(session, incident, sighting)
 
-    def _link_to_alerts(
-        self, session: Session, sighting: t.Sighting, person_id: int, now: dt.datetime
-    ) -> None:
-        """A sighting arriving after an intrusion/loitering alert on its camera joins it."""
+    def _link_to_alerts(self, session: Session, sighting: t.Sighting, now: dt.datetime) -> None:
+        """A confirmed match's sighting joins the intrusion/loitering alerts on its camera
+        around its time (an update to their recipients)."""
         kinds = [IncidentKind.INTRUSION.value, IncidentKind.LOITERING.value]
         alerts = session.scalars(
             sa.select(Incident).where(
@@ -506,6 +514,47 @@ class IncidentService:
         for incident in alerts:
             if self._add_person(session, incident, sighting):
                 self.router.route(session, incident, Reason.UPDATE, now)
+
+    @staticmethod
+    def _sightings_of(session: Session, incident: Incident) -> list[t.Sighting]:
+        ids = sa.select(IncidentPoint.sighting_id).where(
+            IncidentPoint.incident_id == incident.id, IncidentPoint.role == "sighting"
+        )
+        return list(
+            session.scalars(
+                sa.select(t.Sighting)
+                .where(t.Sighting.id.in_(ids))
+                .order_by(t.Sighting.captured_at, t.Sighting.id)
+            )
+        )
+
+    @staticmethod
+    def _unlink(session: Session, sighting_ids: list[int]) -> None:
+        """Take a rejected match's sightings off any alert they were attached to (silently:
+        nothing is routed about a person who was not there)."""
+        if not sighting_ids:
+            return
+        points = list(
+            session.scalars(
+                sa.select(IncidentPoint).where(
+                    IncidentPoint.role == "person", IncidentPoint.sighting_id.in_(sighting_ids)
+                )
+            )
+        )
+        affected = {p.incident_id for p in points}
+        for point in points:
+            session.delete(point)
+        session.flush()
+        for alert_id in affected:
+            alert = session.get(Incident, alert_id)
+            if alert is None:
+                continue
+            left = session.scalars(
+                sa.select(IncidentPoint.person_id)
+                .where(IncidentPoint.incident_id == alert_id, IncidentPoint.role == "person")
+                .order_by(IncidentPoint.id)
+            )
+            alert.detail = {**alert.detail, "persons": list(dict.fromkeys(left))}
 
     @staticmethod
     def _add_person(session: Session, incident: Incident, sighting: t.Sighting) -> bool:
@@ -568,9 +617,15 @@ class IncidentService:
         incident.decision_reason = reason
         incident.updated_at = now
         self._done(session, incident, ACKNOWLEDGED, actor, reason, now)
-        if not confirmed:
+        sightings = self._sightings_of(session, incident)
+        if confirmed:
+            for sighting in sightings:
+                self._link_to_alerts(session, sighting, now)
+        else:
             incident.closed_at = now
             self._cancel_rest(session, incident)
+            self._unlink(session, [s.id for s in sightings])
+            self._erase_crops(session, incident, sightings, actor, now)
         action = "confirm" if confirmed else "reject"
         crud.audit(
             session,
@@ -657,6 +712,31 @@ class IncidentService:
             sa.update(IncidentStage)
             .where(IncidentStage.incident_id == incident.id, IncidentStage.done_at.is_(None))
             .values(cancelled=True)
+        )
+
+    @staticmethod
+    def _erase_crops(
+        session: Session,
+        incident: Incident,
+        sightings: list[t.Sighting],
+        actor: Actor,
+        now: dt.datetime,
+    ) -> None:
+        """A rejected match was someone else: drop the live face crops of its sightings
+        (similarity, threshold and camera stay for the false-match report)."""
+        erased = [s.id for s in sightings if s.crop_jpeg is not None]
+        for sighting in sightings:
+            sighting.crop_jpeg = None
+        incident.detail = {**incident.detail, "live_crop": None}
+        crud.audit(
+            session,
+            actor,
+            "erase_crops",
+            "incident",
+            incident.id,
+            now,
+            "match rejected",
+            sightings=erased,
         )
 
     @staticmethod

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from ringwatch.contract.colours import Ring, Tier
 from ringwatch.contract.zones import Ident
@@ -127,26 +127,62 @@ class CameraPublic(_Out):
     shed: str | None
 
 
-class PersonCreate(_In):
-    """A watch-list entry. There are no fields for ethnicity, religion, politics or health."""
+# Required watch-list text: surrounding whitespace stripped, then non-empty (min_length).
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000)]
+CaseRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+LegalBasis = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
 
-    display_name: str = Field(min_length=1, max_length=200)
+
+def review_due_error(due: dt.date, today: dt.date) -> str | None:
+    """Why ``due`` is no review date for an entry written ``today`` (None: it is one). The
+    hub's clock gives ``today``, so the check runs where the clock is (crud)."""
+    if due <= today:
+        return f"review_due {due} must be after today ({today})"
+    latest = _add_year(today)
+    if due > latest:
+        return f"review_due {due} is more than 12 months ahead (latest {latest})"
+    return None
+
+
+def _add_year(day: dt.date) -> dt.date:
+    try:
+        return day.replace(year=day.year + 1)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + 1, day=28)
+
+
+class PersonCreate(_In):
+    """A watch-list entry. There are no fields for ethnicity, religion, politics or health.
+    Reason, case reference, legal basis and responsible station are required and non-blank;
+    the review date is checked against the hub's clock (:func:`review_due_error`)."""
+
+    display_name: Name
     tier: Tier = Field(description="red, orange or yellow (green = delisted).")
-    reason: str = Field(min_length=3, max_length=2000)
-    case_reference: str = Field(min_length=1, max_length=100)
-    legal_basis: str = Field(min_length=3, max_length=500)
+    reason: Reason
+    case_reference: CaseRef
+    legal_basis: LegalBasis
     station_id: Ident
-    review_due: dt.date
+    review_due: dt.date = Field(description="After today, at most 12 months ahead.")
 
 
 class PersonUpdate(_In):
-    display_name: str | None = Field(default=None, min_length=1, max_length=200)
+    display_name: Name | None = None
     tier: Tier | None = None
-    reason: str | None = Field(default=None, min_length=3, max_length=2000)
-    case_reference: str | None = Field(default=None, min_length=1, max_length=100)
-    legal_basis: str | None = Field(default=None, min_length=3, max_length=500)
-    review_due: dt.date | None = None
+    reason: Reason | None = None
+    case_reference: CaseRef | None = None
+    legal_basis: LegalBasis | None = None
+    review_due: dt.date | None = Field(
+        default=None, description="A review: after today, at most 12 months ahead."
+    )
     why: str = Field(min_length=3, max_length=500, description="Why the change (audited).")
+
+    @model_validator(mode="after")
+    def _no_required_field_cleared(self) -> PersonUpdate:
+        cleared = sorted(k for k in self.model_fields_set if getattr(self, k) is None)
+        if cleared:
+            raise ValueError(f"required fields cannot be cleared: {', '.join(cleared)}")
+        return self
 
 
 class PersonPublic(_Out):

@@ -4,8 +4,8 @@
 |---|---|---|---|
 | database_url | RINGWATCH_HUB_DATABASE_URL | sqlite:///var/hub.sqlite3 | SQLAlchemy URL |
 | broker_url | RINGWATCH_HUB_BROKER_URL | unset: private Mosquitto | mqtt://host:port |
-| jwt_secret | RINGWATCH_HUB_JWT_SECRET | change-me (refused) | signs API tokens |
-| template_key | RINGWATCH_HUB_TEMPLATE_KEY | change-me (refused) | encrypts templates at rest |
+| jwt_secret | RINGWATCH_HUB_JWT_SECRET | change-me (refused); 16+ chars | signs API tokens |
+| template_key | RINGWATCH_HUB_TEMPLATE_KEY | change-me (refused); 16+ chars | encrypts templates |
 | colour_policy | - | outer/perimeter/inner = yellow/orange/red; red tier +1 | colours |
 """
 
@@ -22,6 +22,7 @@ from ringwatch.contract.colours import ColourPolicy
 from ringwatch.errors import ConfigError
 
 DEFAULT_SECRET = "change-me"
+MIN_SECRET_CHARS = 16
 
 
 class HubSettings(BaseSettings):
@@ -44,13 +45,20 @@ class HubSettings(BaseSettings):
     colour_policy: ColourPolicy = Field(default_factory=ColourPolicy)
 
     def check_secrets(self) -> None:
-        """Refuse to serve with secrets left at their defaults."""
-        left = [
-            name for name in ("jwt_secret", "template_key") if getattr(self, name) == DEFAULT_SECRET
-        ]
+        """Refuse secrets left at their defaults or shorter than ``MIN_SECRET_CHARS``
+        (``build_hub`` calls this: no hub is built with a guessable key)."""
+        names = ("jwt_secret", "template_key")
+        left = [n for n in names if getattr(self, n) == DEFAULT_SECRET]
         if left:
             keys = ", ".join(f"RINGWATCH_HUB_{n.upper()}" for n in left)
             raise ConfigError(f"hub settings: {', '.join(left)} left at the default; set {keys}")
+        short = [n for n in names if len(getattr(self, n)) < MIN_SECRET_CHARS]
+        if short:
+            keys = ", ".join(f"RINGWATCH_HUB_{n.upper()}" for n in short)
+            raise ConfigError(
+                f"hub settings: {', '.join(short)} shorter than {MIN_SECRET_CHARS} characters;"
+                f" set {keys} to a long random value"
+            )
 
 
 def load_hub_settings(path: Path | None = None, **overrides: Any) -> HubSettings:

@@ -26,6 +26,15 @@ from ringwatch.hub.settings import HubSettings
 
 BACKENDS = ["sqlite", "postgresql"]
 SECRET = "test-secret-not-default"
+
+
+def review_due(now: dt.datetime | None = None, days: int = 90) -> str:
+    """A watch-list review date the hub accepts: ``days`` after ``now`` (the hub's clock;
+    default the real UTC time), within the 12-month window."""
+    at = dt.datetime.now(dt.UTC) if now is None else now
+    return (at.date() + dt.timedelta(days=days)).isoformat()
+
+
 CLIP_EVERY = 15
 
 HUB_CONFIG: dict[str, Any] = {

@@ -178,8 +178,8 @@ def test_hub_settings_file_then_env(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(ConfigError, match="jwt_secret, template_key left at the default"):
         settings.check_secrets()
     monkeypatch.setenv("RINGWATCH_HUB_DATABASE_URL", "postgresql+psycopg://x@h/db")
-    monkeypatch.setenv("RINGWATCH_HUB_JWT_SECRET", "s3cret-s3cret")
-    monkeypatch.setenv("RINGWATCH_HUB_TEMPLATE_KEY", "k3y-k3y-k3y")
+    monkeypatch.setenv("RINGWATCH_HUB_JWT_SECRET", "s3cret-s3cret-s3cret")
+    monkeypatch.setenv("RINGWATCH_HUB_TEMPLATE_KEY", "k3y-k3y-k3y-k3y-k3y")
     settings = load_hub_settings(REPO / "configs" / "hub.yaml")
     assert settings.database_url == "postgresql+psycopg://x@h/db"
     settings.check_secrets()

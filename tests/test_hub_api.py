@@ -18,8 +18,10 @@ from ringwatch.contract.ids import new_event_id
 from ringwatch.contract.messages import Event, encode
 from ringwatch.contract.topics import EventKind, event_topic
 from ringwatch.errors import ConfigError
+from ringwatch.hub import tables as t
 from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.ingest import Inbound, Ingestor
+from ringwatch.hub.matching import bump_generation
 from ringwatch.hub.settings import HubSettings
 from ringwatch.models.faces import WATCHLIST_THRESHOLD, FacePipeline, read_image
 from tests.hub_fixtures import (
@@ -28,6 +30,7 @@ from tests.hub_fixtures import (
     database,
     hub_config,
     make_user,
+    review_due,
     settings,
     token,
 )
@@ -61,7 +64,7 @@ def _person(client: TestClient, auth: dict[str, str], name: str, station: str) -
         "case_reference": f"C-{name}",
         "legal_basis": "court order (test)",
         "station_id": station,
-        "review_due": "2099-01-01",
+        "review_due": review_due(),
     }
     res = client.post("/api/v1/persons", json=body, headers=auth)
     assert res.status_code == 201, res.text
@@ -261,9 +264,20 @@ def test_templates_are_encrypted_and_delisted_or_overdue_persons_are_not_matched
         return ingest.ingest([fresh]).sightings
 
     assert sightings_after(None) == 1
-    yesterday = (dt.date.today() - dt.timedelta(days=1)).isoformat()
-    assert sightings_after({"review_due": yesterday}) == 0
-    assert sightings_after({"review_due": "2099-01-01"}) == 1
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    res = client.patch(
+        f"/api/v1/persons/{person}",
+        json={"review_due": yesterday.isoformat(), "why": "test"},
+        headers=admin,
+    )
+    assert res.status_code == 422, "a review date is after today"
+    with hub.sessions.begin() as session:  # an entry whose review has lapsed since
+        session.execute(
+            sa.update(t.Person).where(t.Person.id == person).values(review_due=yesterday)
+        )
+        bump_generation(session)
+    assert sightings_after(None) == 0
+    assert sightings_after({"review_due": review_due()}) == 1
     assert sightings_after({"tier": "green"}) == 0
     delist = client.get("/api/v1/audit?action=delist", headers=admin).json()
     assert [e["entity_id"] for e in delist] == [str(person)]

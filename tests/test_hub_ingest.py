@@ -26,6 +26,7 @@ from tests.hub_fixtures import (
     create_admin,
     database,
     hub_config,
+    review_due,
     settings,
     token,
 )
@@ -50,7 +51,7 @@ def _person(client: TestClient, admin: dict[str, str], name: str, photo: Path) -
         "case_reference": f"CASE-{name}",
         "legal_basis": "court order (test)",
         "station_id": "st-north",
-        "review_due": "2099-01-01",
+        "review_due": review_due(),
     }
     res = client.post("/api/v1/persons", json=body, headers=admin)
     assert res.status_code == 201, res.text

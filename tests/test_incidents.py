@@ -38,6 +38,7 @@ from tests.hub_fixtures import (
     BACKENDS,
     HUB_CONFIG,
     database,
+    review_due,
     settings,
 )
 
@@ -127,7 +128,7 @@ class Desk:
             "case_reference": f"CASE-{name}",
             "legal_basis": "court order (test)",
             "station_id": station,
-            "review_due": "2099-01-01",
+            "review_due": review_due(self.clock()),
         }
         res = self.client.post("/api/v1/persons", json=body, headers=self.admin)
         assert res.status_code == 201, res.text
@@ -441,16 +442,37 @@ def test_shed_alerts_form_one_incident_routed_to_the_property_manager(desk: Desk
 
 
 def test_intrusion_is_linked_to_persons_identified_on_the_same_camera(desk: Desk) -> None:
+    # Only a match a human confirmed is attached to an alert: until then the intrusion
+    # names nobody; the confirmation attaches him and tells the intrusion's recipients.
     pid, vec = desk.person("Yellow Person", "yellow")
     desk.send(face(vec, 0))
     desk.send(event(EventKind.INTRUSION, 20, "gate", ring="perimeter"))
     desk.send(event(EventKind.INTRUSION, 30, "door"))  # another site: nobody identified
-    gate = desk.rows(Incident, Incident.kind == "intrusion", Incident.camera_id == "gate")[0]
-    door = desk.rows(Incident, Incident.kind == "intrusion", Incident.camera_id == "door")[0]
-    assert gate.detail["persons"] == [pid] and door.detail["persons"] == []
+
+    def intrusion(camera: str) -> Incident:
+        [found] = desk.rows(Incident, Incident.kind == "intrusion", Incident.camera_id == camera)
+        assert isinstance(found, Incident)
+        return found
+
+    gate = intrusion("gate")
+    assert gate.detail["persons"] == [], "an unconfirmed match is not an identified person"
     assert gate.colour == "orange"  # perimeter ring's base colour
+    assert [a.detail["reason"] for a in alerts(desk, gate.id)] == ["new"]
+
+    [match] = desk.rows(Incident, Incident.kind == "watchlist")
+    res = desk.client.post(
+        f"/api/v1/incidents/{match.id}/confirm", json={}, headers=desk.users["north-officer"]
+    )
+    assert res.status_code == 200, res.text
+    gate, door = intrusion("gate"), intrusion("door")
+    assert gate.detail["persons"] == [pid] and door.detail["persons"] == []
     people = desk.rows(IncidentPoint, IncidentPoint.role == "person")
     assert [(p.incident_id, p.person_id) for p in people] == [(gate.id, pid)]
+    assert [a.detail["reason"] for a in alerts(desk, gate.id)] == ["new", "update"]
+
+    desk.send(event(EventKind.LOITERING, 40, "gate"))  # a later alert: linked at once
+    [loiter] = desk.rows(Incident, Incident.kind == "loitering")
+    assert loiter.detail["persons"] == [pid]
 
 
 def test_technical_incidents_for_offline_devices_and_growing_outboxes(desk: Desk) -> None:

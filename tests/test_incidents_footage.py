@@ -43,7 +43,7 @@ from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.incident_tables import Incident
 from ringwatch.hub.inventory import HubConfig
 from ringwatch.models.faces import FacePipeline
-from tests.hub_fixtures import BACKENDS, create_admin, database, settings, token
+from tests.hub_fixtures import BACKENDS, create_admin, database, review_due, settings, token
 from tests.services import Broker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -299,7 +299,7 @@ def _enrol_lin(client: TestClient, admin: dict[str, str], data_dir: Path) -> int
         "case_reference": "CASE-LMM",
         "legal_basis": "court order (test)",
         "station_id": "st-north",
-        "review_due": "2099-01-01",
+        "review_due": review_due(),
     }
     res = client.post("/api/v1/persons", json=body, headers=admin)
     assert res.status_code == 201, res.text

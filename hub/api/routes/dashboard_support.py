@@ -27,7 +27,13 @@ from ringwatch.hub.api.deps import (
     get_current_user,
     not_found,
 )
-from ringwatch.hub.api.routes.incidents import KINDS_OF, list_incidents, stream_kinds
+from ringwatch.hub.api.routes.events import may_see_event
+from ringwatch.hub.api.routes.incidents import (
+    KINDS_OF,
+    audit_stream,
+    list_incidents,
+    stream_kinds,
+)
 from ringwatch.hub.app import Hub
 from ringwatch.hub.incident_tables import Incident, IncidentStage
 from ringwatch.hub.sse import alert_stream, last_id
@@ -72,6 +78,7 @@ async def stream(
     caller = _cookie_caller(hub, request)
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
     start = last_id(hub.sessions) if after is None else after
+    audit_stream(hub, caller, "dashboard/stream", start)
     alerts = alert_stream(hub.sessions, start, caller.scope.sites, stream_kinds(caller.role))
     return EventSourceResponse(alerts, ping=15)
 
@@ -106,7 +113,7 @@ def board(
 ) -> dict[str, Any]:
     """The incidents the caller may see (filters as ``GET /incidents``), each with its
     response stages; ``now`` is the hub's time, so browsers can run the timers."""
-    rows = list_incidents(session, caller, state, kind, site_id, colour, limit)
+    rows = list_incidents(session, hub, caller, state, kind, site_id, colour, limit)
     ids = [r["id"] for r in rows]
     stages: dict[str, list[IncidentStage]] = defaultdict(list)
     for s in session.scalars(
@@ -180,7 +187,7 @@ def event_snapshot(session: SessionDep, hub: HubDep, caller: CallerDep, event_id
     row = session.get(t.Event, event_id)
     if row is None:
         raise not_found(f"event {event_id}")
-    if not caller.scope.sees_site(row.site_id):
+    if not may_see_event(caller, row):
         raise forbidden(f"event {event_id}")
     if row.snapshot_jpeg is None:
         raise not_found(f"snapshot of event {event_id}")

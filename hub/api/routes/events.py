@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends
 
+from ringwatch.contract.topics import EventKind
 from ringwatch.hub import tables as t
 from ringwatch.hub.api.deps import Caller, CallerDep, SessionDep, forbidden, not_found, require
 from ringwatch.hub.roles import Role
@@ -14,6 +15,28 @@ from ringwatch.hub.schemas import DeadLetterPublic, EventPublic
 
 router = APIRouter(tags=["events"])
 Operator = Annotated[Caller, Depends(require(Role.ADMIN, Role.TECHNICIAN, Role.AUDITOR))]
+
+# Event kinds a role may read (absent: all). A property manager's shed may stand on a campus:
+# its campus events are not theirs; a technician sees camera behaviour, not faces.
+EVENT_KINDS_OF: dict[Role, frozenset[str]] = {
+    Role.PROPERTY_MANAGER: frozenset({EventKind.SHED.value}),
+    Role.TECHNICIAN: frozenset(k.value for k in EventKind if k is not EventKind.FACE),
+}
+
+
+def visible_events(query: sa.Select[Any], caller: Caller) -> sa.Select[Any]:
+    """Only the events of the caller's sites and of the kinds their role may read."""
+    kinds = EVENT_KINDS_OF.get(caller.role)
+    if kinds is not None:
+        query = query.where(t.Event.kind.in_(sorted(kinds)))
+    if caller.scope.sites is not None:
+        query = query.where(t.Event.site_id.in_(caller.scope.sites))
+    return query
+
+
+def may_see_event(caller: Caller, row: t.Event) -> bool:
+    kinds = EVENT_KINDS_OF.get(caller.role)
+    return (kinds is None or row.kind in kinds) and caller.scope.sees_site(row.site_id)
 
 
 @router.get("/events")
@@ -24,9 +47,8 @@ def list_events(
     kind: str | None = None,
     limit: int = 200,
 ) -> list[EventPublic]:
-    query = sa.select(t.Event).order_by(t.Event.captured_at.desc(), t.Event.id.desc())
-    if caller.scope.sites is not None:
-        query = query.where(t.Event.site_id.in_(caller.scope.sites))
+    query = visible_events(sa.select(t.Event), caller)
+    query = query.order_by(t.Event.captured_at.desc(), t.Event.id.desc())
     if site_id is not None:
         query = query.where(t.Event.site_id == site_id)
     if kind is not None:
@@ -40,7 +62,7 @@ def read_event(session: SessionDep, caller: CallerDep, event_id: str) -> EventPu
     row = session.get(t.Event, event_id)
     if row is None:
         raise not_found(f"event {event_id}")
-    if not caller.scope.sees_site(row.site_id):
+    if not may_see_event(caller, row):
         raise forbidden(f"event {event_id}")
     return EventPublic.model_validate(row)
 

@@ -118,6 +118,7 @@ def summary(row: Incident) -> dict[str, Any]:
 @router.get("")
 def list_incidents(
     session: SessionDep,
+    hub: HubDep,
     caller: CallerDep,
     state: str | None = None,
     kind: str | None = None,
@@ -135,8 +136,25 @@ def list_incidents(
     ):
         if value is not None:
             query = query.where(column == value)
-    rows = session.scalars(query.limit(min(max(limit, 1), 5000)))
+    rows = list(session.scalars(query.limit(min(max(limit, 1), 5000))))
+    audit_watchlist_read(session, hub, caller, rows)
     return [summary(r) for r in rows]
+
+
+def audit_watchlist_read(
+    session: SessionDep, hub: HubDep, caller: Caller, rows: list[Incident]
+) -> None:
+    """One audit entry per list that shows watch-list entries (names, tiers, reasons)."""
+    ids = [r.id for r in rows if r.kind == IncidentKind.WATCHLIST.value]
+    if ids:
+        crud.audit(session, caller.actor, "list", "incident", None, hub.clock(), incidents=ids)
+        session.commit()
+
+
+def audit_stream(hub: HubDep, caller: Caller, name: str, after: int) -> None:
+    """Opening a live incident stream is audited (who, which stream, from which alert)."""
+    with hub.sessions.begin() as session:
+        crud.audit(session, caller.actor, "open", "incident_stream", name, hub.clock(), after=after)
 
 
 @router.get("/stream")
@@ -148,6 +166,7 @@ async def stream(
     """Server-sent events: one ``incident`` event per routed alert the caller may see."""
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
     start = last_id(hub.sessions) if after is None else after
+    audit_stream(hub, caller, "incidents/stream", start)
     alerts = alert_stream(hub.sessions, start, caller.scope.sites, stream_kinds(caller.role))
     return EventSourceResponse(alerts, ping=15)
 

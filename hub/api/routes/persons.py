@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ringwatch.contract.colours import Tier
+from ringwatch.errors import InputError
 from ringwatch.hub import crud
 from ringwatch.hub import tables as t
 from ringwatch.hub.api.deps import Caller, HubDep, Reason, SessionDep, forbidden, not_found, require
@@ -104,7 +105,10 @@ def create_person(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown station {body.station_id}"
         )
     now = hub.clock()
-    person = crud.create_person(session, body, caller.actor, now)
+    try:
+        person = crud.create_person(session, body, caller.actor, now)
+    except InputError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     session.commit()
     return public(person, 0, now.date())
 
@@ -127,7 +131,10 @@ def update_person(
     """Edit, review (a new ``review_due``) or delist (``tier: green``); ``why`` is audited."""
     person = _person(session, caller, person_id)
     now = hub.clock()
-    crud.update_person(session, person, body, caller.actor, now)
+    try:
+        crud.update_person(session, person, body, caller.actor, now)
+    except InputError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     session.commit()
     return public(person, _template_counts(session, [person_id]).get(person_id, 0), now.date())
 
