@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from ringwatch import __version__
 from ringwatch.contract.messages import Event
@@ -118,9 +119,9 @@ class Hub:
         zone_id = f"ringwatch-{cfg.worker}-zones"
         self.zone_link = start_zone_link(self.zones, url, zone_id, cfg.session_expiry_s)
 
-    def _stored(self, events: list[Event], now: dt.datetime) -> None:
+    def _stored(self, events: list[Event], now: dt.datetime, session: Session) -> None:
         if self.incidents is not None:
-            self.incidents.on_stored(events, now)
+            self.incidents.on_stored(events, now, session)
 
     def stop(self) -> None:
         if self.incidents is not None:

@@ -19,6 +19,7 @@ from types import TracebackType
 from ringwatch.errors import ConfigError
 
 DEBIAN_PATH = "/usr/sbin/mosquitto"
+MAX_PACKET_BYTES = 1048576  # twice the contract's MAX_MESSAGE_BYTES (512 kB)
 
 
 def find_mosquitto() -> str:
@@ -59,6 +60,9 @@ class PrivateMosquitto:
             f"listener {self.port} {self.host}\nallow_anonymous true\n"
             f"persistence true\npersistence_location {self.workdir}/\n"
             "max_queued_messages 100000\nmax_inflight_messages 1000\n"
+            # The contract's MAX_MESSAGE_BYTES is 512 kB: refuse far larger packets at the
+            # broker; what is oversized but under this reaches the hub's dead letters.
+            f"max_packet_size {MAX_PACKET_BYTES}\n"
             f"log_dest stderr\nlog_type error\nlog_type warning\nuser {user}\n"
         )
 

@@ -1,8 +1,9 @@
 """The incident service at run time: the ingest hook, the timer loop and the dispatcher.
 
-- :meth:`IncidentRuntime.on_stored` is called by ingest after each commit with the new
-  events; it updates incidents in its own transaction (a failure there is logged and counted
-  and never loses an event, which is already committed) and wakes the loop.
+- :meth:`IncidentRuntime.on_stored` is called by ingest inside its transaction with the new
+  events; it updates incidents in that transaction (a failure rolls the batch back, so an
+  event is never stored and receipted without its incident step) and wakes the loop once
+  it commits.
 - :meth:`IncidentRuntime.tick` is one round of the loop at an injected ``now``: escalate
   missed stages, raise technical incidents, send due deliveries, and once an hour purge
   what is past retention. Tests call it directly with a fake time; the hub runs it in a
@@ -16,6 +17,9 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from ringwatch.contract.colours import ColourPolicy
 from ringwatch.contract.messages import Event
@@ -63,14 +67,25 @@ class IncidentRuntime:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def on_stored(self, events: Sequence[Event], now: dt.datetime) -> None:
-        """Ingest hook: new committed events -> incidents."""
+    def on_stored(
+        self, events: Sequence[Event], now: dt.datetime, session: Session | None = None
+    ) -> None:
+        """Ingest hook: new events -> incidents. With ``session`` (the ingest transaction)
+        errors propagate, so the batch rolls back and ingest retries it; the loop is woken
+        once that transaction commits. Without it, in its own transaction."""
+        if session is not None:
+            self.service.on_stored(session, events, now)
+            sa.event.listen(session, "after_commit", self._woken, once=True)
+            return
         try:
             with self.sessions.begin() as session:
                 self.service.on_stored(session, events, now)
         except Exception:
             self.errors += 1
             log.exception("incident update failed for %d events", len(events))
+        self._wake.set()
+
+    def _woken(self, session: Session) -> None:
         self._wake.set()
 
     def tick(self, now: dt.datetime) -> TickResult:

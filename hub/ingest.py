@@ -2,7 +2,8 @@
 
 :meth:`Ingestor.ingest` parses every message against the contract, stores each event once
 (by event id), matches face embeddings against the watch list, writes dead letters for what
-it cannot take, and commits, all in one transaction; only then does the caller ack the
+it cannot take, lets the incidents hook see the new events, and commits, all in one
+transaction; only then does the caller ack the
 messages and send the receipts it returns. Face events are stored without embedding and
 crop; a matching face's crop is kept on its sighting.
 """
@@ -10,12 +11,14 @@ crop; a matching face's crop is kept on its sighting.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import re
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import sqlalchemy as sa
@@ -23,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ringwatch.contract.errors import ContractError
+from ringwatch.contract.ids import is_uuid7
 from ringwatch.contract.messages import (
     MAX_MESSAGE_BYTES,
     DeviceStatus,
@@ -39,7 +43,14 @@ from ringwatch.hub.db import SessionFactory
 from ringwatch.hub.matching import Match, Matcher
 
 KEPT_PAYLOAD_CHARS = 64 * 1024
+PREVIEW_CHARS = 2048
 DeviceKey = tuple[str, str]
+
+
+class StoredHook(Protocol):
+    """Called inside the ingest transaction with the batch's new events (incidents)."""
+
+    def __call__(self, events: list[Event], now: dt.datetime, session: Session) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,16 +175,77 @@ def _topic_mismatch(topic: Topic, message: Event | Health | SensorReading | Devi
 
 
 def strip_biometrics(payload: bytes) -> str:
-    """The payload as text for a dead letter, without any embedding or face crop."""
-    try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return _truncate(payload.decode("utf-8", errors="replace"))
-    if isinstance(data, dict):
-        for key in ("embedding", "face_crop_jpeg"):
-            if key in data:
-                data[key] = "(stripped)"
-    return _truncate(json.dumps(data))
+    """The payload as text for a dead letter, without any embedding or face crop.
+
+    A JSON object of allowed size is kept with ``embedding`` and every ``*_jpeg`` value
+    replaced (at any depth). Anything else (oversized, not JSON, not an object) is kept
+    only as a short scrubbed preview: see :func:`scrubbed_preview`."""
+    if len(payload) <= MAX_MESSAGE_BYTES:
+        try:
+            data = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if isinstance(data, dict):
+            return _truncate(json.dumps(_strip(data)))
+    return scrubbed_preview(payload)
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "(stripped)" if _biometric_key(k) else _strip(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def _biometric_key(key: str) -> bool:
+    return key == "embedding" or key.endswith("_jpeg")
+
+
+# The value of "embedding" (a list, possibly cut off) or of any "*_jpeg" key (a string,
+# possibly unterminated); then, whatever key they were under, any run of 8+ numbers and
+# any long base64-looking run.
+_BIOMETRIC_VALUE = re.compile(
+    r'("(?:embedding|[^"\\]*_jpeg)"\s*:\s*)(?:\[[^\]]*\]?|"[^"]*"?|[^,}\]]*)'
+)
+_NUMBER = r"-?\d++(?:\.\d*+)?+(?:[eE][-+]?\d++)?+"  # possessive: no backtracking
+_NUMBER_RUN = re.compile(rf"(?<![\w.])(?:{_NUMBER}\s*+,\s*+){{7,}}(?:{_NUMBER})?")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{64,}={0,2}")
+
+
+def scrubbed_preview(payload: bytes) -> str:
+    """A preview of at most :data:`PREVIEW_CHARS` of a payload that is not a JSON object,
+    with biometric values removed, led by the payload's size and sha256."""
+    head_bytes = payload[: PREVIEW_CHARS * 4]  # scrub only what can be shown
+    text = head_bytes.decode("utf-8", errors="replace").replace("\x00", "\\x00")
+    text = _BIOMETRIC_VALUE.sub(r'\1"(stripped)"', text)
+    text = _NUMBER_RUN.sub("(numbers stripped)", text)
+    text = _BASE64_RUN.sub("(base64 stripped)", text)
+    digest = hashlib.sha256(payload).hexdigest()
+    head = f"(not a JSON object: {len(payload)} bytes, sha256 {digest}; scrubbed preview)\n"
+    if len(text) > PREVIEW_CHARS:
+        text = text[:PREVIEW_CHARS] + f"... ({len(text) - PREVIEW_CHARS} more chars)"
+    return head + text
+
+
+_EVENT_ID = re.compile(rb'"event_id"\s*:\s*"([0-9a-f-]{36})"')
+
+
+def lenient_event_id(payload: bytes) -> str | None:
+    """The event id of a payload the hub rejected, when it names a valid UUIDv7."""
+    found = None
+    if len(payload) <= MAX_MESSAGE_BYTES:
+        try:
+            data = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if isinstance(data, dict):
+            value = data.get("event_id")
+            found = value if isinstance(value, str) else None
+    if found is None:
+        match = _EVENT_ID.search(payload[:4096])
+        found = match.group(1).decode() if match else None
+    return found if found is not None and is_uuid7(found) else None
 
 
 def _truncate(text: str) -> str:
@@ -191,13 +263,13 @@ class Ingestor:
         matcher: Matcher,
         clock: Clock,
         stats: IngestStats,
-        on_stored: Callable[[list[Event], Any], None] | None = None,
+        on_stored: StoredHook | None = None,
     ) -> None:
         self.sessions = sessions
         self.matcher = matcher
         self.clock = clock
         self.stats = stats
-        self.on_stored = on_stored  # after each commit: the new events (incidents hook)
+        self.on_stored = on_stored  # before each commit: the new events (incidents hook)
 
     def ingest(self, batch: Sequence[Inbound]) -> BatchResult:
         """Parse, store and commit ``batch``. Database outages raise (the caller retries
@@ -228,8 +300,10 @@ class Ingestor:
         with self.sessions.begin() as session:
             writer = _BatchWriter(session, self.matcher, self.clock())
             result = writer.write(items)
-        if self.on_stored is not None and writer.fresh:
-            self.on_stored(writer.fresh, writer.now)
+            if self.on_stored is not None and writer.fresh:
+                # In the same transaction: if the incident step fails, the batch rolls back
+                # and is retried or taken one by one like any other failure.
+                self.on_stored(writer.fresh, writer.now, session)
         return result
 
 
@@ -272,13 +346,28 @@ class _BatchWriter:
         crud.add_dead_letter(
             self.session,
             item.topic,
-            item.reason,
-            item.detail,
+            item.reason[:40],
+            item.detail.replace("\x00", "\\x00"),
             len(item.payload),
             strip_biometrics(item.payload),
             self.now,
         )
         self.result.dead.append(item.reason)
+        self._receipt_dead(item)
+
+    def _receipt_dead(self, item: Rejected) -> None:
+        """A dead-lettered event is kept here for technicians, so its device gets a receipt
+        too (else it would re-send it forever and fill its in-flight window)."""
+        try:
+            topic = parse_topic(item.topic)
+        except ContractError:
+            return
+        if topic.kind is not TopicKind.EVENTS:
+            return
+        event_id = lenient_event_id(item.payload)
+        if event_id is not None:
+            segments = dict(topic.segments)
+            self.result.receipts[(segments["site"], segments["device"])].append(event_id)
 
     def _reject(self, item: Parsed, reason: str, detail: str) -> None:
         self._dead(Rejected(item.raw.topic, reason, detail, item.raw.payload))
@@ -404,4 +493,12 @@ def _event_row(event: Event, now: dt.datetime) -> t.Event:
     )
 
 
-__all__ = ["BatchResult", "EventKind", "Inbound", "IngestStats", "Ingestor", "parse"]
+__all__ = [
+    "BatchResult",
+    "EventKind",
+    "Inbound",
+    "IngestStats",
+    "Ingestor",
+    "StoredHook",
+    "parse",
+]

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -24,17 +25,31 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from ringwatch.contract.messages import MAX_RECEIPT_IDS, Receipt, encode
 from ringwatch.contract.topics import TopicKind, receipt_topic, shared_filter, topic_filter
 from ringwatch.errors import ConfigError
 from ringwatch.hub.clock import Clock
-from ringwatch.hub.ingest import BatchResult, Inbound, Ingestor, Rejected
+from ringwatch.hub.ingest import BatchResult, Inbound, IngestStats, Rejected
 
 log = logging.getLogger(__name__)
 BAD_CREDENTIALS = {0x86, 0x87, 0x8C}  # bad user name or password, not authorised, bad auth
 INGEST_KINDS = (TopicKind.EVENTS, TopicKind.HEALTH, TopicKind.SENSORS)
+# Connection-level database errors: the batch is retried as a whole. Any other error
+# (DataError, IntegrityError, ProgrammingError, a bug) is one message's fault.
+UNAVAILABLE = (OperationalError, InterfaceError)
+
+
+class BatchIngest(Protocol):
+    """What the worker needs of :class:`~ringwatch.hub.ingest.Ingestor`."""
+
+    @property
+    def stats(self) -> IngestStats: ...
+
+    def ingest(self, batch: Sequence[Inbound]) -> BatchResult: ...
+
+    def dead_letter(self, message: Inbound, reason: str, detail: str) -> BatchResult: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +172,7 @@ class IngestWorker:
 
     def __init__(
         self,
-        ingestor: Ingestor,
+        ingestor: BatchIngest,
         clock: Clock,
         batch_size: int = 200,
         max_wait_s: float = 0.02,
@@ -194,9 +209,13 @@ class IngestWorker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            batch = self._next_batch()
-            if batch:
-                self.process(batch)
+            try:
+                batch = self._next_batch()
+                if batch:
+                    self.process(batch)
+            except Exception:  # the ingest thread must never die
+                self.ingestor.stats.add(errors=1)
+                log.exception("ingest worker round failed; going on")
 
     def _next_batch(self) -> list[Inbound]:
         try:
@@ -222,31 +241,50 @@ class IngestWorker:
         self._send_receipts(result)
 
     def _commit(self, batch: list[Inbound]) -> BatchResult | None:
+        """Retry the whole batch with backoff while the database is unreachable; on any
+        other failure take the batch one message at a time, dead-lettering the offender."""
         delay = self.retry_s[0]
         while not self._stop.is_set():
             try:
-                return self.ingestor.ingest(batch)
-            except SQLAlchemyError as exc:
+                try:
+                    return self.ingestor.ingest(batch)
+                except UNAVAILABLE:
+                    raise
+                except Exception:
+                    self.ingestor.stats.add(errors=1)
+                    log.exception("ingest failed; taking the batch one message at a time")
+                    return self._one_by_one(batch)
+            except UNAVAILABLE as exc:
                 self.ingestor.stats.add(errors=1)
                 log.error("database unavailable, retrying in %.1fs: %s", delay, exc)
-            except Exception:
-                self.ingestor.stats.add(errors=1)
-                log.exception("ingest failed; taking the batch one message at a time")
-                return self._one_by_one(batch)
             self._stop.wait(delay)
             delay = min(delay * 2, self.retry_s[1])
         return None
 
     def _one_by_one(self, batch: list[Inbound]) -> BatchResult:
+        """Connection-level errors propagate (the whole batch is retried: storing is
+        idempotent); any other failure dead-letters that message as ``internal_error``."""
         total = BatchResult()
         for message in batch:
             try:
                 total.merge(self.ingestor.ingest([message]))
+            except UNAVAILABLE:
+                raise
             except Exception as exc:
-                log.exception("message on %s failed; dead-lettered", message.topic)
-                detail = f"{type(exc).__name__}: {exc}"
-                total.merge(self.ingestor.dead_letter(message, "internal_error", detail))
+                log.exception("message on %s failed; dead-lettering it", message.topic)
+                total.merge(self._dead_letter(message, exc))
         return total
+
+    def _dead_letter(self, message: Inbound, exc: Exception) -> BatchResult:
+        reason = f"internal_error: {type(exc).__name__}"
+        try:
+            return self.ingestor.dead_letter(message, reason, f"{type(exc).__name__}: {exc}")
+        except UNAVAILABLE:
+            raise
+        except Exception:
+            self.ingestor.stats.add(errors=1)
+            log.exception("could not dead-letter a message on %s; dropping it", message.topic)
+            return BatchResult()
 
     def _send_receipts(self, result: BatchResult) -> None:
         if self.link is None:
@@ -263,4 +301,11 @@ class IngestWorker:
                     self.ingestor.stats.add(receipts_sent=1)
 
 
-__all__ = ["BrokerAddress", "IngestWorker", "MqttLink", "Rejected", "ingest_subscriptions"]
+__all__ = [
+    "BatchIngest",
+    "BrokerAddress",
+    "IngestWorker",
+    "MqttLink",
+    "Rejected",
+    "ingest_subscriptions",
+]
