@@ -27,7 +27,13 @@ from ringwatch.hub.incident_runtime import IncidentRuntime
 from ringwatch.hub.ingest import Ingestor, IngestStats
 from ringwatch.hub.inventory import HubConfig
 from ringwatch.hub.matching import Matcher
-from ringwatch.hub.mqtt import BrokerAddress, IngestWorker, MqttLink, ingest_subscriptions
+from ringwatch.hub.mqtt import (
+    BrokerAddress,
+    BrokerLogin,
+    IngestWorker,
+    MqttLink,
+    ingest_subscriptions,
+)
 from ringwatch.hub.registry import FaceEmbedding, PhotoEnroller
 from ringwatch.hub.security import TokenCodec
 from ringwatch.hub.settings import HubSettings
@@ -99,6 +105,7 @@ class Hub:
             url = self.broker.url
             log.info("started a private Mosquitto at %s", url)
         self.broker_url = url
+        login = BrokerLogin.from_settings(self.settings) if self.broker is None else None
         cfg = self.config.ingest
         self.worker = IngestWorker(
             Ingestor(self.sessions, self.matcher, self.clock, self.stats, self._stored),
@@ -111,13 +118,14 @@ class Hub:
             ingest_subscriptions(cfg.group),
             self.worker.submit,
             cfg.session_expiry_s,
+            login,
         )
         self.worker.attach(self.link)
         self.worker.start()
         self.link.start()
         assert self.zones is not None
         zone_id = f"ringwatch-{cfg.worker}-zones"
-        self.zone_link = start_zone_link(self.zones, url, zone_id, cfg.session_expiry_s)
+        self.zone_link = start_zone_link(self.zones, url, zone_id, cfg.session_expiry_s, login)
 
     def _stored(self, events: list[Event], now: dt.datetime, session: Session) -> None:
         if self.incidents is not None:

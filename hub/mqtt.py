@@ -6,6 +6,11 @@ session (``clean_start=False`` plus a session expiry, since paho's default wipes
 on each new client), ``manual_ack=True`` so the broker redelivers whatever was not committed,
 and the shared subscriptions made again in every ``on_connect`` (a shared subscription
 restored from Mosquitto's persistence file receives nothing after a broker restart).
+
+Login: a production broker (configs/mosquitto.conf) refuses anonymous clients, so a link
+takes a :class:`BrokerLogin` (user name, password read from a file, CA file for mqtts://).
+A CONNACK refusing the credentials stops all retrying (the same credentials cannot start
+working) and is kept in :attr:`MqttLink.refused` for the health endpoint, as edge/mqtt.py does.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -32,9 +38,19 @@ from ringwatch.contract.topics import TopicKind, receipt_topic, shared_filter, t
 from ringwatch.errors import ConfigError
 from ringwatch.hub.clock import Clock
 from ringwatch.hub.ingest import BatchResult, Inbound, IngestStats, Rejected
+from ringwatch.hub.settings import HubSettings
 
 log = logging.getLogger(__name__)
-BAD_CREDENTIALS = {0x86, 0x87, 0x8C}  # bad user name or password, not authorised, bad auth
+#: CONNACK reason codes after which retrying cannot help (MQTT 5 spec 3.2.2.2). Mosquitto
+#: 2.0.11 answers a wrong password with 0x87, not 0x86.
+FATAL_CONNACK = {
+    0x84: "unsupported protocol version",
+    0x85: "client identifier not valid",
+    0x86: "bad user name or password",
+    0x87: "not authorized",
+    0x8A: "banned",
+    0x8C: "bad authentication method",
+}
 INGEST_KINDS = (TopicKind.EVENTS, TopicKind.HEALTH, TopicKind.SENSORS)
 # Connection-level database errors: the batch is retried as a whole. Any other error
 # (DataError, IntegrityError, ProgrammingError, a bug) is one message's fault.
@@ -61,10 +77,48 @@ class BrokerAddress:
     @classmethod
     def from_url(cls, url: str) -> BrokerAddress:
         parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            # Refused, not dropped: the URL is logged and shown by /health.
+            raise ConfigError(
+                "broker url: credentials in the URL are not accepted; set broker_username"
+                " and broker_password_file in the hub settings"
+            )
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ConfigError(f"broker url {url!r}: expected mqtt://host:port or mqtts://...")
         tls = parts.scheme == "mqtts"
         return cls(parts.hostname, parts.port or (8883 if tls else 1883), tls)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLogin:
+    """How a hub link logs in: user name + password, and the CA file for mqtts://."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings: HubSettings) -> BrokerLogin:
+        """The login from the hub settings; the password is read from its file (first line,
+        without the line break). Raise :class:`ConfigError` naming the file, never the
+        password, when it cannot be read or the file is set without a user name."""
+        path = settings.broker_password_file
+        if path is not None and settings.broker_username is None:
+            raise ConfigError(
+                "hub settings: broker_password_file is set but broker_username is not"
+            )
+        password = None
+        if path is not None:
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(
+                    f"broker_password_file {path}: cannot read it ({type(exc).__name__})"
+                ) from None
+            if not lines or not lines[0]:
+                raise ConfigError(f"broker_password_file {path}: the first line is empty")
+            password = lines[0]
+        return cls(settings.broker_username, password, settings.broker_ca_file)
 
 
 def ingest_subscriptions(group: str) -> list[str]:
@@ -82,11 +136,14 @@ class MqttLink:
         subscriptions: Sequence[str],
         on_message: Callable[[Inbound], None],
         session_expiry_s: int = 86400,
+        login: BrokerLogin | None = None,
     ) -> None:
         self.address = address
         self.subscriptions = list(subscriptions)
         self.connected = threading.Event()
-        self.refused: str | None = None
+        self.refused: str | None = None  # why the broker refused us for good (health shows it)
+        self.refusals = 0  # refused CONNACKs so far
+        self._client_id = client_id
         self._on_message = on_message
         self._expiry = session_expiry_s
         self.client = mqtt.Client(
@@ -95,8 +152,11 @@ class MqttLink:
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
+        login = login or BrokerLogin()
+        if login.username is not None:
+            self.client.username_pw_set(login.username, login.password)
         if address.tls:
-            self.client.tls_set()
+            self.client.tls_set(ca_certs=str(login.ca_file) if login.ca_file else None)
         self.client.on_connect = self._connected
         self.client.on_disconnect = self._disconnected
         self.client.on_message = self._message
@@ -137,10 +197,16 @@ class MqttLink:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
-            if reason.value in BAD_CREDENTIALS:
-                self.refused = str(reason)
-                client.disconnect()  # retrying with the same credentials cannot help
+            self.refusals += 1
+            log.error("broker refused the connection: %s (0x%02x)", reason, reason.value)
+            if reason.value in FATAL_CONNACK:
+                self.refused = (
+                    f"broker {self.address.host}:{self.address.port} refused client "
+                    f"{self._client_id!r}: {FATAL_CONNACK[reason.value]} (0x{reason.value:02x});"
+                    " not retrying: check broker_username / broker_password_file"
+                )
+                log.error("%s", self.refused)
+                client.disconnect()  # ends paho's loop: the same credentials cannot help
             return
         result, _ = client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.subscriptions])
         if result != mqtt.MQTT_ERR_SUCCESS:
@@ -302,8 +368,10 @@ class IngestWorker:
 
 
 __all__ = [
+    "FATAL_CONNACK",
     "BatchIngest",
     "BrokerAddress",
+    "BrokerLogin",
     "IngestWorker",
     "MqttLink",
     "Rejected",

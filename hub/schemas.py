@@ -276,6 +276,7 @@ class IngestStatus(_Out):
     sightings: int
     receipts_sent: int
     errors: int
+    broker_refused: str | None = None  # the broker refused the hub's login; not retrying
 
 
 class HealthPublic(_Out):

@@ -4,6 +4,9 @@
 |---|---|---|---|
 | database_url | RINGWATCH_HUB_DATABASE_URL | sqlite:///var/hub.sqlite3 | SQLAlchemy URL |
 | broker_url | RINGWATCH_HUB_BROKER_URL | unset: private Mosquitto | mqtt://host:port |
+| broker_username | RINGWATCH_HUB_BROKER_USERNAME | unset: anonymous | broker login |
+| broker_password_file | RINGWATCH_HUB_BROKER_PASSWORD_FILE | unset | file holding the password |
+| broker_ca_file | RINGWATCH_HUB_BROKER_CA_FILE | unset: system CAs | CA for mqtts:// |
 | jwt_secret | RINGWATCH_HUB_JWT_SECRET | change-me (refused); 16+ chars | signs API tokens |
 | template_key | RINGWATCH_HUB_TEMPLATE_KEY | change-me (refused); 16+ chars | encrypts templates |
 | colour_policy | - | outer/perimeter/inner = yellow/orange/red; red tier +1 | colours |
@@ -37,6 +40,21 @@ class HubSettings(BaseSettings):
         default=None,
         pattern=r"^mqtts?://[^/\s]+(:\d+)?/?$",
         description="MQTT broker; unset starts a private Mosquitto.",
+    )
+    broker_username: str | None = Field(
+        default=None,
+        min_length=1,
+        description="User name the hub logs in to the broker with (the shipped ACL: `hub`).",
+    )
+    broker_password_file: Path | None = Field(
+        default=None,
+        description="File whose first line is the broker password (never logged); needs"
+        " broker_username.",
+    )
+    broker_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificate (PEM) that signed the broker's certificate, for"
+        " mqtts://; unset: the system CAs.",
     )
     jwt_secret: str = Field(default=DEFAULT_SECRET, min_length=8, description="Signs JWTs.")
     template_key: str = Field(

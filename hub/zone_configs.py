@@ -55,7 +55,7 @@ from ringwatch.hub.ingest import Inbound
 from ringwatch.hub.zone_tables import CameraZoneConfig, ZonePush
 
 if TYPE_CHECKING:
-    from ringwatch.hub.mqtt import MqttLink
+    from ringwatch.hub.mqtt import BrokerLogin, MqttLink
 
 log = logging.getLogger(__name__)
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
@@ -436,7 +436,11 @@ def _push_message(row: CameraZoneConfig) -> ZoneConfigPush:
 
 
 def start_zone_link(
-    zones: ZoneConfigs, broker_url: str, client_id: str, session_expiry_s: int
+    zones: ZoneConfigs,
+    broker_url: str,
+    client_id: str,
+    session_expiry_s: int,
+    login: BrokerLogin | None = None,
 ) -> MqttLink:
     """A started MQTT link for ``zones``: device replies and status in, commands out."""
     from ringwatch.hub.mqtt import BrokerAddress, MqttLink
@@ -447,6 +451,7 @@ def start_zone_link(
         zone_subscriptions(),
         zones.handle,
         session_expiry_s,
+        login,
     )
     zones.attach(link, link)
     link.start()

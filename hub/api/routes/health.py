@@ -24,6 +24,9 @@ def health(session: SessionDep, hub: HubDep) -> HealthPublic:
     ingest = IngestStatus(
         running=hub.worker is not None and hub.worker.running,
         connected=hub.link is not None and hub.link.connected.is_set(),
+        broker_refused=next(
+            (k.refused for k in (hub.link, hub.zone_link) if k and k.refused), None
+        ),
         **hub.stats.snapshot(),
     )
     ok = database == "ok" and (hub.worker is None or ingest.connected)
