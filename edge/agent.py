@@ -644,7 +644,8 @@ def _on_message(handler: Callable[[str, bytes], None]) -> Callable[[Message], No
 def run_site(config: SiteConfig, models_dir: Path, stop: threading.Event) -> None:
     """Run every camera of ``config`` until ``stop`` is set; deliver through the outbox."""
     from ringwatch.edge.capture import open_source
-    from ringwatch.edge.health import CameraStats, build_health, clock_synced
+    from ringwatch.edge.health import CameraStats, build_health, clock_synced, prometheus_text
+    from ringwatch.edge.metrics import MetricsServer
     from ringwatch.edge.outbox import Outbox
     from ringwatch.edge.uplink import Uplink, device_client
     from ringwatch.models.install import sha256_of
@@ -669,27 +670,33 @@ def run_site(config: SiteConfig, models_dir: Path, stop: threading.Event) -> Non
     pump.start()
     agent.start(stop)
     started = dt.datetime.now(dt.UTC)
+    metrics = (
+        None if config.metrics is None else MetricsServer(config.metrics.host, config.metrics.port)
+    )
     try:
         while not stop.wait(config.health_interval_s):
             cams = [
                 CameraStats(cid, st, w.fps(time.monotonic()), w.latency_ms, w.frame_errors)
                 for cid, (st, w) in agent.camera_status().items()
             ]
-            uplink.put_health(
-                build_health(
-                    site=site,
-                    device=device,
-                    version=__version__,
-                    at=dt.datetime.now(dt.UTC),
-                    started_at=started,
-                    models=shas,
-                    cameras=cams,
-                    outbox=outbox.stats(),
-                    bad_messages=agent.bad_messages + uplink.counters().bad_messages,
-                    clock_synced=clock_synced(),
-                )
+            health = build_health(
+                site=site,
+                device=device,
+                version=__version__,
+                at=dt.datetime.now(dt.UTC),
+                started_at=started,
+                models=shas,
+                cameras=cams,
+                outbox=outbox.stats(),
+                bad_messages=agent.bad_messages + uplink.counters().bad_messages,
+                clock_synced=clock_synced(),
             )
+            uplink.put_health(health)
+            if metrics is not None:
+                metrics.publish(prometheus_text(health))
     finally:
+        if metrics is not None:
+            metrics.close()
         stop.set()
         agent.join(timeout=10)
         for source in sources.values():

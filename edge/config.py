@@ -115,6 +115,13 @@ class OutboxConfig(_Section):
     receipt_timeout_s: float = Field(default=30.0, gt=0, le=3600, description="Re-publish after.")
 
 
+class MetricsConfig(_Section):
+    """An optional Prometheus endpoint serving the latest heartbeat at ``/metrics``."""
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=9464, ge=0, le=65535, description="TCP port (0: any free one).")
+
+
 class SiteConfig(_Section):
     """Root of an edge site file."""
 
@@ -124,6 +131,9 @@ class SiteConfig(_Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     health_interval_s: float = Field(default=30.0, gt=0, le=3600, description="Heartbeat period.")
+    metrics: MetricsConfig | None = Field(
+        default=None, description="Serve Prometheus metrics (off unless set)."
+    )
     cameras: list[CameraConfig] = Field(min_length=1, description="At least one camera.")
 
     @model_validator(mode="after")

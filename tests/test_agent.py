@@ -502,6 +502,15 @@ def test_hamilton_clip_face_events_match_the_watch_list_photo(
 
 
 @pytest.mark.data
+def _scrape(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text: str = response.read().decode()
+        return text
+
+
 def test_edge_run_delivers_every_event_and_stops_on_sigterm(
     broker: Broker, models_dir: Path, data_dir: Path, tmp_path: Path
 ) -> None:
@@ -520,6 +529,8 @@ def test_edge_run_delivers_every_event_and_stops_on_sigterm(
     raw["broker"]["url"] = broker.url
     raw["outbox"]["path"] = str(tmp_path / "outbox.sqlite3")
     raw["health_interval_s"] = 1
+    metrics_port = free_port()
+    raw["metrics"] = {"host": "127.0.0.1", "port": metrics_port}
     raw["cameras"][0]["schedules"]["shop-hours"]["open"] = []  # closed whenever CI runs
     raw["cameras"][0]["source"] = str(data_dir / "video/towncentre_clip_example01.mp4")
     config = tmp_path / "site.yaml"
@@ -554,6 +565,9 @@ def test_edge_run_delivers_every_event_and_stops_on_sigterm(
         expected = [s.strip() for s in TOWNCENTRE_EVENTS.replace("\n", "|").split("|") if s.strip()]
         wait_for(lambda: len(events) >= len(expected), 120, f"{len(expected)} events")
         wait_for(lambda: bool(healths) and "online" in states, 10, "health and online status")
+        scraped = _scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert f'ringwatch_camera_online{{site="{site_id}",device="{device}",camera=' in scraped
+        assert "ringwatch_outbox_depth{" in scraped
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
