@@ -315,7 +315,7 @@ def decode(model: type[M], payload: bytes, limit: int = MAX_MESSAGE_BYTES) -> M:
 
 def describe_errors(exc: ValidationError, limit: int = 5) -> str:
     """Pydantic errors as ``path: message; ...`` (first ``limit`` of them)."""
-    parts = [f"{format_loc(e['loc'])}: {_clean(e['msg'])}" for e in exc.errors()[:limit]]
+    parts = [f"{format_loc(e['loc'])}: {clean_message(e['msg'])}" for e in exc.errors()[:limit]]
     more = exc.error_count() - limit
     if more > 0:
         parts.append(f"... and {more} more")
@@ -335,7 +335,8 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
     return out or "(root)"
 
 
-def _clean(msg: str) -> str:
+def clean_message(msg: str) -> str:
+    """A pydantic error message without its "Value error, " style prefix."""
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             return msg[len(prefix) :]

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ringwatch.contract.messages import format_loc
+from ringwatch.contract.messages import clean_message, format_loc
 from ringwatch.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
@@ -54,7 +54,7 @@ def format_config_errors(exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
         loc = format_loc(tuple(err["loc"]))
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = clean_message(err["msg"])
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "missing":

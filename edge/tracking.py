@@ -23,6 +23,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from ringwatch.models.detections import Detections
+from ringwatch.models.nms import iou_matrix
 
 F32 = npt.NDArray[np.float32]
 
@@ -39,20 +40,6 @@ class TrackerConfig(BaseModel):
     low_match_iou: float = Field(default=0.4, gt=0, le=1, description="IoU to match, stage 2.")
     min_hits: int = Field(default=3, ge=1, le=100, description="Matches before a track is born.")
     lost_frames: int = Field(default=30, ge=0, le=10_000, description="Frames a lost track waits.")
-
-
-def box_iou(a: F32, b: F32) -> F32:
-    """IoU matrix ``(len(a), len(b))`` of two sets of xyxy boxes."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    iou: F32 = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
-    return iou
 
 
 def greedy_match(iou: F32, threshold: float) -> list[tuple[int, int]]:
@@ -136,7 +123,7 @@ class Tracker:
         if len(rows) == 0 or not tracks:
             return
         predicted = np.stack([t.predicted() for t in tracks])
-        iou = box_iou(predicted, dets.xyxy[rows])
+        iou = iou_matrix(predicted, dets.xyxy[rows])
         taken: list[_Track] = []
         for ti, di in greedy_match(iou, threshold):
             track = tracks[ti]

@@ -101,14 +101,10 @@ def validate_zones(raw: object) -> CameraZones:
     try:
         return CameraZones.model_validate(raw)
     except ValidationError as exc:
-        from ringwatch.contract.messages import format_loc
+        from ringwatch.contract.messages import clean_message, format_loc
 
-        errors = [(format_loc(e["loc"]), _clean(e["msg"])) for e in exc.errors()]
+        errors = [(format_loc(e["loc"]), clean_message(e["msg"])) for e in exc.errors()]
         raise InvalidZones(describe_errors(exc), errors) from None
-
-
-def _clean(msg: str) -> str:
-    return msg.removeprefix("Value error, ")
 
 
 def zones_from_site_file(text: str, site: str, device: str, camera: str) -> CameraZones:

@@ -8,21 +8,28 @@ import numpy.typing as npt
 from ringwatch.models.detections import Detections
 
 
+def iou_matrix(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """IoU matrix ``(len(a), len(b))`` of two sets of xyxy boxes."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    iou: npt.NDArray[np.float32] = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(
+        np.float32
+    )
+    return iou
+
+
 def box_iou(
     box: npt.NDArray[np.float32], boxes: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.float32]:
     """IoU of one ``(4,)`` xyxy box against ``(N,4)`` boxes."""
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (box[2] - box[0]) * (box[3] - box[1])
-    area_b = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    iou: npt.NDArray[np.float32] = (inter / np.maximum(area_a + area_b - inter, 1e-9)).astype(
-        np.float32
-    )
-    return iou
+    row: npt.NDArray[np.float32] = iou_matrix(box[None, :], boxes)[0]
+    return row
 
 
 def nms_indices(

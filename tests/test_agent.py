@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +42,7 @@ from ringwatch.edge.capture import Frame, SourceStatus, VideoFileSource
 from ringwatch.edge.config import SiteConfig, load_site_config
 from ringwatch.edge.mqtt import Message, MqttClient
 from ringwatch.models.detections import Detections
-from tests.services import Broker, free_port
+from tests.services import Broker, free_port, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = dt.datetime(2026, 11, 29, 22, 0, tzinfo=dt.UTC)  # Sunday night: the shop is closed
@@ -137,14 +137,6 @@ RIGHT = {
     "debounce_frames": 1,
 }
 MASK = {"id": "window", "polygon": [[0.5, 0], [1, 0], [1, 0.5], [0.5, 0.5]]}
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 # -- pure pipeline behaviour ---------------------------------------------------------------

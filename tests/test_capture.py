@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from ringwatch.edge.health import (
 )
 from ringwatch.edge.outbox import OutboxStats
 from ringwatch.errors import InputError
-from tests.services import free_port
+from tests.services import free_port, wait_for
 
 CLIP_FRAMES = 275  # ffprobe nb_frames of short_hamilton_clip.mp4 (29.97 fps, 640x360)
 
@@ -41,14 +41,6 @@ CLIP_FRAMES = 275  # ffprobe nb_frames of short_hamilton_clip.mp4 (29.97 fps, 64
 @pytest.fixture(scope="module")
 def clip(data_dir: Path) -> Path:
     return data_dir / "faces" / "watchlist_demo" / "short_hamilton_clip.mp4"
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class FakeTime:

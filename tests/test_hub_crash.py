@@ -27,8 +27,8 @@ import sqlalchemy as sa
 import yaml
 
 from tests.hub_fixtures import BACKENDS, SECRET, database
-from tests.services import Broker, free_port
-from tests.test_uplink import depth_of, ledger, wait_for
+from tests.services import Broker, free_port, wait_for
+from tests.test_uplink import depth_of, ledger
 
 REPO = Path(__file__).resolve().parent.parent
 RINGWATCH = REPO / ".venv" / "bin" / "ringwatch"

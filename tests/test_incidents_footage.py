@@ -23,9 +23,8 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from ringwatch.hub.incident_tables import Incident
 from ringwatch.hub.inventory import HubConfig
 from ringwatch.models.faces import FacePipeline
 from tests.hub_fixtures import BACKENDS, create_admin, database, review_due, settings, token
-from tests.services import Broker
+from tests.services import Broker, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 SITE, DEVICE = "campus-north", "box-gate-01"
@@ -116,14 +115,6 @@ def edge_config(tmp: Path, data: Path, broker_url: str) -> Path:
     path = tmp / "site.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
 
 
 class Observer:

@@ -6,8 +6,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from ringwatch.edge.tracking import Tracker, TrackerConfig, box_iou, greedy_match
+from ringwatch.edge.tracking import Tracker, TrackerConfig, greedy_match
 from ringwatch.models.detections import Detections
+from ringwatch.models.nms import iou_matrix as box_iou
 
 
 def dets(*rows: tuple[float, float, float, float, float]) -> Detections:

@@ -32,20 +32,12 @@ from ringwatch.contract.topics import TopicKind, receipt_topic, status_topic, to
 from ringwatch.edge.mqtt import Message, MqttAuthError, MqttClient, MqttError, parse_broker_url
 from ringwatch.edge.outbox import Outbox
 from ringwatch.edge.uplink import Uplink
-from tests.services import Broker, find_mosquitto, free_port
+from tests.services import Broker, find_mosquitto, free_port, wait_for
 from tests.test_outbox import make_event
 
 REPO = Path(__file__).resolve().parent.parent
 EMITTER = REPO / "tests" / "edge_emitter.py"
 SITE, DEVICE = "campus", "box1"
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class HubReceiver:

@@ -12,7 +12,7 @@ import base64
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,21 +47,13 @@ from tests.hub_fixtures import (
     settings,
     token,
 )
-from tests.services import Broker
+from tests.services import Broker, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 SITE, DEVICE, CAMERA = "campus-n", "box-1", "gate"
 INNER = {"id": "walkway", "role": "inner", "polygon": [[0.1, 0.5], [0.9, 0.5], [0.9, 1], [0.1, 1]]}
 TWO_POINTS = {"id": "bad", "role": "inner", "polygon": [[0.1, 0.1], [0.5, 0.5]]}
 URL = f"/api/v1/zones/{SITE}/{CAMERA}"
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Device:

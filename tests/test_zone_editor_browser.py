@@ -21,9 +21,8 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from ringwatch.hub import tables as t
 from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.inventory import HubConfig
 from tests.hub_fixtures import create_admin, settings
-from tests.services import Broker, free_port
+from tests.services import Broker, free_port, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 SHOTS = REPO / "artifacts" / "screenshots"
@@ -51,14 +50,6 @@ SCHEDULES = {
     }
 }
 WALKWAY = [(0.02, 0.55), (0.98, 0.55), (0.98, 0.995), (0.02, 0.995)]
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def hub_config(tag: str) -> HubConfig:
