@@ -5,14 +5,21 @@ PY := $(VENV)/bin/python
 MODELS_FROM ?= ../shared/models
 DATA ?= ../shared/data
 STAMP := $(VENV)/.ringwatch-deps
+# `make demo PORT=8080`; unset: 8000 when free, else any free port (the URL is printed).
+PORT ?=
 
-.PHONY: demo test install
+.PHONY: demo test install setup
 
 demo: install
 	$(VENV)/bin/ringwatch models install --from $(MODELS_FROM)
-	$(VENV)/bin/ringwatch demo --data $(DATA)
+	$(VENV)/bin/ringwatch demo --data $(DATA) $(if $(PORT),--port $(PORT))
 
-test: install
+# tools/setup.sh installs what is missing from Debian's packages (mosquitto, postgresql,
+# chromium, ffmpeg, ...) and starts PostgreSQL, or stops here in one line saying what to run.
+setup:
+	@tools/setup.sh
+
+test: setup install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -W error

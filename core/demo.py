@@ -61,7 +61,12 @@ def register(sub: Any) -> None:
     p.add_argument("--data", type=Path, default=None, help="data folder (default ../shared/data)")
     p.add_argument("--models", type=Path, default=None, help="installed models folder")
     p.add_argument("--check", action="store_true", help="wait for both incidents, then exit")
-    p.add_argument("--port", type=int, default=8000, help="dashboard port (0: any free port)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"dashboard port (default {DEFAULT_PORT} when free, else any free port; 0: any)",
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="--check: seconds to wait")
     p.set_defaults(func=_demo)
 
@@ -121,6 +126,31 @@ def edge_config(data: Path, broker_url: str, var: Path) -> Path:
     target = var / "demo-site.yaml"
     target.write_text(text)
     return target
+
+
+DEFAULT_PORT = 8000
+
+
+def choose_port(wanted: int | None, preferred: int = DEFAULT_PORT) -> tuple[int, str | None]:
+    """The dashboard's port and a note when it is not the one asked for.
+
+    An explicit port must be free (ConfigError otherwise); 0 means any free port; no port
+    means ``preferred`` when free, else any free one, so ``make demo`` never stops on a busy
+    8000.
+    """
+    from ringwatch.hub.broker import free_port
+
+    if wanted == 0:
+        return free_port(), None
+    if wanted is not None:
+        check_port(wanted)
+        return wanted, None
+    try:
+        check_port(preferred)
+    except ConfigError:
+        port = free_port()
+        return port, f"port {preferred} is taken; using {port} (choose one with --port N)"
+    return preferred, None
 
 
 def check_port(port: int) -> None:
@@ -283,8 +313,9 @@ class Demo:
     """Broker, hub, edge and sensors for one run; a context manager that stops them all.
     ``stopping`` is set by Ctrl-C / SIGTERM (see :func:`_demo`)."""
 
-    def __init__(self, data: Path, models: Path, port: int) -> None:
-        self.data, self.models, self.port = data, models, port
+    def __init__(self, data: Path, models: Path, port: int | None) -> None:
+        self.data, self.models, self.wanted_port = data, models, port
+        self.port = 0
         self.stopping = threading.Event()
         self._tmp = tempfile.TemporaryDirectory(prefix="ringwatch-demo-")
         self.var = Path(self._tmp.name)
@@ -311,11 +342,11 @@ class Demo:
         self.stop()
 
     def start(self) -> None:
-        from ringwatch.hub.broker import PrivateMosquitto, free_port
+        from ringwatch.hub.broker import PrivateMosquitto
 
-        if self.port == 0:
-            self.port = free_port()
-        check_port(self.port)
+        self.port, note = choose_port(self.wanted_port)
+        if note is not None:
+            print(note, flush=True)
         self.broker = PrivateMosquitto(self.var / "broker").start()
         self._start_hub()
         self._create_admin()
