@@ -10,6 +10,21 @@ from collections.abc import Sequence
 from ringwatch import __version__
 from ringwatch.errors import RingwatchError
 
+DESCRIPTION = (
+    "Ringwatch: edge video analytics for school campuses and e-bike sheds, and the hub "
+    "that turns their alerts into incidents."
+)
+EXAMPLES = """examples:
+  ringwatch demo                                    everything on this machine; prints the URL
+  ringwatch models install --from ../shared/models  install and verify the model files
+  ringwatch edge validate -c configs/site-campus.yaml
+  ringwatch edge check -c configs/site-campus.yaml  cameras, models and broker, in a table
+  ringwatch edge run -c site.yaml                   the camera-box agent
+  ringwatch analyze clip.mp4 --fps 2                one JSON line per analysed frame
+  ringwatch hub serve --settings configs/hub.yaml --config configs/hub-sites.yaml
+
+`ringwatch COMMAND --help` shows each command's options."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     from ringwatch import demo
@@ -18,7 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     from ringwatch.hub import cli as hub_cli
     from ringwatch.models import cli as models_cli
 
-    parser = argparse.ArgumentParser(prog="ringwatch", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="ringwatch",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"ringwatch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     models_cli.register(sub)

@@ -641,8 +641,11 @@ def _on_message(handler: Callable[[str, bytes], None]) -> Callable[[Message], No
     return on_message
 
 
-def run_site(config: SiteConfig, models_dir: Path, stop: threading.Event) -> None:
-    """Run every camera of ``config`` until ``stop`` is set; deliver through the outbox."""
+def run_site(
+    config: SiteConfig, models_dir: Path, stop: threading.Event, *, once: bool = False
+) -> None:
+    """Run every camera of ``config`` until ``stop`` is set; deliver through the outbox.
+    ``once``: stop by itself when every video file has ended (``edge run --once``)."""
     from ringwatch.edge.capture import open_source
     from ringwatch.edge.health import CameraStats, build_health, clock_synced, prometheus_text
     from ringwatch.edge.metrics import MetricsServer
@@ -669,6 +672,10 @@ def run_site(config: SiteConfig, models_dir: Path, stop: threading.Event) -> Non
     pump = threading.Thread(target=uplink.run, args=(stop,), name="uplink", daemon=True)
     pump.start()
     agent.start(stop)
+    if once:  # issue 18: edge run --once
+        from ringwatch.edge.replay import stop_when_replayed
+
+        stop_when_replayed(sources, outbox, stop)
     started = dt.datetime.now(dt.UTC)
     metrics = (
         None if config.metrics is None else MetricsServer(config.metrics.host, config.metrics.port)

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from ringwatch.configfile import redact_url
 from ringwatch.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -375,8 +376,13 @@ def _opener_for(uri: str) -> tuple[Opener, bool]:
             raise InputError(f"camera source {uri!r}: expected usb:N with N a number") from None
     if uri.startswith(LIVE_SCHEMES):
         return ffmpeg_opener(uri), True
-    if "://" in uri:
-        raise InputError(f"camera source {uri!r}: unsupported scheme (file, rtsp, http, usb:N)")
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    elif "://" in uri:
+        raise InputError(
+            f"camera source {_redact(uri)!r}: unknown scheme "
+            "(rtsp, rtsps, http, https, file, usb:N)"
+        )
     if not Path(uri).is_file():
         raise InputError(f"video file {uri} does not exist")
     return file_opener(Path(uri)), False
@@ -401,8 +407,4 @@ def probe(uri: str) -> StreamInfo:
 
 def _redact(uri: str) -> str:
     """Hide a password in ``rtsp://user:pass@host`` before it reaches logs and health."""
-    scheme, sep, rest = uri.partition("://")
-    creds, at, host = rest.partition("@")
-    if sep and at and ":" in creds:
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return uri
+    return redact_url(uri)

@@ -15,15 +15,33 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ringwatch.configfile import redact_url
 from ringwatch.edge.config import CameraConfig, SiteConfig, load_site_config
 from ringwatch.errors import ConfigError, InputError, RingwatchError
 from ringwatch.table import render_table
 
+if TYPE_CHECKING:
+    from ringwatch.edge.capture import Frame, FrameSource
+
+EDGE_EXAMPLES = """examples:
+  ringwatch edge validate -c site.yaml        config, every key and every camera source
+  ringwatch edge check -c site.yaml           also opens each camera, loads models, reaches broker
+  ringwatch edge snapshot -c site.yaml gate -o gate.jpg
+  ringwatch edge run -c site.yaml             until Ctrl-C / SIGTERM
+  ringwatch edge run -c site.yaml --once      replay recordings once, then stop
+  ringwatch edge bench -c site.yaml --seconds 30 --copies 4"""
+
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("edge", help="edge agent commands")
+    parser = sub.add_parser(
+        "edge",
+        help="edge agent commands",
+        description="The technician's commands for a camera box.",
+        epilog=EDGE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     esub = parser.add_subparsers(dest="edge_command", required=True, metavar="ACTION")
     p = esub.add_parser("validate", help="validate an edge site config file")
     _config_arg(p)
@@ -41,6 +59,11 @@ def register(sub: Any) -> None:
     p = esub.add_parser("run", help="run the agent until SIGINT/SIGTERM")
     _config_arg(p)
     _models_arg(p)
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="play video files once (no looping) and stop when every one has ended",
+    )
     p.set_defaults(func=_run)
     p = esub.add_parser("bench", help="analysed fps and CPU per camera (no broker)")
     _config_arg(p)
@@ -66,21 +89,59 @@ def _models_dir(args: argparse.Namespace, cfg: SiteConfig) -> Path:
 
 def _validate(args: argparse.Namespace) -> int:
     cfg = load_site_config(args.config)
+    checked = [(cam, _check_source(cam)) for cam in cfg.cameras]
     rows = [
         (
             cam.id,
             cam.role.value,
-            cam.source,
+            redact_url(cam.source),
+            result,
             f"{cam.fps:g}",
             ",".join(z.role.value for z in cam.zones) or "-",
             len(cam.lines),
             len(cam.masks),
         )
-        for cam in cfg.cameras
+        for cam, (_, result) in checked
     ]
-    print(f"{args.config}: site {cfg.site}, device {cfg.device}: OK")
-    print(render_table(("camera", "role", "source", "fps", "zones", "lines", "masks"), rows))
-    return 0
+    problems = [
+        f"camera {cam.id}: {redact_url(cam.source)}: {result.removeprefix('FAIL: ')}"
+        for cam, (ok, result) in checked
+        if not ok
+    ]
+    verdict = "OK" if not problems else f"{len(problems)} problem(s)"
+    print(f"{args.config}: site {cfg.site}, device {cfg.device}: {verdict}")
+    print(
+        render_table(
+            ("camera", "role", "source", "source check", "fps", "zones", "lines", "masks"), rows
+        )
+    )
+    for line in problems:
+        print(line)
+    return 1 if problems else 0
+
+
+def _check_source(cam: CameraConfig) -> tuple[bool, str]:
+    """A video file must exist and decode; a stream's address is only checked for form here
+    (``edge check`` connects to it)."""
+    import os
+
+    from ringwatch.edge.capture import probe
+
+    # a broken file is reported in the table, not in FFmpeg's and OpenCV's own words
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    source = cam.source.removeprefix("file://")
+    if source.startswith("usb:"):
+        return True, "not opened (edge check does)"
+    if "://" in source:
+        return True, "not probed (edge check does)"
+    if not Path(source).is_file():
+        return False, "FAIL: file not found"
+    try:
+        info = probe(source)
+    except (InputError, OSError, ValueError):
+        return False, "FAIL: cannot decode"
+    return True, f"decodes: {info.width}x{info.height} {info.codec}"
 
 
 # -- check --------------------------------------------------------------------------------
@@ -170,11 +231,13 @@ def _snapshot(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.config}: no camera {args.camera!r} (cameras: {known})")
     source = open_source(cam.source, realtime=False)
     try:
-        frame = source.read(timeout=10.0)
+        frame = _first_frame(source, timeout=10.0)
     finally:
         source.close()
     if frame is None:
-        raise InputError(f"camera {cam.id}: no frame from {cam.source}")
+        why = source.status().error
+        detail = f" ({redact_url(why)})" if why else ""
+        raise InputError(f"camera {cam.id}: no frame from {redact_url(cam.source)}{detail}")
     h, w = frame.image.shape[:2]
     masked = PrivacyMask.for_frame(cam.masks, (w, h)).apply(frame.image)
     drawn = ZoneAnnotator().annotate(masked, cam.camera_zones())
@@ -182,6 +245,16 @@ def _snapshot(args: argparse.Namespace) -> int:
         raise InputError(f"cannot write {args.output}")
     print(f"{args.output}: {w}x{h}, camera {cam.id}, {len(cam.zones)} zones drawn")
     return 0
+
+
+def _first_frame(source: FrameSource, timeout: float) -> Frame | None:
+    """The first frame, giving up early when a stream has failed to open three times."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = source.read(timeout=0.5)
+        if frame is not None or source.status().reconnects >= 3:
+            return frame
+    return None
 
 
 # -- run ----------------------------------------------------------------------------------
@@ -196,6 +269,8 @@ def _run(args: argparse.Namespace) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     cfg = load_site_config(args.config)
+    if args.once:
+        cfg = _play_once(cfg)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -204,8 +279,17 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    run_site(cfg, _models_dir(args, cfg), stop)
+    run_site(cfg, _models_dir(args, cfg), stop, once=args.once)
     return 0
+
+
+def _play_once(cfg: SiteConfig) -> SiteConfig:
+    """The config with every video file played once; ConfigError when there is none."""
+    files = [c for c in cfg.cameras if "://" not in c.source and not c.source.startswith("usb:")]
+    if not files:
+        raise ConfigError("--once needs at least one camera whose source is a video file")
+    cams = [c.model_copy(update={"loop": False}) for c in cfg.cameras]
+    return cfg.model_copy(update={"cameras": cams})
 
 
 # -- bench --------------------------------------------------------------------------------

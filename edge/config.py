@@ -6,13 +6,14 @@ the root. Load with :func:`load_site_config`; errors name the file, key path and
 
 from __future__ import annotations
 
+import difflib
 from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ringwatch.configfile import load_config
+from ringwatch.configfile import load_config, redact_url
 from ringwatch.contract.zones import CameraZones, Ident
 
 
@@ -37,6 +38,9 @@ class BrokerConfig(_Section):
     client_id: str | None = Field(
         default=None, description="Defaults to ringwatch-<site>-<device>."
     )
+
+
+SOURCE_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
 
 
 class CameraRole(StrEnum):
@@ -65,6 +69,21 @@ class CameraConfig(CameraZones):
         default_factory=lambda: ["persons", "faces"],
         description="Detectors to run: persons, faces, fire.",
     )
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, source: str) -> str:
+        scheme, sep, _ = source.partition("://")
+        if sep and scheme.lower() not in SOURCE_SCHEMES:
+            hint = difflib.get_close_matches(scheme.lower(), SOURCE_SCHEMES, n=2)
+            also = f" (did you mean {' or '.join(h + '://' for h in hint)}?)" if hint else ""
+            raise ValueError(
+                f"unknown scheme {scheme}:// in {redact_url(source)}{also}; expected "
+                "rtsp://, rtsps://, http://, https://, file://, usb:N or a video file path"
+            )
+        if source.startswith("usb:") and not source[4:].isdigit():
+            raise ValueError(f"expected usb:N with N a device number, got {source}")
+        return source
 
     @model_validator(mode="after")
     def _shed_consistent(self) -> Self:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ringwatch.models.install import FileState, install, verify_all
+from ringwatch.models.install import FileState, install_each, verify_all
 from ringwatch.models.licences import licence_notes
 from ringwatch.models.manifest import default_models_dir, load_manifest
 from ringwatch.table import render_table
@@ -33,10 +33,19 @@ def register(sub: Any) -> None:
 
 
 def _install(args: argparse.Namespace) -> int:
+    from ringwatch.progress import progress
+
     target = args.dir or default_models_dir()
-    paths = install(load_manifest(), args.source, target, args.names or None)
-    for path in paths:
-        print(f"installed {path}")
+    manifest = load_manifest()
+    count = len(args.names) if args.names else len(manifest.models)
+    done = []
+    each = install_each(manifest, args.source, target, args.names or None)
+    with progress(f"models from {args.source}", total=count, unit="files") as advance:
+        for path, outcome in each:
+            done.append(f"{outcome}: {path}")
+            advance(1)
+    for line in done:
+        print(line)
     return 0
 
 

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -79,18 +79,82 @@ def install(
     """Copy each model from ``source`` (folder or http(s) URL) into ``models_dir``.
 
     A file is verified before it replaces anything; one already installed and intact is
-    kept. Raise :class:`ModelError` for a missing, unreachable or mismatching file.
+    kept once the source is seen to hold the same file. Raise :class:`ModelError` for a
+    missing source, or a missing, unreachable or mismatching file.
     """
+    return [path for path, _ in install_each(manifest, source, models_dir, names)]
+
+
+INSTALLED = "installed"
+ALREADY = "already installed, verified"
+
+
+def install_each(
+    manifest: Manifest, source: str, models_dir: Path, names: Iterable[str] | None = None
+) -> Iterator[tuple[Path, str]]:
+    """Like :func:`install`, one ``(path, INSTALLED | ALREADY)`` at a time (for progress).
+
+    The source and the names are checked at the call, before anything is copied.
+    """
+    _check_source(source)
     wanted = set(names) if names is not None else set(manifest.names())
+    unknown = sorted(wanted - set(manifest.names()))
+    if unknown:
+        known = ", ".join(manifest.names())
+        raise ModelError(f"unknown model(s) {', '.join(unknown)}; the manifest has {known}")
     models_dir.mkdir(parents=True, exist_ok=True)
-    installed = []
+    return _install_wanted(manifest, source, models_dir, wanted)
+
+
+def _install_wanted(
+    manifest: Manifest, source: str, models_dir: Path, wanted: set[str]
+) -> Iterator[tuple[Path, str]]:
     for entry in manifest.models:
         if entry.name not in wanted:
             continue
-        if verify_file(entry, models_dir).state is not FileState.OK:
+        if verify_file(entry, models_dir).state is FileState.OK:
+            _verify_source(entry, source)
+            yield models_dir / entry.file, ALREADY
+        else:
             _install_one(entry, source, models_dir)
-        installed.append(models_dir / entry.file)
-    return installed
+            yield models_dir / entry.file, INSTALLED
+
+
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def _check_source(source: str) -> None:
+    if _is_url(source):
+        return
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise ModelError(
+            f"models source {source} {what}; pass --from with the folder holding the .onnx "
+            "files or an http(s):// mirror URL"
+        )
+
+
+def _verify_source(entry: ModelEntry, source: str) -> None:
+    """An installed file is kept only if the source still offers the same file."""
+    if _is_url(source):
+        url = source.rstrip("/") + "/" + entry.file
+        request = urllib.request.Request(url, method="HEAD")
+        try:
+            with urllib.request.urlopen(request, timeout=30):
+                return
+        except urllib.error.HTTPError as exc:
+            raise ModelError(f"model {entry.name}: {url}: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ModelError(f"model {entry.name}: cannot reach {url}: {reason}") from None
+    src = Path(source).expanduser() / entry.file
+    if not src.is_file():
+        raise ModelError(f"model {entry.name}: {src} not found in {source}")
+    actual = sha256_of(src)
+    if actual != entry.sha256:
+        raise ModelError(_mismatch(entry, src, actual))
 
 
 def _install_one(entry: ModelEntry, source: str, models_dir: Path) -> None:

@@ -173,7 +173,7 @@ def test_live_source_keeps_only_the_newest_frame() -> None:
 def test_sources_are_chosen_by_uri_and_bad_ones_named(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         open_source(str(tmp_path / "missing.mp4"))
-    with pytest.raises(InputError, match="unsupported scheme"):
+    with pytest.raises(InputError, match="unknown scheme"):
         open_source("ftp://cam/1")
     with pytest.raises(InputError, match="usb:N"):
         open_source("usb:front")

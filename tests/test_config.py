@@ -88,7 +88,7 @@ MISTAKES: list[tuple[str, Any, str]] = [
     (
         "bad broker url",
         lambda d: d["broker"].update(url="http://x"),
-        "broker.url: String should match",
+        "broker.url: expected mqtt://host:port or mqtts://host:port",
     ),
     (
         "unknown schedule",
@@ -130,7 +130,11 @@ MISTAKES: list[tuple[str, Any, str]] = [
         lambda d: d["models"].update(provider="tpu"),
         "models.provider: Input should be",
     ),
-    ("bad camera id", lambda d: _cam(d).update(id="gate/1"), "cameras[0].id: String should match"),
+    (
+        "bad camera id",
+        lambda d: _cam(d).update(id="gate/1"),
+        "cameras[0].id: expected an id of 1-64 letters",
+    ),
     (
         "duplicate zone id",
         lambda d: _cam(d)["zones"][1].update(id="road"),
@@ -191,7 +195,7 @@ def test_hub_settings_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_hub_settings(path)
     text = str(info.value)
-    assert f"{path}: broker_url: String should match" in text
+    assert f"{path}: broker_url: expected mqtt://host:port or mqtts://host:port" in text
     assert f"{path}: colour_policy.base_by_ring.outer: Input should be" in text
 
 

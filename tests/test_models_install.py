@@ -126,4 +126,6 @@ def test_cli_verify_fails_on_tamper(
 def test_cli_install_error_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["models", "install", "--from", str(tmp_path / "none"), "--dir", str(tmp_path)])
     assert code == 2
-    assert "ringwatch: error: model yunet" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"ringwatch: error: models source {tmp_path / 'none'} does not exist;" in err
+    assert list(tmp_path.iterdir()) == []  # nothing was copied, nothing "installed"
