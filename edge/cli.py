@@ -305,6 +305,15 @@ class _CountingSink:
             self.count += 1
 
 
+def _wait_with_progress(stop: threading.Event, seconds: float) -> None:
+    from ringwatch.progress import progress
+
+    end = time.monotonic() + seconds
+    with progress("edge bench", total=int(seconds), unit="s") as advance:
+        while (left := end - time.monotonic()) > 0 and not stop.wait(min(1.0, left)):
+            advance(1)
+
+
 def _bench(args: argparse.Namespace) -> int:
     import os
 
@@ -324,7 +333,7 @@ def _bench(args: argparse.Namespace) -> int:
     stop = threading.Event()
     wall0, cpu0 = time.monotonic(), time.process_time()
     agent.start(stop)
-    stop.wait(args.seconds)
+    _wait_with_progress(stop, args.seconds)
     wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
     stop.set()
     agent.join(timeout=10)

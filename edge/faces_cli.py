@@ -137,8 +137,15 @@ def embed_lfw_image(pipeline: FacePipeline, path: Path) -> LfwImage:
 
 
 def embed_lfw(pipeline: FacePipeline, lfw_dir: Path) -> dict[str, LfwImage]:
+    from ringwatch.progress import progress
+
     names = sorted({name for a, b, _ in lfw_pairs(lfw_dir) for name in (a, b)})
-    return {name: embed_lfw_image(pipeline, lfw_dir / name) for name in names}
+    images = {}
+    with progress(f"faces in {lfw_dir}", total=len(names), unit="images") as advance:
+        for name in names:
+            images[name] = embed_lfw_image(pipeline, lfw_dir / name)
+            advance(1)
+    return images
 
 
 def evaluate_lfw(
@@ -222,12 +229,20 @@ def image_files(folder: Path) -> list[Path]:
 
 def load_gallery(pipeline: FacePipeline, train_dir: Path) -> Gallery:
     """The largest face of each image in ``train_dir/<name>/``, labelled <name>."""
+    from ringwatch.progress import progress
+
     vectors, labels = [], []
-    for person in sorted(p for p in train_dir.iterdir() if p.is_dir()):
-        for path in image_files(person):
+    photos = [
+        (person.name, path)
+        for person in sorted(p for p in train_dir.iterdir() if p.is_dir())
+        for path in image_files(person)
+    ]
+    with progress(f"enrolling {train_dir}", total=len(photos), unit="photos") as advance:
+        for name, path in photos:
             _, vector = pipeline.largest_face_embedding(read_image(path), source=str(path))
             vectors.append(vector)
-            labels.append(person.name)
+            labels.append(name)
+            advance(1)
     if not vectors:
         raise InputError(f"{train_dir}: no gallery images in its sub-folders")
     return Gallery(np.stack(vectors).astype(np.float32), labels)

@@ -93,13 +93,46 @@ def _analyze(args: argparse.Namespace) -> int:
     failed = False
     for source in expand_paths(args.paths):
         try:
-            for line in analyze_source(perception, source, args.fps, args.embeddings):
-                _emit(line)
+            _analyze_one(perception, source, args)
         except InputError as exc:
             failed = True
             _emit({"source": str(source), "error": str(exc)})
             print(f"ringwatch analyze: {exc}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _analyze_one(perception: Perception, source: Path, args: argparse.Namespace) -> None:
+    """JSON lines on stdout; for a video, progress on stderr (a bar on a terminal)."""
+    from ringwatch.progress import progress
+
+    lines = analyze_source(perception, source, args.fps, args.embeddings)
+    if _ext(source) not in VIDEO_EXTENSIONS:
+        for line in lines:
+            _emit(line)
+        return
+    with progress(
+        f"analyze {source}", total=sampled_frames(source, args.fps), unit="frames"
+    ) as advance:
+        for line in lines:
+            _emit(line)
+            advance(1)
+
+
+def sampled_frames(path: Path, fps: float) -> int | None:
+    """How many frames :func:`sample_video` will yield, from the container (None: unknown)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        count = float(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0.0
+        native = float(cap.get(cv2.CAP_PROP_FPS)) if cap.isOpened() else 0.0
+    finally:
+        cap.release()
+    if not (count > 0 and np.isfinite(count)):
+        return None
+    native = native if np.isfinite(native) and native > 0 else 25.0
+    step = native / fps if fps < native else 1.0
+    return int(np.ceil(count / step))
 
 
 def _emit(line: dict[str, Any]) -> None:
@@ -282,14 +315,18 @@ def _bench(args: argparse.Namespace) -> int:
     models_dir, options = _options(args)
     images = _bench_images(args.image, args.data)
     manifest = load_manifest()
+    from ringwatch.progress import progress
+
     rows = []
-    for name, bench in _BENCHES.items():
-        entry = manifest.get(name)
-        model = OnnxModel(model_path(entry, models_dir), options)
-        model.warm_up()
-        times, size = bench(_timed_model(model), images, args.runs, models_dir, options)
-        row = times.row(name, model.provider.replace("ExecutionProvider", ""), size)
-        rows.append((*row, entry.licence_label))
+    with progress("bench models", total=len(_BENCHES), unit="models") as advance:
+        for name, bench in _BENCHES.items():
+            entry = manifest.get(name)
+            model = OnnxModel(model_path(entry, models_dir), options)
+            model.warm_up()
+            times, size = bench(_timed_model(model), images, args.runs, models_dir, options)
+            row = times.row(name, model.provider.replace("ExecutionProvider", ""), size)
+            rows.append((*row, entry.licence_label))
+            advance(1)
     heads = (
         "model",
         "provider",

@@ -216,3 +216,20 @@ def test_edge_run_once_stops_by_itself_at_the_end_of_the_recording(
 
     with Outbox(tmp_path / "outbox.sqlite3", 1000) as outbox:
         assert outbox.depth() == 0  # it waited for the hub's receipts before stopping
+
+
+@pytest.mark.data
+def test_analyze_a_video_reports_progress_on_stderr_and_keeps_stdout_json(
+    models_dir: Path, data_dir: Path
+) -> None:
+    import json
+
+    clip = data_dir / "video/towncentre_clip_example01.mp4"
+    argv = [sys.executable, "-m", "ringwatch", "analyze", str(clip), "--fps", "2"]
+    argv += ["--tasks", "persons", "--models", str(models_dir)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(records) == 9  # 4.1 s at 2 fps
+    progress_lines = [ln for ln in done.stderr.splitlines() if ln.startswith(f"analyze {clip}")]
+    assert progress_lines[-1].startswith(f"analyze {clip}: 9/9 frames (100%) in ")
