@@ -38,6 +38,7 @@ class EventKind(StrEnum):
     LOITERING = "loitering"
     LINE_CROSSING = "line_crossing"
     SHED = "shed"
+    TAMPER = "tamper"  # camera covered, turned away or defocused: a technical incident
 
 
 class Command(StrEnum):

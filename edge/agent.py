@@ -62,6 +62,7 @@ from ringwatch.edge.outbox import OutboxFull
 from ringwatch.edge.privacy import JpegCropper, PrivacyMask, encode_jpeg
 from ringwatch.edge.rules import EventStamp, ZoneRules
 from ringwatch.edge.shed import FirePersistenceConfig, ShedConfig, ShedMonitor
+from ringwatch.edge.tamper import TamperWatch
 from ringwatch.edge.tracking import Tracker
 from ringwatch.edge.zones import PERSON_ANCHOR, ZoneSet
 from ringwatch.errors import ConfigError
@@ -73,7 +74,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Image = npt.NDArray[np.uint8]
-SNAPSHOT_KINDS = {EventKind.INTRUSION, EventKind.LOITERING, EventKind.SHED}
+SNAPSHOT_KINDS = {EventKind.INTRUSION, EventKind.LOITERING, EventKind.SHED, EventKind.TAMPER}
 EVENT_SNAPSHOT_BYTES = 150 * 1024
 
 
@@ -156,9 +157,11 @@ class CameraPipeline:
         zones: CameraZones,
         shed: ShedMonitor | None = None,
         embedder: Embedder | None = None,
+        tamper: TamperWatch | None = None,
     ) -> None:
         self.ident = ident
         self.embedder = embedder
+        self.tamper = tamper  # issue 18: camera tamper (edge/tamper.py)
         self.tracker = Tracker()
         self.shed = shed
         self._zones = zones
@@ -182,6 +185,8 @@ class CameraPipeline:
             events += stages.faces.update(faces, persons, frame.image, at)
         if self.shed is not None:
             events += self.shed.observe_frame(stages.privacy.filter(found.fire), stages.stamp, at)
+        if self.tamper is not None:  # issue 18: camera tamper
+            events += self.tamper.observe(frame.image, stages.stamp, at)
         with self._lock:
             self._last = (frame.image, stages)
         return self.with_snapshots(events)
@@ -193,7 +198,12 @@ class CameraPipeline:
 
     def close(self, at: dt.datetime) -> list[Event]:
         """End every open zone presence (the camera stops)."""
-        return [] if self._stages is None else self._stages.rules.close(at)
+        if self._stages is None:
+            return []
+        ended = self._stages.rules.close(at)
+        if self.tamper is not None:  # issue 18: an open tamper ends with the camera
+            ended += self.tamper.close(self._stages.stamp, at)
+        return ended
 
     def snapshot(self, max_bytes: int, annotate: bool = False) -> tuple[bytes, int, int] | None:
         """The latest frame, masks applied (and zones drawn if asked), as a JPEG."""
@@ -463,7 +473,8 @@ class Agent:
             zone = next((z.id for z in zones.zones if z.role is ZoneRole.SHED), None)
             shed = ShedMonitor(cam.shed, zone, shed_config(self.config.models.thresholds))
             self.sheds[cam.id] = shed
-        pipeline = CameraPipeline(ident, zones, shed, self.embedders.get(cam.id))
+        tamper = None if cam.tamper is None else TamperWatch(cam.tamper)  # issue 18
+        pipeline = CameraPipeline(ident, zones, shed, self.embedders.get(cam.id), tamper)
         self.pipelines[cam.id] = pipeline
         self.workers[cam.id] = CameraWorker(cam, source, analyzer, pipeline, self.sink)
 

@@ -43,6 +43,21 @@ class BrokerConfig(_Section):
 SOURCE_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
 
 
+class TamperConfig(_Section):
+    """Camera tamper detection (edge/tamper.py): covered, defocused or turned away."""
+
+    learn_s: float = Field(default=5.0, gt=0, le=3600, description="Seconds to learn the view.")
+    hold_s: float = Field(default=3.0, ge=0, le=600, description="A condition lasts this long.")
+    clear_s: float = Field(default=5.0, ge=0, le=600, description="Normal this long to end it.")
+    dark_ratio: float = Field(
+        default=0.35, gt=0, lt=1, description="Covered below this brightness."
+    )
+    flat_ratio: float = Field(default=0.12, gt=0, lt=1, description="Covered below these edges.")
+    blur_ratio: float = Field(default=0.45, gt=0, lt=1, description="Defocused below these edges.")
+    scene_match: float = Field(default=0.5, gt=-1, lt=1, description="Turned away below this.")
+    follow: float = Field(default=0.01, ge=0, le=0.5, description="Reference update per frame.")
+
+
 class CameraRole(StrEnum):
     CAMPUS = "campus"
     SHED = "shed"
@@ -68,6 +83,9 @@ class CameraConfig(CameraZones):
     tasks: list[str] = Field(
         default_factory=lambda: ["persons", "faces"],
         description="Detectors to run: persons, faces, fire.",
+    )
+    tamper: TamperConfig | None = Field(
+        default=None, description="Raise tamper events (off unless set; `tamper: {}` = defaults)."
     )
 
     @field_validator("source")

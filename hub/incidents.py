@@ -287,6 +287,8 @@ class IncidentService:
             self._alert(session, event, now)
         elif event.kind is EventKind.SHED and event.phase.value != "end":
             self._shed(session, event, now)
+        elif event.kind is EventKind.TAMPER:  # issue 18: a technical incident, ended by "end"
+            self._technical(session, tamper_finding(event), now)
 
     # kinds --------------------------------------------------------------------------------
 
@@ -830,6 +832,19 @@ class IncidentService:
         incident.detail = {"finding": finding.detail}
         self.router.route(session, incident, Reason.NEW, now)
         return incident
+
+
+def tamper_finding(event: Event) -> Finding:
+    """A tamper event (edge/tamper.py) as the technical finding it raises or resolves."""
+    return Finding(
+        IncidentKind.CAMERA_TAMPER,
+        event.site,
+        event.device,
+        event.camera,
+        event.captured_at,
+        event.detail or "camera tampered with",
+        resolved=event.phase.value == "end",
+    )
 
 
 def policy_colour(policy: ColourPolicy, ring: Ring, tier: str) -> str | None:

@@ -33,11 +33,17 @@ class IncidentKind(StrEnum):
     DEVICE_OFFLINE = "device_offline"
     CAMERA_OFFLINE = "camera_offline"
     OUTBOX_GROWING = "outbox_growing"
+    CAMERA_TAMPER = "camera_tamper"  # covered, turned away or defocused (edge/tamper.py)
 
 
 CAMPUS_KINDS = frozenset({IncidentKind.WATCHLIST, IncidentKind.INTRUSION, IncidentKind.LOITERING})
 TECHNICAL_KINDS = frozenset(
-    {IncidentKind.DEVICE_OFFLINE, IncidentKind.CAMERA_OFFLINE, IncidentKind.OUTBOX_GROWING}
+    {
+        IncidentKind.DEVICE_OFFLINE,
+        IncidentKind.CAMERA_OFFLINE,
+        IncidentKind.OUTBOX_GROWING,
+        IncidentKind.CAMERA_TAMPER,
+    }
 )
 ACKNOWLEDGED = "acknowledged"
 
