@@ -680,6 +680,10 @@ def run_site(
         client.subscribe(topic, _on_message(handler))
     uplink.start()
     client.start()
+    if config.home_assistant is not None:  # issue 18: Home Assistant discovery (opt-in)
+        from ringwatch.edge.homeassistant import start_discovery
+
+        start_discovery(client, config)
     pump = threading.Thread(target=uplink.run, args=(stop,), name="uplink", daemon=True)
     pump.start()
     agent.start(stop)

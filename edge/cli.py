@@ -31,7 +31,8 @@ EDGE_EXAMPLES = """examples:
   ringwatch edge snapshot -c site.yaml gate -o gate.jpg
   ringwatch edge run -c site.yaml             until Ctrl-C / SIGTERM
   ringwatch edge run -c site.yaml --once      replay recordings once, then stop
-  ringwatch edge bench -c site.yaml --seconds 30 --copies 4"""
+  ringwatch edge bench -c site.yaml --seconds 30 --copies 4
+  ringwatch edge homeassistant -c site.yaml   Home Assistant discovery for the sheds"""
 
 
 def register(sub: Any) -> None:
@@ -65,6 +66,13 @@ def register(sub: Any) -> None:
         help="play video files once (no looping) and stop when every one has ended",
     )
     p.set_defaults(func=_run)
+    p = esub.add_parser(
+        "homeassistant", help="publish (or --print) Home Assistant discovery for the sheds"
+    )
+    _config_arg(p)
+    p.add_argument("--print", action="store_true", help="print the messages, publish nothing")
+    p.add_argument("--broker-timeout", type=float, default=5.0, help="seconds to connect")
+    p.set_defaults(func=_homeassistant)
     p = esub.add_parser("bench", help="analysed fps and CPU per camera (no broker)")
     _config_arg(p)
     _models_arg(p)
@@ -290,6 +298,33 @@ def _play_once(cfg: SiteConfig) -> SiteConfig:
         raise ConfigError("--once needs at least one camera whose source is a video file")
     cams = [c.model_copy(update={"loop": False}) for c in cfg.cameras]
     return cfg.model_copy(update={"cameras": cams})
+
+
+# -- home assistant -----------------------------------------------------------------------
+
+
+def _homeassistant(args: argparse.Namespace) -> int:
+    import json
+
+    from ringwatch.edge.homeassistant import discovery_messages, publish_discovery
+    from ringwatch.edge.uplink import probe_client
+
+    cfg = load_site_config(args.config)
+    messages = discovery_messages(cfg)
+    if not messages:
+        raise ConfigError(f"{args.config}: no home_assistant section with shed bays (opt-in)")
+    if args.print:
+        for m in messages:
+            print(m.topic, json.dumps(m.config, ensure_ascii=False))
+        return 0
+    client = probe_client(cfg.broker, cfg.site, cfg.device)
+    client.start()
+    try:
+        done = publish_discovery(client, cfg, args.broker_timeout)
+    finally:
+        client.close()
+    print(f"{done} of {len(messages)} discovery messages published (retained) to {cfg.broker.url}")
+    return 0 if done == len(messages) else 1
 
 
 # -- bench --------------------------------------------------------------------------------

@@ -159,6 +159,20 @@ class MetricsConfig(_Section):
     port: int = Field(default=9464, ge=0, le=65535, description="TCP port (0: any free one).")
 
 
+class HomeAssistantConfig(_Section):
+    """Home Assistant MQTT discovery for this site's sheds (edge/homeassistant.py)."""
+
+    discovery_prefix: str = Field(
+        default="homeassistant", min_length=1, description="Home Assistant's discovery prefix."
+    )
+    bays: dict[Ident, list[Ident]] = Field(
+        description="Per shed id, its charging bays, e.g. {shed-a: [b1, b2, b3, b4]}."
+    )
+    max_temperature_c: float = Field(
+        default=60.0, gt=0, le=400, description="A bay is overheating above this."
+    )
+
+
 class SiteConfig(_Section):
     """Root of an edge site file."""
 
@@ -172,6 +186,9 @@ class SiteConfig(_Section):
         default=None, description="Serve Prometheus metrics (off unless set)."
     )
     cameras: list[CameraConfig] = Field(min_length=1, description="At least one camera.")
+    home_assistant: HomeAssistantConfig | None = Field(
+        default=None, description="Publish Home Assistant discovery for the sheds (opt-in)."
+    )
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> Self:
@@ -179,6 +196,13 @@ class SiteConfig(_Section):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"camera ids must be unique, repeated: {dupes}")
+        if self.home_assistant is not None:
+            sheds = {c.shed for c in self.cameras if c.shed is not None}
+            unknown = sorted(set(self.home_assistant.bays) - sheds)
+            if unknown:
+                raise ValueError(
+                    f"home_assistant.bays: no shed camera for {unknown} (sheds: {sorted(sheds)})"
+                )
         return self
 
 
