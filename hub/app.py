@@ -27,6 +27,7 @@ from ringwatch.hub.incident_runtime import IncidentRuntime
 from ringwatch.hub.ingest import Ingestor, IngestStats
 from ringwatch.hub.inventory import HubConfig
 from ringwatch.hub.matching import Matcher
+from ringwatch.hub.metrics import HubMetrics, TimedMatcher, include_metrics
 from ringwatch.hub.mqtt import (
     BrokerAddress,
     BrokerLogin,
@@ -64,6 +65,7 @@ class Hub:
     incidents: IncidentRuntime | None = None
     zones: ZoneConfigs | None = None
     zone_link: MqttLink | None = None
+    metrics: HubMetrics | None = None  # issue 18: /metrics
     _tmp: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
 
     def enroller(self) -> PhotoEnroller:
@@ -128,6 +130,8 @@ class Hub:
         self.zone_link = start_zone_link(self.zones, url, zone_id, cfg.session_expiry_s, login)
 
     def _stored(self, events: list[Event], now: dt.datetime, session: Session) -> None:
+        if self.metrics is not None:  # issue 18: ingest lag
+            self.metrics.stored(events, now)
         if self.incidents is not None:
             self.incidents.on_stored(events, now, session)
 
@@ -161,19 +165,23 @@ def build_hub(
     config = (config or HubConfig()).check("hub config")
     engine = make_engine(settings.database_url)
     cipher = TemplateCipher(settings.template_key)
-    return Hub(
+    matcher = TimedMatcher(cipher, clock, config.matching)  # issue 18: 1:N time in /metrics
+    hub = Hub(
         settings=settings,
         config=config,
         engine=engine,
         sessions=session_factory(engine),
         clock=clock,
         cipher=cipher,
-        matcher=Matcher(cipher, clock, config.matching),
+        matcher=matcher,
         tokens=TokenCodec(settings.jwt_secret),
         stats=IngestStats(),
         models_dir=models_dir,
         faces=faces,
     )
+    hub.metrics = HubMetrics(hub.stats, hub.sessions, clock, config.ingest.worker)
+    matcher.observe = hub.metrics.match_seconds.observe
+    return hub
 
 
 def create_app(
@@ -209,4 +217,6 @@ def create_app(
     app.state.hub = hub
     app.include_router(api_router, prefix="/api/v1")
     include_dashboard(app)
+    assert hub.metrics is not None
+    include_metrics(app, hub.metrics)  # issue 18
     return app
