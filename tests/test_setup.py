@@ -121,3 +121,15 @@ def test_demo_port_falls_back_to_a_free_one_when_the_default_is_taken() -> None:
     assert choose_port(busy) == (busy, None)
     assert choose_port(None, preferred=busy) == (busy, None)
     assert choose_port(0)[0] > 0
+
+
+def test_make_demo_passes_port_only_when_given() -> None:
+    def demo_line(*args: str) -> str:
+        done = subprocess.run(
+            ["make", "-n", "demo", *args], cwd=REPO, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return next(line for line in done.stdout.splitlines() if "ringwatch demo" in line)
+
+    assert demo_line("PORT=8123").endswith("--port 8123")
+    assert "--port" not in demo_line()
