@@ -12,7 +12,14 @@ import pytest
 
 from ringwatch.cli import main
 from ringwatch.errors import InputError
-from ringwatch.models.face_quality import face_quality, pose_factor, sharpness_factor, size_factor
+from ringwatch.models.face_quality import (
+    POSE_FLOOR,
+    face_quality,
+    pose_factor,
+    sharpness_factor,
+    size_factor,
+    yaw_degrees,
+)
 from ringwatch.models.faces import (
     SAME_PERSON_THRESHOLD,
     FacePipeline,
@@ -205,9 +212,26 @@ def test_pose_frontal_beats_turned_and_profile() -> None:
     pitched = FRONTAL.copy()
     pitched[2, 1] = 55  # nose near the eye line: head tilted back
     assert pose_factor(FRONTAL) > 0.9
-    assert pose_factor(FRONTAL) > pose_factor(turned) > 0
-    assert pose_factor(profile) == 0.0
+    assert pose_factor(FRONTAL) > pose_factor(turned) > pose_factor(profile) > 0
     assert pose_factor(pitched) < pose_factor(FRONTAL)
+
+
+def test_pose_falls_smoothly_as_the_nose_passes_an_eye() -> None:
+    """The old symmetry ratio dropped to 0 once the nose left the eyes (a ~45-55 degree
+    turn scored like a profile); the yaw estimate keeps falling smoothly instead."""
+    scores, yaws = [], []
+    for x in np.arange(56.0, 96.0, 1.0):
+        lm = FRONTAL.copy()
+        lm[2, 0] = x
+        scores.append(pose_factor(lm))
+        yaws.append(yaw_degrees(lm))
+    assert all(a >= b for a, b in zip(scores, scores[1:], strict=False))
+    assert all(a <= b for a, b in zip(yaws, yaws[1:], strict=False))
+    assert max(abs(a - b) for a, b in zip(scores, scores[1:], strict=False)) < 0.06
+    at_eye = FRONTAL.copy()
+    at_eye[2, 0] = 74  # nose on the left eye
+    assert 45 < yaw_degrees(at_eye) < 65 and pose_factor(at_eye) > 0.2
+    assert yaw_degrees(FRONTAL) < 1 and min(scores) >= POSE_FLOOR
 
 
 def test_pose_ignores_roll() -> None:
