@@ -93,6 +93,12 @@ class MatchingConfig(_Section):
         default_factory=default_threshold, gt=0, lt=1, description="Cosine for a match."
     )
     top_k: int = Field(default=3, ge=1, le=50, description="Matches kept per face.")
+    gallery_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Templates the threshold is calibrated for (FPIR <= 1%) when threshold is"
+        " not set; unset: the number of matchable templates (hub/match_threshold.py).",
+    )
 
 
 class IngestConfig(_Section):

@@ -35,6 +35,7 @@ POSE_FLOOR = 0.05  # pose factor of a full profile: low, but a shot all the same
 # ``enrol_min_quality`` (docs/faces.md).
 PUBLISH_MIN_QUALITY = 0.45
 ENROL_MIN_QUALITY = 0.5
+ENROL_MIN_FACE_PX = 48  # short side of an enrolled face box (SFace sees 112 px)
 
 F32 = npt.NDArray[np.float32]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -225,9 +226,9 @@ def test_pose_falls_smoothly_as_the_nose_passes_an_eye() -> None:
         lm[2, 0] = x
         scores.append(pose_factor(lm))
         yaws.append(yaw_degrees(lm))
-    assert all(a >= b for a, b in zip(scores, scores[1:], strict=False))
-    assert all(a <= b for a, b in zip(yaws, yaws[1:], strict=False))
-    assert max(abs(a - b) for a, b in zip(scores, scores[1:], strict=False)) < 0.06
+    assert all(a >= b for a, b in itertools.pairwise(scores))
+    assert all(a <= b for a, b in itertools.pairwise(yaws))
+    assert max(abs(a - b) for a, b in itertools.pairwise(scores)) < 0.06
     at_eye = FRONTAL.copy()
     at_eye[2, 0] = 74  # nose on the left eye
     assert 45 < yaw_degrees(at_eye) < 65 and pose_factor(at_eye) > 0.2

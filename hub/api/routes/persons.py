@@ -17,7 +17,7 @@ from ringwatch.errors import InputError
 from ringwatch.hub import crud
 from ringwatch.hub import tables as t
 from ringwatch.hub.api.deps import Caller, HubDep, Reason, SessionDep, forbidden, not_found, require
-from ringwatch.hub.registry import MAX_PHOTO_BYTES, EnrolmentRefused
+from ringwatch.hub.registry import MAX_PHOTO_BYTES, EnrolmentRefused, parse_subject
 from ringwatch.hub.roles import Role
 from ringwatch.hub.schemas import PersonCreate, PersonPublic, PersonUpdate, TemplatePublic
 
@@ -147,13 +147,18 @@ def enrol_photo(
     person_id: int,
     photo: UploadFile,
     reason: Reason = None,
+    point: str | None = None,
+    box: str | None = None,
 ) -> TemplatePublic:
-    """Enrol one photo of exactly one face; 422 with ``code`` and ``message`` if refused
-    (undecodable, no_face, several_faces, low_quality, empty, too_large)."""
+    """Enrol one face of a photo: the face at ``point=x,y`` or in ``box=x1,y1,x2,y2`` (photo
+    pixels), else the largest; 422 with ``code`` and ``message`` if refused (undecodable,
+    no_face, several_faces, no_face_at_point, no_face_in_box, bad_subject, cut_off,
+    too_small, low_quality, empty, too_large)."""
     person = _person(session, caller, person_id)
     data = photo.file.read(MAX_PHOTO_BYTES + 1)  # sync route: runs in the thread pool
     try:
-        face = hub.enroller().enrol(data, photo.filename or "photo")
+        subject = parse_subject(point, box)
+        face = hub.enroller().enrol(data, photo.filename or "photo", subject)
     except EnrolmentRefused as exc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, {"code": exc.code, "message": str(exc)}
