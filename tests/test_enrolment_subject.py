@@ -4,20 +4,25 @@ Real photos, the real face pipeline, and once through the HTTP route."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from ringwatch.hub.app import create_app
+from ringwatch.contract.ids import new_event_id
+from ringwatch.hub import tables as t
+from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.registry import (
     LARGEST,
     EnrolmentRefused,
     PhotoEnroller,
     Subject,
+    face_crop_jpeg,
     parse_subject,
 )
 from ringwatch.models.faces import FacePipeline, read_image
@@ -124,10 +129,11 @@ def test_parse_subject() -> None:
     assert parse_subject(None, "1,2,30,40") == Subject(box=(1.0, 2.0, 30.0, 40.0))
 
 
+Client = tuple[TestClient, dict[str, str], int, Hub]
+
+
 @pytest.fixture
-def client(
-    pipeline: FacePipeline, tmp_path: Path
-) -> Iterator[tuple[TestClient, dict[str, str], int]]:
+def client(pipeline: FacePipeline, tmp_path: Path) -> Iterator[Client]:
     with database("sqlite", tmp_path, None) as url:
         create_admin(url)
         app = create_app(settings(url), hub_config(), faces=pipeline, ingest=False)
@@ -144,13 +150,11 @@ def client(
             }
             res = client.post("/api/v1/persons", json=body, headers=auth)
             assert res.status_code == 201, res.text
-            yield client, auth, int(res.json()["id"])
+            yield client, auth, int(res.json()["id"]), app.state.hub
 
 
-def test_the_enrol_route_takes_the_officers_pick(
-    client: tuple[TestClient, dict[str, str], int], data_dir: Path
-) -> None:
-    http, auth, person = client
+def test_the_enrol_route_takes_the_officers_pick(client: Client, data_dir: Path) -> None:
+    http, auth, person, _ = client
     files = {"photo": ("two_people.jpg", _bytes(data_dir, "two_people.jpg"))}
     url = f"/api/v1/persons/{person}/photos"
     refused = http.post(url, files=files, headers=auth)
@@ -159,3 +163,72 @@ def test_the_enrol_route_takes_the_officers_pick(
     assert picked.status_code == 201, picked.text
     bad = http.post(url, params={"box": "1,2"}, files=files, headers=auth)
     assert bad.status_code == 422 and bad.json()["detail"]["code"] == "bad_subject"
+
+
+def _sighting(hub: Hub, person: int, crop: bytes) -> int:
+    """A stored match of ``person`` (as ingest writes it) holding ``crop`` as its live shot."""
+    now = dt.datetime.now(dt.UTC)
+    with hub.sessions.begin() as session:
+        session.add(
+            t.Event(
+                id=new_event_id(),
+                site_id="campus-n",
+                device_id="box-1",
+                camera_id="gate",
+                kind="face",
+                phase="start",
+                captured_at=now,
+                received_at=now,
+                payload={},
+            )
+        )
+        session.flush()
+        event_id = session.scalars(sa.select(t.Event.id)).one()
+        row = t.Sighting(
+            event_id=event_id,
+            person_id=person,
+            site_id="campus-n",
+            device_id="box-1",
+            camera_id="gate",
+            captured_at=now,
+            similarity=0.7,
+            threshold=0.5,
+            rank=1,
+            crop_jpeg=crop,
+            created_at=now,
+        )
+        session.add(row)
+        session.flush()
+        return int(row.id)
+
+
+def test_a_confirmed_live_shot_becomes_a_template_with_consent(
+    client: Client, data_dir: Path
+) -> None:
+    http, auth, person, hub = client
+    url = f"/api/v1/persons/{person}/photos"
+    photo = {"photo": ("obama.jpg", _bytes(data_dir, "knn/train/obama/obama.jpg"))}
+    assert http.post(url, files=photo, headers=auth).status_code == 201
+    live = read_image(data_dir / DEMO / "knn/test/obama1.jpg")
+    faces = hub.enroller().faces.detect_and_embed(live)
+    sighting = _sighting(hub, person, face_crop_jpeg(live, faces.xyxy[0]))
+    consent = "Officer confirmed the match on camera gate; case C-1, court order"
+    res = http.post(
+        f"{url}/from-sighting", json={"sighting_id": sighting, "consent": consent}, headers=auth
+    )
+    assert res.status_code == 201, res.text
+    assert len(http.get(url, headers=auth).json()) == 2
+    with hub.sessions() as session:
+        source = session.get(t.TemplateSource, res.json()["id"])
+        assert source is not None and source.consent == consent
+        assert source.sighting_id == sighting and source.confirmed_by == "admin"
+        actions = session.scalars(sa.select(t.AuditEntry.action)).all()
+        assert "enrol_live" in actions
+    missing = http.post(
+        f"{url}/from-sighting", json={"sighting_id": 999, "consent": consent}, headers=auth
+    )
+    assert missing.status_code == 404
+    short = http.post(
+        f"{url}/from-sighting", json={"sighting_id": sighting, "consent": "ok"}, headers=auth
+    )
+    assert short.status_code == 422
