@@ -343,3 +343,53 @@ def test_compare_cli_errors_name_the_file(
     assert f"no face found in {blank}" in capsys.readouterr().err
     assert main([*base, str(tmp_path / "nope.jpg"), face]) != 0
     assert f"{tmp_path / 'nope.jpg'}: no such file" in capsys.readouterr().err
+
+
+def test_a_turned_face_is_published_then_updated_by_a_frontal_shot() -> None:
+    """Issue 16: a face turned so far that the nose lies on an eye used to score pose 0 and
+    was never published. Now it goes out as a poorer shot (start) and the frontal shot of
+    the same track follows as an update, with the site file's default thresholds."""
+    import datetime as dt
+
+    from ringwatch.contract.zones import CameraZones
+    from ringwatch.edge.config import Thresholds
+    from ringwatch.edge.faces_track import FaceTracks, face_track_config
+    from ringwatch.edge.rules import EventStamp
+    from ringwatch.edge.zones import ZoneSet
+    from ringwatch.models.detections import Detections
+
+    image = np.asarray(cv2.resize(_textured(), (400, 400)), np.uint8)
+    box = np.array([100, 100, 260, 260], np.float32)
+    frontal = FRONTAL * 2 + 100
+    turned = frontal.copy()
+    turned[2, 0] = frontal[1, 0]  # the nose on the left eye: about 55 degrees of yaw
+    quality = [face_quality(image, box, lm) for lm in (turned, frontal)]
+    config = face_track_config(Thresholds())
+    assert quality[0] >= config.min_quality and quality[1] >= quality[0] + config.improve_by
+
+    class Cropper:
+        def crop(self, image: npt.NDArray[np.uint8], xyxy: npt.NDArray[np.float32]) -> bytes:
+            return b"\xff\xd8jpeg"
+
+    stamp = EventStamp("campus", "box", "gate", 400, 400)
+    zones = ZoneSet.for_frame(CameraZones.model_validate({"default_ring": "outer"}), (400, 400))
+    tracks = FaceTracks(stamp, zones, Cropper(), config=config)
+    at = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+    got: list[tuple[str, object]] = []
+    for lm, q in [(turned, quality[0])] * 3 + [(frontal, quality[1])] * 2:
+        face = Detections(
+            xyxy=box[None],
+            confidence=np.array([0.9], np.float32),
+            class_id=np.zeros(1, np.int32),
+            landmarks=lm[None].astype(np.float32),
+            quality=np.array([q], np.float32),
+            embeddings=np.eye(1, 128, dtype=np.float32),
+        )
+        got += [
+            (e.phase.value, e.face_quality)
+            for e in tracks.update(face, Detections.empty(), image, at)
+        ]
+    assert got == [
+        ("start", pytest.approx(quality[0], abs=1e-6)),
+        ("update", pytest.approx(quality[1], abs=1e-6)),
+    ]
