@@ -37,7 +37,8 @@ def default_threshold() -> float:
     Stricter than the 1:1 ``SAME_PERSON_THRESHOLD`` (0.363): at 0.363, 14 of the 995 LFW
     faces match someone in the watchlist_demo gallery (max 0.479); at 0.5 none does, and
     Lin-Manuel Miranda's best shots on the Hamilton clip (0.53-0.70) still match
-    (docs/faces.md, docs/hub.md). Override with ``matching.threshold``."""
+    (docs/faces.md, docs/hub.md). Left unset, matching follows the gallery size instead
+    (``hub/match_threshold.py``, never below this); ``matching.threshold`` fixes it."""
     from ringwatch.models.faces import WATCHLIST_THRESHOLD
 
     return WATCHLIST_THRESHOLD
