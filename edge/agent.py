@@ -56,7 +56,7 @@ from ringwatch.contract.topics import (
 from ringwatch.contract.zones import CameraZones, ZoneRole
 from ringwatch.edge.capture import LIVE_SCHEMES, Frame, FrameSource, SourceStatus
 from ringwatch.edge.config import CameraConfig, CameraRole, SiteConfig, Thresholds
-from ringwatch.edge.faces_track import Embedder, FaceTracks
+from ringwatch.edge.faces_track import Embedder, FaceTrackConfig, FaceTracks, face_track_config
 from ringwatch.edge.mqtt import Message
 from ringwatch.edge.outbox import OutboxFull
 from ringwatch.edge.privacy import JpegCropper, PrivacyMask, encode_jpeg
@@ -70,6 +70,7 @@ from ringwatch.models.detections import Detections
 
 if TYPE_CHECKING:
     from ringwatch.models.perception import Perception
+    from ringwatch.models.tiling import Tiling
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,12 @@ class _Stages:
 
     @classmethod
     def build(
-        cls, ident: Ident, zones: CameraZones, size: tuple[int, int], embedder: Embedder | None
+        cls,
+        ident: Ident,
+        zones: CameraZones,
+        size: tuple[int, int],
+        embedder: Embedder | None,
+        face_config: FaceTrackConfig | None = None,
     ) -> _Stages:
         stamp = EventStamp(ident.site, ident.device, ident.camera, size[0], size[1])
         privacy = PrivacyMask.for_frame(zones.masks, size)
@@ -144,7 +150,9 @@ class _Stages:
             zones=zones,
             privacy=privacy,
             rules=ZoneRules(zones, stamp),
-            faces=FaceTracks(stamp, zone_set, JpegCropper(privacy), embedder),
+            faces=FaceTracks(
+                stamp, zone_set, JpegCropper(privacy), embedder, face_config or FaceTrackConfig()
+            ),
         )
 
 
@@ -158,10 +166,12 @@ class CameraPipeline:
         shed: ShedMonitor | None = None,
         embedder: Embedder | None = None,
         tamper: TamperWatch | None = None,
+        face_config: FaceTrackConfig | None = None,
     ) -> None:
         self.ident = ident
         self.embedder = embedder
         self.tamper = tamper  # issue 18: camera tamper (edge/tamper.py)
+        self.face_config = face_config
         self.tracker = Tracker()
         self.shed = shed
         self._zones = zones
@@ -244,7 +254,7 @@ class CameraPipeline:
             self._zones = pending
             stages = None
         if stages is None or (stages.stamp.width, stages.stamp.height) != size:
-            stages = _Stages.build(self.ident, self._zones, size, self.embedder)
+            stages = _Stages.build(self.ident, self._zones, size, self.embedder, self.face_config)
             self._stages = stages
         return events, stages
 
@@ -474,7 +484,10 @@ class Agent:
             shed = ShedMonitor(cam.shed, zone, shed_config(self.config.models.thresholds))
             self.sheds[cam.id] = shed
         tamper = None if cam.tamper is None else TamperWatch(cam.tamper)  # issue 18
-        pipeline = CameraPipeline(ident, zones, shed, self.embedders.get(cam.id), tamper)
+        faces = face_track_config(self.config.models.thresholds)
+        pipeline = CameraPipeline(
+            ident, zones, shed, self.embedders.get(cam.id), tamper=tamper, face_config=faces
+        )
         self.pipelines[cam.id] = pipeline
         self.workers[cam.id] = CameraWorker(cam, source, analyzer, pipeline, self.sink)
 
@@ -620,15 +633,25 @@ def load_analyzers(
     m = config.models
     options = RuntimeOptions(provider=m.provider.value, threads=m.threads)
     thresholds = detector_thresholds(m.thresholds, shed_config(m.thresholds))
-    by_tasks: dict[frozenset[str], Perception] = {}
+    by_tasks: dict[tuple[frozenset[str], Tiling], Perception] = {}
     for cam in config.cameras:
-        tasks = frozenset(cam.tasks)
-        if tasks not in by_tasks:
-            by_tasks[tasks] = Perception.from_models_dir(
-                models_dir, options, thresholds, set(tasks), m.person_model
+        key = (frozenset(cam.tasks), person_tiling(cam))
+        if key not in by_tasks:
+            by_tasks[key] = Perception.from_models_dir(
+                models_dir, options, thresholds, set(key[0]), m.person_model, key[1]
             )
-    analyzers = {cam.id: by_tasks[frozenset(cam.tasks)] for cam in config.cameras}
+    analyzers = {
+        cam.id: by_tasks[(frozenset(cam.tasks), person_tiling(cam))] for cam in config.cameras
+    }
     return analyzers, model_files(config, models_dir)
+
+
+def person_tiling(cam: CameraConfig) -> Tiling:
+    """The camera's tiling setting as the models library takes it."""
+    from ringwatch.models.tiling import Tiling
+
+    t = cam.person_tiling
+    return Tiling(mode=t.mode, tile=t.tile, overlap=t.overlap)
 
 
 def model_files(config: SiteConfig, models_dir: Path) -> list[Path]:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ringwatch.configfile import load_config, redact_url
 from ringwatch.contract.zones import CameraZones, Ident
+from ringwatch.models.face_quality import PUBLISH_MIN_QUALITY
 
 
 class _Section(BaseModel):
@@ -63,6 +64,21 @@ class CameraRole(StrEnum):
     SHED = "shed"
 
 
+class PersonTiling(BaseModel):
+    """Tiled person detection for small, far people (``ringwatch.models.tiling``): the
+    whole frame plus overlapping tiles, merged by NMS; costs 1 + tiles detector runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: str = Field(
+        default="off",
+        pattern="^(off|auto|on)$",
+        description="off; auto (frames over twice the model input); on (always).",
+    )
+    tile: int = Field(default=416, ge=64, le=4096, description="Tile side in frame pixels.")
+    overlap: float = Field(default=0.25, ge=0, le=0.8, description="Share shared by tiles.")
+
+
 class CameraConfig(CameraZones):
     """One camera: where frames come from, how often to analyse them, and its zones.
 
@@ -103,6 +119,10 @@ class CameraConfig(CameraZones):
             raise ValueError(f"expected usb:N with N a device number, got {source}")
         return source
 
+    person_tiling: PersonTiling = Field(
+        default_factory=PersonTiling, description="Tile large frames for far people."
+    )
+
     @model_validator(mode="after")
     def _shed_consistent(self) -> Self:
         unknown = sorted(set(self.tasks) - {"persons", "faces", "fire"})
@@ -132,6 +152,13 @@ class Thresholds(_Section):
     fire: float = Field(default=0.5, ge=0, le=1, description="Fire class score.")
     smoke: float = Field(default=0.75, ge=0, le=1, description="Smoke class score.")
     face_match: float = Field(default=0.363, ge=-1, le=1, description="SFace cosine same-person.")
+    face_quality: float = Field(
+        default=PUBLISH_MIN_QUALITY,
+        ge=0,
+        le=1,
+        description="Face quality (the same 0..1 score enrolment uses) at which a face track's"
+        " first shot is published; better shots follow as updates.",
+    )
 
 
 class ModelsConfig(_Section):

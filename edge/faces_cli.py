@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from ringwatch.models.faces import (
     read_image,
 )
 from ringwatch.models.manifest import default_models_dir
-from ringwatch.models.sface import cosine
+from ringwatch.models.sface import cosine, l2_normalise
 from ringwatch.table import render_table
 
 F32 = npt.NDArray[np.float32]
@@ -59,6 +60,19 @@ def register(sub: Any) -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     p.add_argument("--models", type=Path, default=None, help=models_help)
     p.set_defaults(func=_eval_watchlist)
+
+    p = fsub.add_parser(
+        "eval-identification", help="1:N TPIR/FPIR per threshold and gallery size (LFW, demo)"
+    )
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
+    p.add_argument("--models", type=Path, default=None, help=models_help)
+    p.set_defaults(func=_eval_identification)
+
+
+def _eval_identification(args: argparse.Namespace) -> int:
+    from ringwatch.edge.identification_eval import run
+
+    return run(args.data, args.models or default_models_dir())
 
 
 def _pipeline(args: argparse.Namespace) -> FacePipeline:
@@ -92,6 +106,25 @@ class LfwImage:
     faces: Detections
     subject: F32 | None
     fallback_used: bool
+    # Both views of every face in ``faces`` (rows), to measure what flip averaging brings:
+    # plain SFace embeddings and flip-averaged ones; and the subject's row in ``faces``
+    # (None when the subject was found only by the fallback detector).
+    views: FaceViews | None = None
+    subject_index: int | None = None
+
+    def subject_view(self, flip: bool) -> F32 | None:
+        """The subject's embedding, flip-averaged or plain (the pipeline's when unknown)."""
+        if self.views is None or self.subject_index is None:
+            return self.subject
+        rows = self.views.flipped if flip else self.views.plain
+        row: F32 = rows[self.subject_index]
+        return row
+
+
+@dataclass(frozen=True, slots=True)
+class FaceViews:
+    plain: F32
+    flipped: F32
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +138,41 @@ class LfwResult:
     best_threshold: float
     best_accuracy: float
     shipped_accuracy: float
+    split: LfwSplit
+
+
+@dataclass(frozen=True, slots=True)
+class LfwSplit:
+    """The pairs split by a hash of the first image's person: a threshold tuned on one
+    part, accuracy reported on the other (held-out) part."""
+
+    tuning_pairs: int
+    held_out_pairs: int
+    tuned_threshold: float
+    held_out_at_tuned: float
+    held_out_best: float
+    held_out_shipped: float
+
+
+def split_pairs(lfw_dir: Path) -> npt.NDArray[np.bool_]:
+    """True for the pairs of the tuning part (crc32 of the first image's person, even)."""
+    pairs = lfw_pairs(lfw_dir)
+    return np.array([zlib.crc32(Path(a).parent.name.encode()) % 2 == 0 for a, _, _ in pairs])
+
+
+def lfw_split(
+    sims: F32, same: npt.NDArray[np.bool_], tuning: npt.NDArray[np.bool_], threshold: float
+) -> LfwSplit:
+    tuned, _ = best_threshold(sims[tuning], same[tuning])
+    held_sims, held_same = sims[~tuning], same[~tuning]
+    return LfwSplit(
+        tuning_pairs=int(tuning.sum()),
+        held_out_pairs=int((~tuning).sum()),
+        tuned_threshold=tuned,
+        held_out_at_tuned=accuracy_at(held_sims, held_same, tuned),
+        held_out_best=best_threshold(held_sims, held_same)[1],
+        held_out_shipped=accuracy_at(held_sims, held_same, threshold),
+    )
 
 
 def lfw_pairs(lfw_dir: Path) -> list[tuple[str, str, bool]]:
@@ -125,15 +193,26 @@ def embed_lfw_image(pipeline: FacePipeline, path: Path) -> LfwImage:
     """Every face at the shipped threshold; the subject is the centre-most face, looked for
     again at the fallback threshold when none reaches the shipped one."""
     bgr = read_image(path)
-    faces = pipeline.detect_and_embed(bgr)
+    faces, views = _embed_both(pipeline, bgr, pipeline.detector.detect(bgr))
     found, fallback_used = faces, False
     if len(found) == 0 and pipeline.fallback is not None:
-        found = pipeline.embedder.embed(bgr, pipeline.fallback.detect(bgr))
+        found, _ = _embed_both(pipeline, bgr, pipeline.fallback.detect(bgr))
         fallback_used = True
     if len(found) == 0 or found.embeddings is None:
         return LfwImage(faces, None, fallback_used)
-    subject = found.embeddings[centre_most(found, bgr.shape[1], bgr.shape[0])]
-    return LfwImage(faces, subject, fallback_used)
+    i = centre_most(found, bgr.shape[1], bgr.shape[0])
+    return LfwImage(faces, found.embeddings[i], fallback_used, views, None if fallback_used else i)
+
+
+def _embed_both(
+    pipeline: FacePipeline, bgr: npt.NDArray[np.uint8], faces: Detections
+) -> tuple[Detections, FaceViews]:
+    """The faces with the pipeline's embeddings, and both views of them (one SFace pass
+    over the face and one over its mirror)."""
+    plain, mirrored = pipeline.embedder.embed_views(bgr, faces, mirror=True)
+    views = FaceViews(plain, l2_normalise(plain + mirrored))
+    vectors = views.flipped if pipeline.embedder.flip else views.plain
+    return faces.with_columns(embeddings=vectors), views
 
 
 def embed_lfw(pipeline: FacePipeline, lfw_dir: Path) -> dict[str, LfwImage]:
@@ -167,7 +246,21 @@ def evaluate_lfw(
         best_threshold=best_t,
         best_accuracy=best_acc,
         shipped_accuracy=accuracy_at(sims, same, threshold),
+        split=lfw_split(sims, same, split_pairs(lfw_dir), threshold),
     )
+
+
+def _split_rows(split: LfwSplit) -> list[tuple[str, str]]:
+    return [
+        ("split: tuning / held-out pairs", f"{split.tuning_pairs} / {split.held_out_pairs}"),
+        ("threshold tuned on the tuning pairs", f"{split.tuned_threshold:.3f}"),
+        ("held-out accuracy at the tuned threshold", f"{split.held_out_at_tuned:.2%}"),
+        ("held-out accuracy at its best threshold", f"{split.held_out_best:.2%}"),
+        (
+            f"held-out accuracy at SAME_PERSON_THRESHOLD {SAME_PERSON_THRESHOLD}",
+            f"{split.held_out_shipped:.2%}",
+        ),
+    ]
 
 
 def _pair_similarity(a: LfwImage, b: LfwImage) -> float:
@@ -197,6 +290,7 @@ def _eval_lfw(args: argparse.Namespace) -> int:
             f"accuracy at WATCHLIST_THRESHOLD {WATCHLIST_THRESHOLD}",
             f"{accuracy_at(result.similarity, result.same, WATCHLIST_THRESHOLD):.2%}",
         ),
+        *_split_rows(result.split),
     ]
     print(render_table(("LFW dev fold", "value"), rows))
     for name in result.fallback_used:

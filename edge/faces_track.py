@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +31,10 @@ from ringwatch.edge.rules import EventStamp
 from ringwatch.edge.tracking import Tracker, TrackerConfig
 from ringwatch.edge.zones import FACE_ANCHOR, ZoneSet, points_in_polygon
 from ringwatch.models.detections import Detections
+from ringwatch.models.face_quality import PUBLISH_MIN_QUALITY
+
+if TYPE_CHECKING:
+    from ringwatch.edge.config import Thresholds
 
 FACE_TRACK_OFFSET = 1_000_000
 Image = npt.NDArray[np.uint8]
@@ -54,13 +58,21 @@ class FaceTrackConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min_quality: float = Field(default=0.5, ge=0, le=1, description="Quality to publish.")
+    min_quality: float = Field(
+        default=PUBLISH_MIN_QUALITY, ge=0, le=1, description="Quality to publish."
+    )
     improve_by: float = Field(default=0.15, ge=0, le=1, description="Quality gain for update.")
     forget_frames: int = Field(default=150, ge=1, description="Frames before a face is dropped.")
     tracker: TrackerConfig = Field(
         default_factory=lambda: TrackerConfig(min_hits=2, high_score=0.6, new_track_score=0.6),
         description="Face tracker settings.",
     )
+
+
+def face_track_config(thresholds: Thresholds) -> FaceTrackConfig:
+    """The face-track settings with the site file's publish quality
+    (``models.thresholds.face_quality``)."""
+    return FaceTrackConfig(min_quality=thresholds.face_quality)
 
 
 @dataclass(slots=True)

@@ -75,7 +75,9 @@ class Hub:
             from ringwatch.models.manifest import default_models_dir
 
             self.faces = FacePipeline.from_models_dir(self.models_dir or default_models_dir())
-        return PhotoEnroller(self.faces)
+        return PhotoEnroller(
+            self.faces, self.settings.enrol_min_quality, self.settings.enrol_min_face_px
+        )
 
     def start(self, ingest: bool) -> None:
         migrate(self.engine)

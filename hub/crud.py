@@ -291,3 +291,40 @@ def existing_event_ids(session: Session, ids: list[str]) -> set[str]:
     if not ids:
         return set()
     return set(session.scalars(sa.select(t.Event.id).where(t.Event.id.in_(ids))))
+
+
+def add_live_template(
+    session: Session,
+    person: t.Person,
+    sighting: t.Sighting,
+    template: tuple[bytes, bytes, float, str],
+    consent: str,
+    actor: Actor,
+    now: dt.datetime,
+) -> t.Template:
+    """A confirmed live shot (the sighting's face crop) as one more template of ``person``,
+    with the officer's consent recorded beside it; ``template`` is (embedding_enc, crop_enc,
+    quality, crop_sha256). Audited as ``enrol_live``."""
+    embedding_enc, crop_enc, quality, sha256 = template
+    row = add_template(session, person, embedding_enc, crop_enc, quality, sha256, actor, now)
+    session.add(
+        t.TemplateSource(
+            template_id=row.id,
+            sighting_id=sighting.id,
+            consent=consent,
+            confirmed_by=actor.name,
+            created_at=now,
+        )
+    )
+    audit(
+        session,
+        actor,
+        "enrol_live",
+        "template",
+        row.id,
+        now,
+        consent,
+        person_id=person.id,
+        sighting_id=sighting.id,
+    )
+    return row

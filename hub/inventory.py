@@ -37,7 +37,8 @@ def default_threshold() -> float:
     Stricter than the 1:1 ``SAME_PERSON_THRESHOLD`` (0.363): at 0.363, 14 of the 995 LFW
     faces match someone in the watchlist_demo gallery (max 0.479); at 0.5 none does, and
     Lin-Manuel Miranda's best shots on the Hamilton clip (0.53-0.70) still match
-    (docs/faces.md, docs/hub.md). Override with ``matching.threshold``."""
+    (docs/faces.md, docs/hub.md). Left unset, matching follows the gallery size instead
+    (``hub/match_threshold.py``, never below this); ``matching.threshold`` fixes it."""
     from ringwatch.models.faces import WATCHLIST_THRESHOLD
 
     return WATCHLIST_THRESHOLD
@@ -93,6 +94,12 @@ class MatchingConfig(_Section):
         default_factory=default_threshold, gt=0, lt=1, description="Cosine for a match."
     )
     top_k: int = Field(default=3, ge=1, le=50, description="Matches kept per face.")
+    gallery_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Templates the threshold is calibrated for (FPIR <= 1%) when threshold is"
+        " not set; unset: the number of matchable templates (hub/match_threshold.py).",
+    )
 
 
 class IngestConfig(_Section):

@@ -25,6 +25,7 @@ from ringwatch.hub import tables as t
 from ringwatch.hub.clock import Clock
 from ringwatch.hub.crypto import TemplateCipher
 from ringwatch.hub.inventory import MatchingConfig
+from ringwatch.hub.match_threshold import match_threshold
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -115,7 +116,7 @@ class Matcher:
 
     @property
     def threshold(self) -> float:
-        return self.config.threshold
+        return match_threshold(self.config, len(self._index))
 
     def match(self, session: Session, embeddings: F32) -> list[list[Match]]:
         """Per embedding, the persons at or above the threshold (best first, at most top_k)."""
@@ -123,7 +124,8 @@ class Matcher:
             return []
         index = self.current_index(session)
         found = index.search(embeddings, self.config.top_k)
-        return [[m for m in row if m.similarity >= self.config.threshold] for row in found]
+        threshold = match_threshold(self.config, len(index))
+        return [[m for m in row if m.similarity >= threshold] for row in found]
 
     def current_index(self, session: Session) -> TemplateIndex:
         key = (registry_generation(session), self.clock().date())

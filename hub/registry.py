@@ -1,23 +1,31 @@
 """Enrolment of watch-list photos through the same face pipeline as the edge.
 
 A photo is refused (:class:`EnrolmentRefused`, shown as HTTP 422 with the reason) when it
-cannot be decoded, shows no face, shows several faces, or its face is of too low quality.
+cannot be decoded or shows no face. In a photo with bystanders the officer picks the
+subject (:class:`Subject`: a clicked point or a box; by default the largest face, unless
+another whole face is nearly as large); the chosen face is refused when it is cut off by the
+photo's edge, too small, or of too low quality (the edge's quality model).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from ringwatch.errors import InputError
 from ringwatch.models.detections import Detections
+from ringwatch.models.face_quality import ENROL_MIN_FACE_PX, ENROL_MIN_QUALITY
 
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
-MIN_QUALITY = 0.3
+MIN_QUALITY = ENROL_MIN_QUALITY  # the edge's quality model; hub setting enrol_min_quality
+MIN_FACE_PX = ENROL_MIN_FACE_PX  # short side of the face box; hub setting enrol_min_face_px
+AMBIGUOUS_AREA_RATIO = 0.6  # a second whole face this large (by area) needs the officer's pick
+MIN_BOX_IOU = 0.3  # a box given by the officer must overlap the face this much
+EDGE_MARGIN_PX = 1.0  # a face box within this of the photo's edge runs off it
 CROP_SIDE = 160
 F32 = npt.NDArray[np.float32]
 
@@ -81,34 +89,166 @@ def face_crop_jpeg(bgr: npt.NDArray[np.uint8], xyxy: F32, side: int = CROP_SIDE)
     return bytes(buf.tobytes())
 
 
-class PhotoEnroller:
-    """Turns one photo of exactly one good face into an enrolled template."""
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Which face of the photo to enrol, in the photo's pixels: the face holding ``point``
+    (x, y), the face overlapping ``box`` (x1, y1, x2, y2) most, or, given neither, the
+    largest face (refused as ambiguous when another whole face is nearly as large)."""
 
-    def __init__(self, faces: FaceEmbedding, min_quality: float = MIN_QUALITY) -> None:
+    point: tuple[float, float] | None = None
+    box: tuple[float, float, float, float] | None = None
+
+
+LARGEST = Subject()
+
+
+def parse_subject(point: str | None, box: str | None) -> Subject:
+    """The subject from request parameters ``point=x,y`` or ``box=x1,y1,x2,y2`` (photo
+    pixels); neither: the largest face. EnrolmentRefused ``bad_subject`` says what is wrong."""
+    if point is not None and box is not None:
+        raise EnrolmentRefused("bad_subject", "give point or box, not both")
+    if point is not None:
+        x, y = _numbers("point", point, 2)
+        return Subject(point=(x, y))
+    if box is not None:
+        x1, y1, x2, y2 = _numbers("box", box, 4)
+        if x2 <= x1 or y2 <= y1:
+            raise EnrolmentRefused("bad_subject", f"box {box!r}: x2 > x1 and y2 > y1 expected")
+        return Subject(box=(x1, y1, x2, y2))
+    return LARGEST
+
+
+def _numbers(what: str, text: str, n: int) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != n or not all(np.isfinite(values)) or min(values) < 0:
+        shape = "x,y" if n == 2 else "x1,y1,x2,y2"
+        raise EnrolmentRefused(
+            "bad_subject", f"{what} {text!r}: expected {shape}, non-negative pixels of the photo"
+        )
+    return values
+
+
+class PhotoEnroller:
+    """Turns the chosen face of one photo into an enrolled template, refusing faces that are
+    cut off by the photo's edge, too small or of too low quality, with the reason."""
+
+    def __init__(
+        self,
+        faces: FaceEmbedding,
+        min_quality: float = MIN_QUALITY,
+        min_face_px: int = MIN_FACE_PX,
+    ) -> None:
         self.faces = faces
         self.min_quality = min_quality
+        self.min_face_px = min_face_px
 
-    def enrol(self, data: bytes, name: str = "photo") -> EnrolledFace:
+    def enrol(self, data: bytes, name: str = "photo", subject: Subject = LARGEST) -> EnrolledFace:
         bgr = decode_image(data, name)
         found = self.faces.detect_and_embed(bgr)
         if len(found) == 0:
             raise EnrolmentRefused("no_face", f"{name}: no face found")
-        if len(found) > 1:
-            raise EnrolmentRefused(
-                "several_faces", f"{name}: {len(found)} faces found; enrol a photo of one person"
-            )
         if found.embeddings is None or found.quality is None:
             raise InputError("the face pipeline returned no embedding or quality")
-        quality = float(found.quality[0])
+        i = choose_face(found, subject, bgr.shape[:2], name)
+        self._check(found, i, bgr.shape[:2], name)
+        quality = float(found.quality[i])
+        return EnrolledFace(
+            embedding=np.asarray(found.embeddings[i], np.float32),
+            quality=quality,
+            crop_jpeg=face_crop_jpeg(bgr, found.xyxy[i]),
+            photo_sha256=hashlib.sha256(data).hexdigest(),
+        )
+
+    def _check(self, found: Detections, i: int, hw: tuple[int, ...], name: str) -> None:
+        assert found.quality is not None
+        box = _describe(found.xyxy[i])
+        if is_cut_off(found, i, hw):
+            raise EnrolmentRefused(
+                "cut_off", f"{name}: the face at {box} is cut off by the edge of the photo"
+            )
+        side = float(min(found.xyxy[i, 2] - found.xyxy[i, 0], found.xyxy[i, 3] - found.xyxy[i, 1]))
+        if side < self.min_face_px:
+            raise EnrolmentRefused(
+                "too_small",
+                f"{name}: the face at {box} is {side:.0f} px across, below {self.min_face_px} px"
+                " (use a closer or larger photo)",
+            )
+        quality = float(found.quality[i])
         if quality < self.min_quality:
             raise EnrolmentRefused(
                 "low_quality",
                 f"{name}: face quality {quality:.2f} is below {self.min_quality:.2f} "
                 "(too small, blurred or turned away)",
             )
-        return EnrolledFace(
-            embedding=np.asarray(found.embeddings[0], np.float32),
-            quality=quality,
-            crop_jpeg=face_crop_jpeg(bgr, found.xyxy[0]),
-            photo_sha256=hashlib.sha256(data).hexdigest(),
+
+
+def choose_face(found: Detections, subject: Subject, hw: tuple[int, ...], name: str) -> int:
+    """Row of the face to enrol (see :class:`Subject`); EnrolmentRefused when the point or
+    box holds no face, or when the choice is left to size and two whole faces are close."""
+    if subject.point is not None:
+        return _face_at(found, subject.point, name)
+    if subject.box is not None:
+        return _face_in(found, subject.box, name)
+    whole = [j for j in range(len(found)) if not is_cut_off(found, j, hw)]
+    order = sorted(whole or range(len(found)), key=lambda j: -float(found.area[j]))
+    if len(order) > 1 and found.area[order[1]] >= AMBIGUOUS_AREA_RATIO * found.area[order[0]]:
+        boxes = ", ".join(_describe(found.xyxy[j]) for j in order)
+        raise EnrolmentRefused(
+            "several_faces",
+            f"{name}: {len(found)} faces found of similar size ({boxes}); say which person to"
+            " enrol with point=x,y or box=x1,y1,x2,y2",
         )
+    return order[0]
+
+
+def _face_at(found: Detections, point: tuple[float, float], name: str) -> int:
+    x, y = point
+    xyxy = found.xyxy
+    inside = (xyxy[:, 0] <= x) & (x <= xyxy[:, 2]) & (xyxy[:, 1] <= y) & (y <= xyxy[:, 3])
+    if not inside.any():
+        raise EnrolmentRefused(
+            "no_face_at_point", f"{name}: no face at ({x:.0f}, {y:.0f}) among {len(found)} found"
+        )
+    rows = np.flatnonzero(inside)  # nested boxes: the smallest holding the point
+    return int(rows[np.argmin(found.area[rows])])
+
+
+def _face_in(found: Detections, box: tuple[float, float, float, float], name: str) -> int:
+    from ringwatch.models.nms import iou_matrix
+
+    overlap = iou_matrix(np.array([box], np.float32), found.xyxy)[0]
+    best = int(np.argmax(overlap))
+    if overlap[best] < MIN_BOX_IOU:
+        raise EnrolmentRefused(
+            "no_face_in_box",
+            f"{name}: no face overlaps the box {_describe(np.array(box))} (best IoU"
+            f" {float(overlap[best]):.2f}, needs {MIN_BOX_IOU})",
+        )
+    return best
+
+
+def is_cut_off(found: Detections, i: int, hw: tuple[int, ...]) -> bool:
+    """True when the face box reaches the photo's edge or a landmark lies outside it (the
+    detector clips boxes to the image, so a face running off the photo touches the edge)."""
+    h, w = int(hw[0]), int(hw[1])
+    x1, y1, x2, y2 = (float(v) for v in found.xyxy[i])
+    m = EDGE_MARGIN_PX
+    if x1 <= m or y1 <= m or x2 >= w - m or y2 >= h - m:
+        return True
+    if found.landmarks is None:
+        return False
+    lm = found.landmarks[i]
+    return bool(
+        (lm[:, 0] < 0).any()
+        or (lm[:, 1] < 0).any()
+        or (lm[:, 0] >= w).any()
+        or (lm[:, 1] >= h).any()
+    )
+
+
+def _describe(xyxy: npt.NDArray[np.floating[Any]]) -> str:
+    x1, y1, x2, y2 = (round(float(v)) for v in xyxy)
+    return f"({x1},{y1})-({x2},{y2})"

@@ -10,6 +10,8 @@
 | jwt_secret | RINGWATCH_HUB_JWT_SECRET | change-me (refused); 16+ chars | signs API tokens |
 | template_key | RINGWATCH_HUB_TEMPLATE_KEY | change-me (refused); 16+ chars | encrypts templates |
 | colour_policy | - | outer/perimeter/inner = yellow/orange/red; red tier +1 | colours |
+| enrol_min_quality | RINGWATCH_HUB_ENROL_MIN_QUALITY | 0.5 | lowest face quality to enrol |
+| enrol_min_face_px | RINGWATCH_HUB_ENROL_MIN_FACE_PX | 48 | smallest enrolled face (px) |
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ringwatch.configfile import format_config_errors, read_yaml
 from ringwatch.contract.colours import ColourPolicy
 from ringwatch.errors import ConfigError
+from ringwatch.models.face_quality import ENROL_MIN_FACE_PX, ENROL_MIN_QUALITY
 
 DEFAULT_SECRET = "change-me"
 MIN_SECRET_CHARS = 16
@@ -61,6 +64,18 @@ class HubSettings(BaseSettings):
         default=DEFAULT_SECRET, min_length=8, description="Key for face templates at rest."
     )
     colour_policy: ColourPolicy = Field(default_factory=ColourPolicy)
+    enrol_min_quality: float = Field(
+        default=ENROL_MIN_QUALITY,
+        ge=0,
+        le=1,
+        description="Lowest face quality (the edge's 0..1 score) an enrolment photo may have.",
+    )
+    enrol_min_face_px: int = Field(
+        default=ENROL_MIN_FACE_PX,
+        ge=8,
+        le=2000,
+        description="Smallest short side, in pixels, of an enrolled face.",
+    )
 
     def check_secrets(self) -> None:
         """Refuse secrets left at their defaults or shorter than ``MIN_SECRET_CHARS``

@@ -270,3 +270,17 @@ class Counter(Base):
     __tablename__ = "counters"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TemplateSource(Base):
+    """A template that is not an uploaded photo: a confirmed live shot (the face crop of a
+    sighting), with who confirmed it and the consent they recorded (issue 16)."""
+
+    __tablename__ = "template_sources"
+    template_id: Mapped[int] = mapped_column(
+        ForeignKey("templates.id", ondelete="CASCADE"), primary_key=True
+    )
+    sighting_id: Mapped[int] = mapped_column(Integer, index=True)
+    consent: Mapped[str] = mapped_column(Text)
+    confirmed_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime]

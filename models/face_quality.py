@@ -7,8 +7,13 @@ score down:
 - sharpness: variance of the Laplacian of the grey face resized to a fixed 64x64, so the
   figure does not depend on the face's size in pixels;
 - pose: frontalness from the five landmarks, after undoing the roll of the eye line (roll
-  is harmless, alignment removes it): left/right symmetry of the nose between the eyes
-  (yaw) and the nose's height between the eye line and the mouth line (pitch).
+  is harmless, alignment removes it): cos^2 of the yaw estimated from the nose's offset
+  from the middle of the eyes, times the nose's height between the eye line and the mouth
+  line (pitch); floored at ``POSE_FLOOR`` so a turned face is a poor shot, not no shot.
+
+The edge (best shot to publish) and the hub's enrolment use this one score; their
+thresholds are ``PUBLISH_MIN_QUALITY`` and ``ENROL_MIN_QUALITY`` below, set in the site file
+(``models.thresholds.face_quality``) and the hub settings (``enrol_min_quality``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,17 @@ SIZE_SCALE_PX = 48.0  # size factor = 1 - exp(-short_side / 48): 0.63 at 48 px, 
 SHARPNESS_HALF = 150.0  # Laplacian variance at which the sharpness factor is 0.5
 SHARPNESS_SIDE = 64
 FRONTAL_NOSE_HEIGHT = 0.5  # nose between eye line (0) and mouth line (1) on a frontal face
+# Depth of the nose tip in front of the eyes, in half eye distances (~22 mm over ~32 mm on
+# an adult face): the nose moves NOSE_DEPTH * tan(yaw) half eye distances off centre.
+NOSE_DEPTH = 0.7
+POSE_FLOOR = 0.05  # pose factor of a full profile: low, but a shot all the same
+# The edge publishes a face track's first shot at or above this, then better ones (an
+# update) as they come; enrolment refuses photos whose face scores below ENROL_MIN_QUALITY.
+# Defaults of the site file's ``models.thresholds.face_quality`` and the hub settings'
+# ``enrol_min_quality`` (docs/faces.md).
+PUBLISH_MIN_QUALITY = 0.45
+ENROL_MIN_QUALITY = 0.5
+ENROL_MIN_FACE_PX = 48  # short side of an enrolled face box (SFace sees 112 px)
 
 F32 = npt.NDArray[np.float32]
 
@@ -56,20 +72,37 @@ def sharpness_factor(bgr: npt.NDArray[np.uint8], xyxy: F32) -> float:
 
 
 def pose_factor(landmarks: F32) -> float:
-    """1 for a frontal face, towards 0 as it turns (yaw) or tilts up/down (pitch)."""
+    """1 for a frontal face, falling smoothly as it turns (yaw) or tilts up/down (pitch);
+    never 0, so a turned face is a lower-quality shot rather than no shot."""
+    yaw = np.radians(yaw_degrees(landmarks))
+    pose = float(np.cos(yaw) ** 2) * pitch_factor(landmarks)
+    return max(POSE_FLOOR, pose)
+
+
+def yaw_degrees(landmarks: F32) -> float:
+    """Estimated left/right turn of the head in degrees (0 frontal, 90 profile), from how
+    far the nose tip sits off the middle of the eyes, in half eye distances. On a rigid
+    head the offset is ``NOSE_DEPTH * tan(yaw)``; it keeps growing when the nose passes an
+    eye (at about 55 degrees), where the old symmetry ratio fell to 0."""
     points = _unroll(landmarks.astype(np.float64))
-    right_eye, left_eye, nose = points[0], points[1], points[2]
-    to_right, to_left = nose[0] - right_eye[0], left_eye[0] - nose[0]
-    if to_right <= 0 or to_left <= 0:  # nose outside the eyes: a profile face
-        return 0.0
-    yaw = min(to_right, to_left) / max(to_right, to_left)
-    eye_y = (right_eye[1] + left_eye[1]) / 2
+    half_eyes = (points[1, 0] - points[0, 0]) / 2
+    if half_eyes <= 1e-6:  # eyes on top of each other or swapped: a profile
+        return 90.0
+    offset = (points[2, 0] - (points[0, 0] + half_eyes)) / half_eyes
+    return float(np.degrees(np.arctan(abs(offset) / NOSE_DEPTH)))
+
+
+def pitch_factor(landmarks: F32) -> float:
+    """1 when the nose sits half way between eye line and mouth line, falling linearly to
+    ``POSE_FLOOR`` when it reaches either line."""
+    points = _unroll(landmarks.astype(np.float64))
+    eye_y = (points[0, 1] + points[1, 1]) / 2
     mouth_y = (points[3, 1] + points[4, 1]) / 2
-    if mouth_y - eye_y <= 0:
-        return 0.0
-    height = (nose[1] - eye_y) / (mouth_y - eye_y)
+    if mouth_y - eye_y <= 1e-6:
+        return POSE_FLOOR
+    height = (points[2, 1] - eye_y) / (mouth_y - eye_y)
     pitch = 1.0 - min(1.0, abs(height - FRONTAL_NOSE_HEIGHT) / FRONTAL_NOSE_HEIGHT)
-    return float(yaw * pitch)
+    return max(POSE_FLOOR, float(pitch))
 
 
 def _unroll(points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

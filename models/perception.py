@@ -21,6 +21,7 @@ from ringwatch.models.manifest import load_manifest
 from ringwatch.models.nanodet import NanoDetPersonDetector
 from ringwatch.models.runtime import OnnxModel, RuntimeOptions
 from ringwatch.models.sface import FaceEmbedder
+from ringwatch.models.tiling import TiledDetector, Tiling
 from ringwatch.models.yolox import YoloxPersonDetector
 from ringwatch.models.yunet import FaceDetector
 
@@ -77,6 +78,7 @@ class Perception:
         thresholds: Thresholds,
         tasks: set[str],
         person_model: str = "yolox_nano",
+        tiling: Tiling | None = None,
     ) -> Perception:
         """Load, verify and warm up the models ``tasks`` need (faces also loads SFace)."""
         unknown = sorted(set(tasks) - set(TASKS))
@@ -91,6 +93,8 @@ class Perception:
             embedder = FaceEmbedder(loader.load("sface"))
         if "persons" in tasks:
             persons = person_detector(loader.load(person_model), person_model, thresholds.person)
+            if tiling is not None and tiling.mode != "off":
+                persons = TiledDetector(persons, tiling)
         if "fire" in tasks:
             fire = FireSmokeDetector(loader.load("fire_smoke"), thresholds.fire, thresholds.smoke)
         return cls(faces, persons, fire, embedder)

@@ -17,6 +17,7 @@ from ringwatch.models.runtime import OnnxModel
 
 ALIGNED_SIZE = 112
 EMBEDDING_DIM = 128
+FLIP_TTA = False  # embed the aligned face and its mirror, average: measured, no gain
 # ArcFace 112x112 template, in YuNet landmark order: right eye, left eye, nose tip,
 # right mouth corner, left mouth corner (image left first).
 ARCFACE_TEMPLATE: npt.NDArray[np.float32] = np.array(
@@ -89,19 +90,42 @@ def cosine(a: F32, b: F32) -> F32:
 
 
 class FaceEmbedder:
-    """``embed(bgr, faces) -> faces`` with an ``embeddings (N,128)`` column, L2-normalised."""
+    """``embed(bgr, faces) -> faces`` with an ``embeddings (N,128)`` column, L2-normalised.
 
-    def __init__(self, model: OnnxModel) -> None:
+    ``flip=True`` is test-time augmentation: the aligned face and its mirror image are both
+    embedded and the two unit vectors averaged. It costs a second SFace run per face and
+    measured no better on held-out identities (docs/faces.md), so the default,
+    :data:`FLIP_TTA`, is off."""
+
+    def __init__(self, model: OnnxModel, flip: bool = FLIP_TTA) -> None:
         self.model = model
+        self.flip = flip
 
     def embed(self, bgr: npt.NDArray[np.uint8], faces: Detections) -> Detections:
+        plain, mirrored = self.embed_views(bgr, faces, mirror=self.flip)
+        vectors = plain + mirrored if self.flip else plain
+        return faces.with_columns(embeddings=l2_normalise(vectors))
+
+    def embed_views(
+        self, bgr: npt.NDArray[np.uint8], faces: Detections, mirror: bool = True
+    ) -> tuple[F32, F32]:
+        """(plain, mirrored) L2-normalised (N,128) embeddings of the faces; the mirrored
+        ones are zeros unless ``mirror`` (the evaluations use both views at once)."""
         if faces.landmarks is None:
             raise ValueError("FaceEmbedder.embed: the faces carry no landmarks to align with")
-        rows = [self._embed_one(bgr, lm) for lm in faces.landmarks]
-        vectors = np.stack(rows) if rows else np.zeros((0, EMBEDDING_DIM), np.float32)
-        return faces.with_columns(embeddings=l2_normalise(vectors.astype(np.float32)))
+        plain = np.zeros((len(faces), EMBEDDING_DIM), np.float32)
+        mirrored = np.zeros_like(plain)
+        for i, landmarks in enumerate(faces.landmarks):
+            aligned = align_face(bgr, landmarks)
+            plain[i] = l2_normalise(self.embed_aligned(aligned))
+            if mirror:
+                mirrored[i] = l2_normalise(
+                    self.embed_aligned(np.ascontiguousarray(aligned[:, ::-1]))
+                )
+        return plain, mirrored
 
-    def _embed_one(self, bgr: npt.NDArray[np.uint8], landmarks: F32) -> F32:
-        output = self.model.run(to_tensor(align_face(bgr, landmarks)))[0]
+    def embed_aligned(self, aligned_bgr: npt.NDArray[np.uint8]) -> F32:
+        """The raw (128,) SFace output for one aligned (112,112,3) BGR face."""
+        output = self.model.run(to_tensor(aligned_bgr))[0]
         vector: F32 = output.reshape(-1).astype(np.float32)
         return vector

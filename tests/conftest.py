@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,3 +44,20 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("models")
     install(load_manifest(), str(MODELS_SRC), target)
     return target
+
+
+@pytest.fixture(scope="session")
+def face_pipeline(models_dir: Path) -> Any:
+    """One ``FacePipeline`` (YuNet + SFace) for the whole session."""
+    from ringwatch.models.faces import FacePipeline
+
+    return FacePipeline.from_models_dir(models_dir)
+
+
+@pytest.fixture(scope="session")
+def lfw_embedded(face_pipeline: Any, data_dir: Path) -> Any:
+    """The 776 LFW dev images detected and embedded once per session (plain and flipped
+    views), shared by the face accuracy modules: ``dict[str, LfwImage]``."""
+    from ringwatch.edge.faces_cli import embed_lfw
+
+    return embed_lfw(face_pipeline, data_dir / "faces" / "lfw_dev")

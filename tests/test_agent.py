@@ -454,6 +454,7 @@ def test_towncentre_clip_yields_the_recorded_zone_events(models_dir: Path, data_
 def test_hamilton_clip_face_events_match_the_watch_list_photo(
     models_dir: Path, data_dir: Path
 ) -> None:
+    from ringwatch.models.face_quality import PUBLISH_MIN_QUALITY
     from ringwatch.models.faces import FacePipeline, read_image
     from ringwatch.models.perception import Perception
     from ringwatch.models.runtime import RuntimeOptions
@@ -483,14 +484,20 @@ def test_hamilton_clip_face_events_match_the_watch_list_photo(
     faces = [e for e in sink.events if e.kind.value == "face"]
     assert faces, "no face event from the clip"
     assert len({e.track_id for e in faces}) == len([e for e in faces if e.phase.value == "start"])
+    similarity: dict[int, list[float]] = {}
     for event in faces:
         embedding = event.embedding_array()
         assert embedding is not None and event.face_crop_jpeg is not None
         assert event.face_crop_jpeg.startswith(b"\xff\xd8")
-        assert event.face_quality is not None and event.face_quality >= 0.5
-        assert event.ring is not None
-        similarity = float(np.dot(embedding, reference))
-        assert similarity >= 0.363, f"track {event.track_id}: cosine {similarity:.3f}"
+        assert event.face_quality is not None and event.face_quality >= PUBLISH_MIN_QUALITY
+        assert event.ring is not None and event.track_id is not None
+        similarity.setdefault(event.track_id, []).append(float(np.dot(embedding, reference)))
+    # His track(s) match the photo at every shot; since turned faces are published too
+    # (issue 16), other people's faces in the clip are published as well, far from his.
+    his = {t for t, sims in similarity.items() if max(sims) >= 0.363}
+    assert his, "no face event matches the watch-list photo"
+    assert all(min(similarity[t]) >= 0.363 for t in his), similarity
+    assert all(max(s) < 0.2 for t, s in similarity.items() if t not in his), similarity
 
 
 @pytest.mark.data

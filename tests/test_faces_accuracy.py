@@ -16,7 +16,6 @@ from ringwatch.edge.faces_cli import (
     Gallery,
     LfwImage,
     LfwResult,
-    embed_lfw,
     evaluate_lfw,
     image_files,
     load_gallery,
@@ -52,8 +51,8 @@ PROBES = {
 
 
 @pytest.fixture(scope="module")
-def pipeline(models_dir: Path) -> FacePipeline:
-    return FacePipeline.from_models_dir(models_dir)
+def pipeline(face_pipeline: FacePipeline) -> FacePipeline:
+    return face_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +61,9 @@ def lfw_dir(data_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def lfw_images(pipeline: FacePipeline, lfw_dir: Path) -> dict[str, LfwImage]:
-    """All 776 LFW images detected and embedded once for the whole module."""
-    return embed_lfw(pipeline, lfw_dir)
+def lfw_images(lfw_embedded: dict[str, LfwImage]) -> dict[str, LfwImage]:
+    """All 776 LFW images detected and embedded once for the whole session (conftest)."""
+    return lfw_embedded
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +89,15 @@ def test_lfw_faces_found(lfw: LfwResult) -> None:
 
 def test_lfw_accuracy_at_best_threshold(lfw: LfwResult) -> None:
     assert lfw.best_accuracy >= max(0.99, LFW_BEST_FLOOR)
+
+
+def test_lfw_held_out_pairs(lfw: LfwResult) -> None:
+    """Threshold tuned on one part of the pairs, accuracy on the other (issue 16 goals:
+    >= 99.6% at the best threshold, >= 99.3% at the shipped one)."""
+    split = lfw.split
+    assert split.tuning_pairs + split.held_out_pairs == 600 and split.held_out_pairs >= 250
+    assert split.held_out_best >= 0.996
+    assert split.held_out_shipped >= 0.993 and split.held_out_at_tuned >= 0.993
 
 
 def test_lfw_accuracy_at_shipped_threshold(lfw: LfwResult) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -12,7 +13,14 @@ import pytest
 
 from ringwatch.cli import main
 from ringwatch.errors import InputError
-from ringwatch.models.face_quality import face_quality, pose_factor, sharpness_factor, size_factor
+from ringwatch.models.face_quality import (
+    POSE_FLOOR,
+    face_quality,
+    pose_factor,
+    sharpness_factor,
+    size_factor,
+    yaw_degrees,
+)
 from ringwatch.models.faces import (
     SAME_PERSON_THRESHOLD,
     FacePipeline,
@@ -205,9 +213,26 @@ def test_pose_frontal_beats_turned_and_profile() -> None:
     pitched = FRONTAL.copy()
     pitched[2, 1] = 55  # nose near the eye line: head tilted back
     assert pose_factor(FRONTAL) > 0.9
-    assert pose_factor(FRONTAL) > pose_factor(turned) > 0
-    assert pose_factor(profile) == 0.0
+    assert pose_factor(FRONTAL) > pose_factor(turned) > pose_factor(profile) > 0
     assert pose_factor(pitched) < pose_factor(FRONTAL)
+
+
+def test_pose_falls_smoothly_as_the_nose_passes_an_eye() -> None:
+    """The old symmetry ratio dropped to 0 once the nose left the eyes (a ~45-55 degree
+    turn scored like a profile); the yaw estimate keeps falling smoothly instead."""
+    scores, yaws = [], []
+    for x in np.arange(56.0, 96.0, 1.0):
+        lm = FRONTAL.copy()
+        lm[2, 0] = x
+        scores.append(pose_factor(lm))
+        yaws.append(yaw_degrees(lm))
+    assert all(a >= b for a, b in itertools.pairwise(scores))
+    assert all(a <= b for a, b in itertools.pairwise(yaws))
+    assert max(abs(a - b) for a, b in itertools.pairwise(scores)) < 0.06
+    at_eye = FRONTAL.copy()
+    at_eye[2, 0] = 74  # nose on the left eye
+    assert 45 < yaw_degrees(at_eye) < 65 and pose_factor(at_eye) > 0.2
+    assert yaw_degrees(FRONTAL) < 1 and min(scores) >= POSE_FLOOR
 
 
 def test_pose_ignores_roll() -> None:
@@ -318,3 +343,53 @@ def test_compare_cli_errors_name_the_file(
     assert f"no face found in {blank}" in capsys.readouterr().err
     assert main([*base, str(tmp_path / "nope.jpg"), face]) != 0
     assert f"{tmp_path / 'nope.jpg'}: no such file" in capsys.readouterr().err
+
+
+def test_a_turned_face_is_published_then_updated_by_a_frontal_shot() -> None:
+    """Issue 16: a face turned so far that the nose lies on an eye used to score pose 0 and
+    was never published. Now it goes out as a poorer shot (start) and the frontal shot of
+    the same track follows as an update, with the site file's default thresholds."""
+    import datetime as dt
+
+    from ringwatch.contract.zones import CameraZones
+    from ringwatch.edge.config import Thresholds
+    from ringwatch.edge.faces_track import FaceTracks, face_track_config
+    from ringwatch.edge.rules import EventStamp
+    from ringwatch.edge.zones import ZoneSet
+    from ringwatch.models.detections import Detections
+
+    image = np.asarray(cv2.resize(_textured(), (400, 400)), np.uint8)
+    box = np.array([100, 100, 260, 260], np.float32)
+    frontal = FRONTAL * 2 + 100
+    turned = frontal.copy()
+    turned[2, 0] = frontal[1, 0]  # the nose on the left eye: about 55 degrees of yaw
+    quality = [face_quality(image, box, lm) for lm in (turned, frontal)]
+    config = face_track_config(Thresholds())
+    assert quality[0] >= config.min_quality and quality[1] >= quality[0] + config.improve_by
+
+    class Cropper:
+        def crop(self, image: npt.NDArray[np.uint8], xyxy: npt.NDArray[np.float32]) -> bytes:
+            return b"\xff\xd8jpeg"
+
+    stamp = EventStamp("campus", "box", "gate", 400, 400)
+    zones = ZoneSet.for_frame(CameraZones.model_validate({"default_ring": "outer"}), (400, 400))
+    tracks = FaceTracks(stamp, zones, Cropper(), config=config)
+    at = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+    got: list[tuple[str, object]] = []
+    for lm, q in [(turned, quality[0])] * 3 + [(frontal, quality[1])] * 2:
+        face = Detections(
+            xyxy=box[None],
+            confidence=np.array([0.9], np.float32),
+            class_id=np.zeros(1, np.int32),
+            landmarks=lm[None].astype(np.float32),
+            quality=np.array([q], np.float32),
+            embeddings=np.eye(1, 128, dtype=np.float32),
+        )
+        got += [
+            (e.phase.value, e.face_quality)
+            for e in tracks.update(face, Detections.empty(), image, at)
+        ]
+    assert got == [
+        ("start", pytest.approx(quality[0], abs=1e-6)),
+        ("update", pytest.approx(quality[1], abs=1e-6)),
+    ]

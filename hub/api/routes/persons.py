@@ -9,6 +9,7 @@ from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Response, UploadFile, status
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,7 +18,7 @@ from ringwatch.errors import InputError
 from ringwatch.hub import crud
 from ringwatch.hub import tables as t
 from ringwatch.hub.api.deps import Caller, HubDep, Reason, SessionDep, forbidden, not_found, require
-from ringwatch.hub.registry import MAX_PHOTO_BYTES, EnrolmentRefused
+from ringwatch.hub.registry import MAX_PHOTO_BYTES, EnrolmentRefused, parse_subject
 from ringwatch.hub.roles import Role
 from ringwatch.hub.schemas import PersonCreate, PersonPublic, PersonUpdate, TemplatePublic
 
@@ -147,13 +148,18 @@ def enrol_photo(
     person_id: int,
     photo: UploadFile,
     reason: Reason = None,
+    point: str | None = None,
+    box: str | None = None,
 ) -> TemplatePublic:
-    """Enrol one photo of exactly one face; 422 with ``code`` and ``message`` if refused
-    (undecodable, no_face, several_faces, low_quality, empty, too_large)."""
+    """Enrol one face of a photo: the face at ``point=x,y`` or in ``box=x1,y1,x2,y2`` (photo
+    pixels), else the largest; 422 with ``code`` and ``message`` if refused (undecodable,
+    no_face, several_faces, no_face_at_point, no_face_in_box, bad_subject, cut_off,
+    too_small, low_quality, empty, too_large)."""
     person = _person(session, caller, person_id)
     data = photo.file.read(MAX_PHOTO_BYTES + 1)  # sync route: runs in the thread pool
     try:
-        face = hub.enroller().enrol(data, photo.filename or "photo")
+        subject = parse_subject(point, box)
+        face = hub.enroller().enrol(data, photo.filename or "photo", subject)
     except EnrolmentRefused as exc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, {"code": exc.code, "message": str(exc)}
@@ -167,6 +173,52 @@ def enrol_photo(
         face.photo_sha256,
         caller.actor,
         hub.clock(),
+    )
+    session.commit()
+    return TemplatePublic.model_validate(row)
+
+
+class LiveShot(BaseModel):
+    """A sighting of this person, confirmed by the officer, to enrol as one more template."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sighting_id: int = Field(ge=1, description="The confirmed sighting whose face crop to use.")
+    consent: str = Field(
+        min_length=10, max_length=500, description="The officer's recorded consent and basis."
+    )
+
+
+@router.post("/{person_id}/photos/from-sighting", status_code=status.HTTP_201_CREATED)
+def enrol_live_shot(
+    session: SessionDep, hub: HubDep, caller: Editor, person_id: int, body: LiveShot
+) -> TemplatePublic:
+    """Enrol the live face crop of a confirmed sighting of this person as a template (more
+    templates per person raise recognition; docs/faces.md), with the consent recorded. The
+    same refusals as a photo (cut_off, too_small, low_quality...), plus ``no_crop``."""
+    person = _person(session, caller, person_id)
+    sighting = session.get(t.Sighting, body.sighting_id)
+    if sighting is None or sighting.person_id != person_id:
+        raise not_found(f"sighting {body.sighting_id} of person {person_id}")
+    if not sighting.crop_jpeg:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            {"code": "no_crop", "message": f"sighting {sighting.id} keeps no face crop"},
+        )
+    try:
+        face = hub.enroller().enrol(sighting.crop_jpeg, f"sighting {sighting.id}")
+    except EnrolmentRefused as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, {"code": exc.code, "message": str(exc)}
+        ) from None
+    encrypted = (
+        hub.cipher.encrypt_embedding(face.embedding),
+        hub.cipher.encrypt(face.crop_jpeg),
+        face.quality,
+        face.photo_sha256,
+    )
+    row = crud.add_live_template(
+        session, person, sighting, encrypted, body.consent, caller.actor, hub.clock()
     )
     session.commit()
     return TemplatePublic.model_validate(row)

@@ -1,0 +1,131 @@
+"""Tiled person detection: the tile grid, merging by NMS with cut boxes dropped (fake
+detector), the camera setting, and precision / recall on the hand-labelled Town Centre
+frames (tuning frames 0/20/40, held-out frame 30; docs/perception.md)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from pydantic import ValidationError
+
+from ringwatch.edge.agent import person_tiling
+from ringwatch.edge.config import CameraConfig
+from ringwatch.models.detections import Detections
+from ringwatch.models.install import model_path
+from ringwatch.models.manifest import load_manifest
+from ringwatch.models.perception import person_detector
+from ringwatch.models.runtime import OnnxModel, RuntimeOptions
+from ringwatch.models.tiling import TiledDetector, Tiling
+from tests.test_persons_fire_accuracy import LABELS, Counts, match, towncentre_frames
+
+U8 = npt.NDArray[np.uint8]
+
+
+@pytest.mark.parametrize(
+    ("size", "tiling", "runs"),
+    [
+        ((690, 388), Tiling("on", 416, 0.25), 3),
+        ((1920, 1080), Tiling("on", 832, 0.25), 7),
+        ((1920, 1080), Tiling("auto", 832, 0.25), 7),
+        ((690, 388), Tiling("auto", 416, 0.25), 1),  # not over twice the 416 input
+        ((690, 388), Tiling("off"), 1),
+    ],
+)
+def test_runs_per_frame(size: tuple[int, int], tiling: Tiling, runs: int) -> None:
+    assert tiling.runs(*size) == runs
+
+
+@pytest.mark.parametrize(("w", "h"), [(690, 388), (1920, 1080), (1000, 2000), (300, 200)])
+def test_tiles_cover_the_frame_with_the_overlap(w: int, h: int) -> None:
+    tiling = Tiling("on", 416, 0.25)
+    covered = np.zeros((h, w), np.int32)
+    for x1, y1, x2, y2 in tiling.windows(w, h):
+        assert x2 - x1 <= 416 and y2 - y1 <= 416
+        covered[y1:y2, x1:x2] += 1
+    assert covered.min() >= 1
+    xs = sorted({x1 for x1, *_ in tiling.windows(w, h)})
+    if len(xs) > 1:
+        assert max(b - a for a, b in itertools.pairwise(xs)) <= 416 * 0.75 + 1
+
+
+def test_bad_tiling_is_refused() -> None:
+    with pytest.raises(ValueError, match="tiling mode"):
+        Tiling("sometimes")
+    with pytest.raises(ValidationError):
+        CameraConfig.model_validate({"id": "c", "source": "x.mp4", "person_tiling": {"mode": "x"}})
+    cam = CameraConfig.model_validate(
+        {"id": "c", "source": "x.mp4", "person_tiling": {"mode": "on", "tile": 416}}
+    )
+    assert person_tiling(cam) == Tiling("on", 416, 0.25)
+
+
+class _Fake:
+    """Finds one person at a fixed place of whatever image it is given, and records sizes."""
+
+    def __init__(self, box: list[float]) -> None:
+        self.box = box
+        self.seen: list[tuple[int, int]] = []
+
+    def detect(self, bgr: U8) -> Detections:
+        self.seen.append((bgr.shape[1], bgr.shape[0]))
+        return Detections(
+            xyxy=np.array([self.box], np.float32),
+            confidence=np.array([0.9], np.float32),
+            class_id=np.zeros(1, np.int32),
+        )
+
+
+def test_tile_boxes_shift_back_and_cut_ones_are_dropped() -> None:
+    image = np.zeros((388, 690, 3), np.uint8)
+    # A box at (100..120, 50..100) of every input: in the right tile (x from 274) it lands
+    # at 374..394 in the frame; the left tile's and the whole frame's stay at 100..120.
+    fake = _Fake([100, 50, 120, 100])
+    found = TiledDetector(fake, Tiling("on", 416, 0.25)).detect(image)
+    assert fake.seen == [(690, 388), (416, 388), (416, 388)]
+    assert sorted(found.xyxy[:, 0].tolist()) == [100.0, 374.0]  # left duplicate merged
+    # Touching the left tile's inner (right) edge at 416: dropped from that tile; the same
+    # box in the right tile ends at the frame's own edge (690) and is kept.
+    cut = _Fake([390, 50, 416, 100])
+    found = TiledDetector(cut, Tiling("on", 416, 0.25)).detect(image)
+    assert sorted(found.xyxy[:, 0].tolist()) == [390.0, 664.0]
+
+
+# --- measured on the hand labels ---------------------------------------------------------
+
+SHIPPED_TILING = Tiling("on", 416, 0.25)  # the docs' setting for the Town Centre camera
+# (precision, recall) floors a little under what was measured (docs/perception.md):
+# tuning frames YOLOX-nano 0.944 / 0.927, NanoDet 0.839 / 0.945; held-out frame 30 YOLOX-nano
+# 0.900 / 1.000, NanoDet 0.773 / 0.944.
+FLOORS = {
+    ("yolox_nano", "frames"): (0.90, 0.90),
+    ("yolox_nano", "held_out"): (0.85, 0.94),
+    ("nanodet", "frames"): (0.80, 0.90),
+    ("nanodet", "held_out"): (0.72, 0.88),
+}
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(("name", "part"), sorted(FLOORS))
+def test_tiled_person_precision_recall(
+    name: str, part: str, models_dir: Path, data_dir: Path
+) -> None:
+    labels = json.loads(LABELS.read_text())[part]
+    frames = towncentre_frames(data_dir, {f["frame"] for f in labels})
+    model = OnnxModel(model_path(load_manifest().get(name), models_dir), RuntimeOptions(threads=1))
+    detector = TiledDetector(person_detector(model, name, 0.3), SHIPPED_TILING)
+    total = Counts(0, 0, 0)
+    for frame in labels:
+        counts = match(
+            detector.detect(frames[frame["frame"]]),
+            np.array(frame["persons"], np.float32).reshape(-1, 4),
+            np.array(frame["ignore"], np.float32).reshape(-1, 4),
+        )
+        total = Counts(total.tp + counts.tp, total.fp + counts.fp, total.fn + counts.fn)
+    print(f"\n{name} tiled, {part}: P {total.precision:.3f} R {total.recall:.3f} {total}")
+    precision_floor, recall_floor = FLOORS[(name, part)]
+    assert total.precision >= precision_floor and total.recall >= recall_floor
