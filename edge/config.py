@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ringwatch.configfile import load_config
 from ringwatch.contract.zones import CameraZones, Ident
+from ringwatch.edge.faces_track import FaceTrackConfig
+from ringwatch.edge.rules import RulesConfig
+from ringwatch.edge.shed import ShedConfig
+from ringwatch.edge.tracking import TrackerConfig
 
 
 class _Section(BaseModel):
@@ -122,6 +126,26 @@ class MetricsConfig(_Section):
     port: int = Field(default=9464, ge=0, le=65535, description="TCP port (0: any free one).")
 
 
+class MotionConfig(_Section):
+    """Motion gating: a cheap low-resolution frame difference decides whether a frame needs
+    the person/face detectors; a still frame reuses the last detections (so a motionless
+    person stays tracked), and still scenes are re-checked every ``recheck_every`` frames.
+    Cameras with the fire task are never gated (smoke can be slow and faint). Off unless
+    the site file turns it on (the shipped example does)."""
+
+    enabled: bool = Field(default=False, description="Skip detectors on still frames.")
+    width: int = Field(default=64, ge=8, le=640, description="Thumbnail width compared.")
+    pixel_delta: int = Field(
+        default=18, ge=1, le=255, description="Grey-level change that counts as moved."
+    )
+    min_changed: float = Field(
+        default=0.003, gt=0, le=1, description="Fraction of moved thumbnail pixels = motion."
+    )
+    recheck_every: int = Field(
+        default=10, ge=1, le=1000, description="Analysed frames between forced full checks."
+    )
+
+
 class SiteConfig(_Section):
     """Root of an edge site file."""
 
@@ -135,6 +159,17 @@ class SiteConfig(_Section):
         default=None, description="Serve Prometheus metrics (off unless set)."
     )
     cameras: list[CameraConfig] = Field(min_length=1, description="At least one camera.")
+    tracker: TrackerConfig = Field(
+        default_factory=TrackerConfig, description="Person tracker tunables."
+    )
+    rules: RulesConfig = Field(default_factory=RulesConfig, description="Zone-rule debounce.")
+    face_tracks: FaceTrackConfig = Field(
+        default_factory=FaceTrackConfig, description="Face best-shot tunables."
+    )
+    shed: ShedConfig = Field(
+        default_factory=ShedConfig, description="Shed camera rule, sensor limits and fusion."
+    )
+    motion: MotionConfig = Field(default_factory=MotionConfig, description="Motion gating.")
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> Self:

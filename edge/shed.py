@@ -1,9 +1,13 @@
 """E-bike shed fusion on the box: camera fire/smoke persistence + charger sensors -> alerts.
 
-- :class:`FirePersistence`: a frame is *hot* when fire (or smoke) scores at least the raise
-  threshold; the alarm is confirmed when ``k`` of the last ``n`` frames are hot, and then
-  holds while ``k`` of the last ``n`` reach the lower hold threshold (hysteresis), so a
-  flickering flame does not toggle the alert.
+- :class:`FireEvidence` (the default camera rule): per-frame fire/smoke strength integrated
+  over frame time with a decay; it rises faster on strong scores, on an unbroken run of hot
+  frames and while a bay sensor of the shed is anomalous (camera + sensor agreement), and
+  clears with hysteresis. In seconds, so it means the same at any analysed fps.
+- :class:`FirePersistence` (``camera_rule: k_of_n``): a frame is *hot* when fire (or
+  smoke) scores at least the raise threshold; the alarm is confirmed when ``k`` of the last
+  ``n`` frames are hot, and then holds while ``k`` of the last ``n`` reach the lower hold
+  threshold (hysteresis), so a flickering flame does not toggle the alert.
 - :class:`SensorThresholds`: per-bay anomaly limits (overcurrent, voltage sag while charging,
   overheating); a reading older than ``stale_after_s`` no longer counts.
 - :class:`FusionRule`: the fusion as data: sensor anomaly alone -> warning; camera fire
@@ -22,6 +26,7 @@ import datetime as dt
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -88,6 +93,101 @@ class FirePersistence:
         return self.confirmed
 
 
+class FireEvidenceConfig(_Frozen):
+    """The evidence rule: per-frame fire/smoke strength integrated over time, with a decay.
+
+    A frame's *strength* is its fire score mapped linearly from ``fire_floor`` (0) to
+    ``fire_full`` (1), or ``smoke_weight`` times the same ramp for smoke, whichever is higher.
+    Evidence grows by ``strength x seconds`` since the previous analysed frame (at most
+    ``max_step_s``, so a frame after a stall does not stand for the whole gap), times
+    ``1 + consistency_gain`` once frames have been hot without a break for ``consistency_s``
+    (linearly before), times ``sensor_gain`` while a bay sensor of the shed is anomalous.
+    It decays with a half-life of ``half_life_s`` and is capped at ``cap``. The alarm raises
+    at ``raise_at`` and clears below ``hold_at`` (hysteresis).
+
+    Being in seconds, not frames, the rule means the same at 2 or 10 analysed fps and on a
+    loaded box whose frame intervals jitter; the defaults are tuned with
+    tools/fire_persistence_sim.py (docs/edge.md has the figures and the held-out clips).
+    """
+
+    fire_floor: float = Field(default=0.5, ge=0, lt=1, description="Fire score counting 0.")
+    fire_full: float = Field(default=0.7, gt=0, le=1, description="Fire score counting 1.")
+    smoke_floor: float = Field(default=0.75, ge=0, lt=1, description="Smoke score counting 0.")
+    smoke_full: float = Field(default=0.95, gt=0, le=1, description="Smoke score counting 1.")
+    smoke_weight: float = Field(default=0.5, ge=0, le=1, description="Smoke's weight vs fire.")
+    consistency_s: float = Field(
+        default=1.0, gt=0, le=60, description="Unbroken hot seconds for the full boost."
+    )
+    consistency_gain: float = Field(
+        default=1.0, ge=0, le=10, description="Extra gain at a full hot streak."
+    )
+    sensor_gain: float = Field(
+        default=2.0, ge=1, le=10, description="Gain while a bay sensor is anomalous."
+    )
+    half_life_s: float = Field(default=3.0, gt=0, le=600, description="Evidence half-life.")
+    max_step_s: float = Field(
+        default=0.5, gt=0, le=10, description="Most seconds one analysed frame stands for."
+    )
+    raise_at: float = Field(default=0.8, gt=0, description="Evidence that raises the alarm.")
+    hold_at: float = Field(default=0.4, ge=0, description="Evidence below which it clears.")
+    cap: float = Field(default=3.0, gt=0, description="Evidence stops growing here.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FireEvidenceConfig:
+        if self.fire_floor >= self.fire_full or self.smoke_floor >= self.smoke_full:
+            raise ValueError("each floor must be below its full-strength score")
+        if not self.hold_at <= self.raise_at <= self.cap:
+            raise ValueError(
+                f"need hold_at ({self.hold_at}) <= raise_at ({self.raise_at}) <= cap ({self.cap})"
+            )
+        return self
+
+    @property
+    def report_fire(self) -> float:
+        """The lowest fire score the rule can use (the detector must report down to it)."""
+        return self.fire_floor
+
+    @property
+    def report_smoke(self) -> float:
+        return self.smoke_floor
+
+
+def _ramp(score: float, floor: float, full: float) -> float:
+    return min(max((score - floor) / (full - floor), 0.0), 1.0)
+
+
+class FireEvidence:
+    """``update(fire, smoke, t, sensor) -> confirmed``; ``t`` in seconds (frame time)."""
+
+    def __init__(self, config: FireEvidenceConfig | None = None) -> None:
+        self.config = config or FireEvidenceConfig()
+        self.evidence = 0.0
+        self.streak_s = 0.0
+        self.confirmed = False
+        self._last_t: float | None = None
+
+    def strength(self, fire: float, smoke: float) -> float:
+        cfg = self.config
+        return max(
+            _ramp(fire, cfg.fire_floor, cfg.fire_full),
+            cfg.smoke_weight * _ramp(smoke, cfg.smoke_floor, cfg.smoke_full),
+        )
+
+    def update(self, fire: float, smoke: float, t: float, sensor: bool = False) -> bool:
+        cfg = self.config
+        step = 0.0 if self._last_t is None else min(max(t - self._last_t, 0.0), cfg.max_step_s)
+        self._last_t = t
+        strength = self.strength(fire, smoke)
+        self.streak_s = self.streak_s + step if strength > 0 else 0.0
+        boost = 1.0 + cfg.consistency_gain * min(self.streak_s / cfg.consistency_s, 1.0)
+        gain = strength * boost * (cfg.sensor_gain if sensor else 1.0)
+        decayed = self.evidence * 0.5 ** (step / cfg.half_life_s)
+        self.evidence = min(decayed + gain * step, cfg.cap)
+        limit = cfg.hold_at if self.confirmed else cfg.raise_at
+        self.confirmed = self.evidence >= limit
+        return self.confirmed
+
+
 class SensorThresholds(_Frozen):
     """When a bay's reading is an anomaly."""
 
@@ -143,11 +243,30 @@ class FusionRule(_Frozen):
 
 
 class ShedConfig(_Frozen):
-    """The shed section: persistence, sensor thresholds and the fusion rule."""
+    """The shed section: the camera rule, sensor thresholds and the fusion rule."""
 
+    camera_rule: Literal["evidence", "k_of_n"] = Field(
+        default="evidence",
+        description="evidence (time-integrated, the default) or k_of_n (fixed persistence).",
+    )
+    evidence: FireEvidenceConfig = Field(default_factory=FireEvidenceConfig)
     persistence: FirePersistenceConfig = Field(default_factory=FirePersistenceConfig)
     sensors: SensorThresholds = Field(default_factory=SensorThresholds)
     fusion: FusionRule = Field(default_factory=FusionRule)
+
+    def camera(self) -> FirePersistence | FireEvidence:
+        """A fresh camera-side rule of the configured kind."""
+        if self.camera_rule == "k_of_n":
+            return FirePersistence(self.persistence)
+        return FireEvidence(self.evidence)
+
+    def report_thresholds(self) -> tuple[float, float]:
+        """(fire, smoke): the lowest scores the camera rule uses; the detector must report
+        detections down to them."""
+        if self.camera_rule == "k_of_n":
+            p = self.persistence
+            return p.fire_hold, p.smoke_hold
+        return self.evidence.report_fire, self.evidence.report_smoke
 
 
 def frame_scores(fire: Detections) -> tuple[float, float]:
@@ -172,7 +291,7 @@ class ShedMonitor:
     zone_id: str | None
     config: ShedConfig = field(default_factory=ShedConfig)
     stamp: EventStamp | None = None
-    persistence: FirePersistence = field(init=False)
+    camera: FirePersistence | FireEvidence = field(init=False)
     _readings: dict[str, SensorReading] = field(default_factory=dict)
     _current: FusionOutcome | None = None
     _boxes: list[Box] = field(default_factory=list)
@@ -180,7 +299,7 @@ class ShedMonitor:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.persistence = FirePersistence(self.config.persistence)
+        self.camera = self.config.camera()
 
     @property
     def level(self) -> AlertLevel | None:
@@ -191,7 +310,11 @@ class ShedMonitor:
         with self._lock:
             self.stamp = stamp
             self._scores = frame_scores(fire)
-            self.persistence.update(*self._scores)
+            if isinstance(self.camera, FireEvidence):
+                sensor = bool(self.sensor_anomalies(at))
+                self.camera.update(*self._scores, t=at.timestamp(), sensor=sensor)
+            else:
+                self.camera.update(*self._scores)
             self._boxes = [
                 stamp.box(xyxy, label="fire" if c == FIRE_CLASS else "smoke", score=float(s))
                 for xyxy, c, s in zip(fire.xyxy, fire.class_id, fire.confidence, strict=True)
@@ -215,7 +338,7 @@ class ShedMonitor:
 
     def _fuse(self, at: dt.datetime) -> list[Event]:
         anomalies = self.sensor_anomalies(at)
-        new = self.config.fusion.outcome(self.persistence.confirmed, bool(anomalies))
+        new = self.config.fusion.outcome(self.camera.confirmed, bool(anomalies))
         old = self._current
         if new == old:
             return []
