@@ -673,7 +673,7 @@ def load_analyzers(
         tasks = frozenset(cam.tasks)
         if tasks not in by_tasks:
             by_tasks[tasks] = Perception.from_models_dir(
-                models_dir, options, thresholds, set(tasks), m.person_model
+                models_dir, options, thresholds, set(tasks), m.person_model, m.faces_in_persons
             )
     analyzers = {cam.id: by_tasks[frozenset(cam.tasks)] for cam in config.cameras}
     return analyzers, model_files(config, models_dir)

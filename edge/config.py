@@ -109,6 +109,10 @@ class ModelsConfig(_Section):
     threads: int = Field(default=2, ge=1, le=64, description="Intra-op threads per model.")
     person_model: str = Field(default="yolox_nano", description="yolox_nano or nanodet.")
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    faces_in_persons: bool = Field(
+        default=False,
+        description="Search faces only in the upper part of person boxes (one batched run).",
+    )
 
 
 class OutboxConfig(_Section):

@@ -37,6 +37,10 @@ class Detector(Protocol):
     def detect(self, bgr: U8) -> Detections: ...
 
 
+class RegionDetector(Protocol):
+    def detect(self, bgr: U8, persons: Detections) -> Detections: ...
+
+
 class Embedder(Protocol):
     def embed(self, bgr: U8, faces: Detections) -> Detections: ...
 
@@ -63,11 +67,14 @@ class Perception:
         persons: Detector | None = None,
         fire: Detector | None = None,
         embedder: Embedder | None = None,
+        face_regions: RegionDetector | None = None,
     ) -> None:
         self.faces = faces
         self.persons = persons
         self.fire = fire
         self.embedder = embedder
+        # Faces searched only in the upper parts of the person boxes (needs persons).
+        self.face_regions = face_regions if persons is not None else None
 
     @classmethod
     def from_models_dir(
@@ -77,6 +84,7 @@ class Perception:
         thresholds: Thresholds,
         tasks: set[str],
         person_model: str = "yolox_nano",
+        faces_in_persons: bool = False,
     ) -> Perception:
         """Load, verify and warm up the models ``tasks`` need (faces also loads SFace)."""
         unknown = sorted(set(tasks) - set(TASKS))
@@ -93,16 +101,26 @@ class Perception:
             persons = person_detector(loader.load(person_model), person_model, thresholds.person)
         if "fire" in tasks:
             fire = FireSmokeDetector(loader.load("fire_smoke"), thresholds.fire, thresholds.smoke)
-        return cls(faces, persons, fire, embedder)
+        regions = None
+        if faces_in_persons and faces is not None and persons is not None:
+            from ringwatch.models.face_regions import RegionFaceDetector, flexible_model
+
+            flex = OnnxModel(flexible_model(loader.path("yunet")), options)
+            regions = RegionFaceDetector(FaceDetector(flex, thresholds.face))
+        return cls(faces, persons, fire, embedder, regions)
 
     def analyze(self, bgr: U8, embeddings: bool = False) -> FrameDetections:
         """Every requested detector on ``bgr``; face embeddings only when asked (costly)."""
-        faces = self.faces.detect(bgr) if self.faces is not None else Detections.empty()
+        persons = self.persons.detect(bgr) if self.persons is not None else Detections.empty()
+        if self.face_regions is not None:
+            faces = self.face_regions.detect(bgr, persons)
+        else:
+            faces = self.faces.detect(bgr) if self.faces is not None else Detections.empty()
         if embeddings and self.embedder is not None and len(faces):
             faces = self.embedder.embed(bgr, faces)
         return FrameDetections(
             faces=faces,
-            persons=self.persons.detect(bgr) if self.persons is not None else Detections.empty(),
+            persons=persons,
             fire=self.fire.detect(bgr) if self.fire is not None else Detections.empty(),
         )
 
@@ -124,11 +142,14 @@ class _Loader:
         self.options = options
         self.manifest = load_manifest()
 
-    def load(self, name: str) -> OnnxModel:
+    def path(self, name: str) -> Path:
         try:
             entry = self.manifest.get(name)
         except KeyError as exc:
             raise ConfigError(str(exc.args[0])) from None
-        model = OnnxModel(model_path(entry, self.models_dir), self.options)
+        return model_path(entry, self.models_dir)
+
+    def load(self, name: str) -> OnnxModel:
+        model = OnnxModel(self.path(name), self.options)
         model.warm_up()
         return model
