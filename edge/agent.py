@@ -673,7 +673,13 @@ def load_analyzers(
         tasks = frozenset(cam.tasks)
         if tasks not in by_tasks:
             by_tasks[tasks] = Perception.from_models_dir(
-                models_dir, options, thresholds, set(tasks), m.person_model, m.faces_in_persons
+                models_dir,
+                options,
+                thresholds,
+                set(tasks),
+                m.person_model,
+                m.faces_in_persons,
+                m.fit_face_canvas,
             )
     analyzers = {cam.id: by_tasks[frozenset(cam.tasks)] for cam in config.cameras}
     return analyzers, model_files(config, models_dir)

@@ -113,6 +113,10 @@ class ModelsConfig(_Section):
         default=False,
         description="Search faces only in the upper part of person boxes (one batched run).",
     )
+    fit_face_canvas: bool = Field(
+        default=False,
+        description="Whole-frame face detection on a canvas fitted to the frame, not 640x640.",
+    )
 
 
 class OutboxConfig(_Section):

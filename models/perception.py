@@ -85,6 +85,7 @@ class Perception:
         tasks: set[str],
         person_model: str = "yolox_nano",
         faces_in_persons: bool = False,
+        fit_face_canvas: bool = False,
     ) -> Perception:
         """Load, verify and warm up the models ``tasks`` need (faces also loads SFace)."""
         unknown = sorted(set(tasks) - set(TASKS))
@@ -102,11 +103,18 @@ class Perception:
         if "fire" in tasks:
             fire = FireSmokeDetector(loader.load("fire_smoke"), thresholds.fire, thresholds.smoke)
         regions = None
-        if faces_in_persons and faces is not None and persons is not None:
-            from ringwatch.models.face_regions import RegionFaceDetector, flexible_model
+        if faces is not None and (faces_in_persons or fit_face_canvas):
+            from ringwatch.models.face_regions import (
+                FitFaceDetector,
+                RegionFaceDetector,
+                flexible_model,
+            )
 
             flex = OnnxModel(flexible_model(loader.path("yunet")), options)
-            regions = RegionFaceDetector(FaceDetector(flex, thresholds.face))
+            if fit_face_canvas:
+                faces = FitFaceDetector(flex, thresholds.face)
+            if faces_in_persons and persons is not None:
+                regions = RegionFaceDetector(FaceDetector(flex, thresholds.face))
         return cls(faces, persons, fire, embedder, regions)
 
     def analyze(self, bgr: U8, embeddings: bool = False) -> FrameDetections:

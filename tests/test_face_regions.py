@@ -12,6 +12,7 @@ import pytest
 from ringwatch.models.detections import Detections
 from ringwatch.models.face_regions import (
     GAP,
+    FitFaceDetector,
     RegionFaceDetector,
     flexible_model,
     merge_overlapping,
@@ -100,3 +101,29 @@ def test_nobody_in_view_costs_no_run(
     before = regions.runs
     assert len(regions.detect(np.zeros((360, 640, 3), np.uint8), Detections.empty())) == 0
     assert regions.runs == before
+
+
+@pytest.mark.data
+def test_a_fitted_canvas_finds_the_same_faces_as_the_square_one(
+    models_dir: Path, data_dir: Path
+) -> None:
+    path = model_path(load_manifest().get("yunet"), models_dir)
+    options = RuntimeOptions(threads=1)
+    square = FaceDetector(OnnxModel(path, options))
+    fitted = FitFaceDetector(OnnxModel(flexible_model(path), options))
+    images = [cv2.imread(str(data_dir / "faces/watchlist_demo/two_people.jpg"))]
+    capture = cv2.VideoCapture(str(data_dir / "faces/watchlist_demo/short_hamilton_clip.mp4"))
+    for index in (15, 120, 240):
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        images.append(capture.read()[1])
+    capture.release()
+    compared = 0
+    for image in images:
+        assert image is not None
+        bgr = np.asarray(image, np.uint8)
+        a, b = square.detect(bgr), fitted.detect(bgr)
+        assert len(a) == len(b)
+        if len(a):
+            assert iou_matrix(a.xyxy, b.xyxy).max(axis=1).min() >= 0.95
+            compared += len(a)
+    assert compared >= 4
