@@ -14,10 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ringwatch.configfile import load_config
 from ringwatch.contract.zones import CameraZones, Ident
-from ringwatch.edge.faces_track import FaceTrackConfig
-from ringwatch.edge.rules import RulesConfig
-from ringwatch.edge.shed import ShedConfig
-from ringwatch.edge.tracking import TrackerConfig
+from ringwatch.edge.tunables import FaceTrackConfig, RulesConfig, ShedConfig, TrackerConfig
 
 
 class _Section(BaseModel):

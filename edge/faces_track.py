@@ -23,12 +23,14 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
 
 from ringwatch.contract.messages import Event, Phase
 from ringwatch.contract.topics import EventKind
 from ringwatch.edge.rules import EventStamp
-from ringwatch.edge.tracking import Tracker, TrackerConfig
+from ringwatch.edge.tracking import Tracker
+from ringwatch.edge.tunables import (  # re-exported: the stage's own settings
+    FaceTrackConfig as FaceTrackConfig,
+)
 from ringwatch.edge.zones import FACE_ANCHOR, ZoneSet, points_in_polygon
 from ringwatch.models.detections import Detections
 
@@ -47,20 +49,6 @@ class CropEncoder(Protocol):
     """Cuts the box (with a margin) out of ``image`` and returns it as a small JPEG."""
 
     def crop(self, image: Image, xyxy: F32) -> bytes: ...
-
-
-class FaceTrackConfig(BaseModel):
-    """When a face shot is good enough to publish, and when a new one is worth sending."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_quality: float = Field(default=0.5, ge=0, le=1, description="Quality to publish.")
-    improve_by: float = Field(default=0.15, ge=0, le=1, description="Quality gain for update.")
-    forget_frames: int = Field(default=150, ge=1, description="Frames before a face is dropped.")
-    tracker: TrackerConfig = Field(
-        default_factory=lambda: TrackerConfig(min_hits=2, high_score=0.6, new_track_score=0.6),
-        description="Face tracker settings.",
-    )
 
 
 @dataclass(slots=True)
