@@ -118,7 +118,7 @@ class FireEvidenceConfig(_Frozen):
         default=1.0, ge=0, le=10, description="Extra gain at a full hot streak."
     )
     sensor_gain: float = Field(
-        default=2.0, ge=1, le=10, description="Gain while a bay sensor is anomalous."
+        default=1.5, ge=1, le=10, description="Gain while a bay sensor is anomalous."
     )
     half_life_s: float = Field(default=3.0, gt=0, le=600, description="Evidence half-life.")
     max_step_s: float = Field(

@@ -135,8 +135,14 @@ def sample(
 class Rule:
     """One rule's replay: the first alarm time (from the part's start) and peak evidence."""
 
-    def __init__(self, kind: str, evidence: FireEvidenceConfig, kofn: FirePersistenceConfig):
-        self.kind, self.evidence, self.kofn = kind, evidence, kofn
+    def __init__(
+        self,
+        kind: str,
+        evidence: FireEvidenceConfig,
+        kofn: FirePersistenceConfig,
+        sensor: bool = False,
+    ):
+        self.kind, self.evidence, self.kofn, self.sensor = kind, evidence, kofn, sensor
 
     def replay(
         self, scores: Scores, fps: float, times: Iterable[float], start: float
@@ -151,7 +157,7 @@ class Rule:
         peak = 0.0
         for t in times:
             fire, smoke = scores[min(int(t * fps), len(scores) - 1)]
-            if rule.update(fire, smoke, t):
+            if rule.update(fire, smoke, t, sensor=self.sensor):
                 return t - start, rule.evidence
             peak = max(peak, rule.evidence)
         return None, peak
@@ -288,13 +294,16 @@ def main() -> None:
     parser.add_argument("--rescore", action="store_true", help="re-run the model")
     parser.add_argument("--rule", choices=("evidence", "k_of_n"), default="evidence")
     parser.add_argument("--grid", action="store_true", help="tune on the tuning parts")
+    parser.add_argument(
+        "--sensor", action="store_true", help="a bay sensor anomalous throughout (agreement)"
+    )
     args = parser.parse_args()
     scores = load_scores(args.data, args.cache, args.rescore)
     base = FireEvidenceConfig()
     if args.grid:
         grid(scores, base)
         return
-    print_table(Rule(args.rule, base, FirePersistenceConfig()), scores)
+    print_table(Rule(args.rule, base, FirePersistenceConfig(), args.sensor), scores)
 
 
 if __name__ == "__main__":
