@@ -680,6 +680,7 @@ def load_analyzers(
                 m.person_model,
                 m.faces_in_persons,
                 m.fit_face_canvas,
+                m.fit_person_canvas,
             )
     analyzers = {cam.id: by_tasks[frozenset(cam.tasks)] for cam in config.cameras}
     return analyzers, model_files(config, models_dir)

@@ -114,6 +114,10 @@ class ModelsConfig(_Section):
         default=False,
         description="Whole-frame face detection on a canvas fitted to the frame, not 640x640.",
     )
+    fit_person_canvas: bool = Field(
+        default=False,
+        description="YOLOX-nano on a canvas fitted to the frame (416x256 for 16:9), not 416x416.",
+    )
 
 
 class OutboxConfig(_Section):

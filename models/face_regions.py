@@ -38,7 +38,7 @@ GAP = 32  # empty pixels between tiles, so no face straddles two
 
 
 def flexible_model(path: Path) -> Path:
-    """A copy of the YuNet model at ``path`` whose input height and width are free
+    """A copy of the (YuNet, YOLOX) model at ``path`` whose input height and width are free
     (``<name>.flex.onnx`` beside it; made once, reused while newer than the source)."""
     out = path.with_name(path.stem + ".flex.onnx")
     if not os.access(path.parent, os.W_OK):  # a read-only models folder: use the cache

@@ -86,6 +86,7 @@ class Perception:
         person_model: str = "yolox_nano",
         faces_in_persons: bool = False,
         fit_face_canvas: bool = False,
+        fit_person_canvas: bool = False,
     ) -> Perception:
         """Load, verify and warm up the models ``tasks`` need (faces also loads SFace)."""
         unknown = sorted(set(tasks) - set(TASKS))
@@ -98,7 +99,15 @@ class Perception:
         if "faces" in tasks:
             faces = FaceDetector(loader.load("yunet"), thresholds.face)
             embedder = FaceEmbedder(loader.load("sface"))
-        if "persons" in tasks:
+        if "persons" in tasks and fit_person_canvas and person_model == "yolox_nano":
+            from ringwatch.models.face_regions import flexible_model
+            from ringwatch.models.fit_yolox import FitYoloxDetector
+
+            flex_yolox = OnnxModel(flexible_model(loader.path(person_model)), options)
+            flex_yolox.run(np.zeros((1, 3, 256, 416), np.float32))  # warm-up, 16:9
+            fitted: Detector = FitYoloxDetector(flex_yolox, thresholds.person)
+            persons = fitted
+        elif "persons" in tasks:
             persons = person_detector(loader.load(person_model), person_model, thresholds.person)
         if "fire" in tasks:
             fire = FireSmokeDetector(loader.load("fire_smoke"), thresholds.fire, thresholds.smoke)

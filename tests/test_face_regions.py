@@ -127,3 +127,29 @@ def test_a_fitted_canvas_finds_the_same_faces_as_the_square_one(
             assert iou_matrix(a.xyxy, b.xyxy).max(axis=1).min() >= 0.95
             compared += len(a)
     assert compared >= 4
+
+
+@pytest.mark.data
+def test_a_fitted_person_canvas_keeps_the_square_ones_persons(
+    models_dir: Path, data_dir: Path
+) -> None:
+    from ringwatch.models.fit_yolox import FitYoloxDetector
+    from ringwatch.models.yolox import YoloxPersonDetector
+
+    path = model_path(load_manifest().get("yolox_nano"), models_dir)
+    options = RuntimeOptions(threads=1)
+    square = YoloxPersonDetector(OnnxModel(path, options))
+    fitted = FitYoloxDetector(OnnxModel(flexible_model(path), options))
+    capture = cv2.VideoCapture(str(data_dir / "video/towncentre_clip_example01.mp4"))
+    found = kept = 0
+    for _ in range(6):
+        ok, image = capture.read()
+        assert ok
+        a, b = (
+            square.detect(np.asarray(image, np.uint8)),
+            fitted.detect(np.asarray(image, np.uint8)),
+        )
+        found += len(a)
+        kept += int((iou_matrix(a.xyxy, b.xyxy).max(axis=1) >= 0.7).sum()) if len(b) else 0
+    capture.release()
+    assert found >= 60 and kept >= 0.95 * found
