@@ -55,15 +55,16 @@ from ringwatch.contract.topics import (
 )
 from ringwatch.contract.zones import CameraZones, ZoneRole
 from ringwatch.edge.capture import LIVE_SCHEMES, Frame, FrameSource, SourceStatus
-from ringwatch.edge.config import CameraConfig, CameraRole, SiteConfig, Thresholds
+from ringwatch.edge.config import CameraConfig, CameraRole, MotionConfig, SiteConfig, Thresholds
 from ringwatch.edge.faces_track import Embedder, FaceTrackConfig, FaceTracks, face_track_config
+from ringwatch.edge.motion import MotionGate
 from ringwatch.edge.mqtt import Message
 from ringwatch.edge.outbox import OutboxFull
 from ringwatch.edge.privacy import JpegCropper, PrivacyMask, encode_jpeg
-from ringwatch.edge.rules import EventStamp, ZoneRules
+from ringwatch.edge.rules import EventStamp, RulesConfig, ZoneRules
 from ringwatch.edge.shed import FirePersistenceConfig, ShedConfig, ShedMonitor
 from ringwatch.edge.tamper import TamperWatch
-from ringwatch.edge.tracking import Tracker
+from ringwatch.edge.tracking import Tracker, TrackerConfig
 from ringwatch.edge.zones import PERSON_ANCHOR, ZoneSet
 from ringwatch.errors import ConfigError
 from ringwatch.models.detections import Detections
@@ -123,6 +124,15 @@ class Ident:
     camera: str
 
 
+@dataclass(frozen=True, slots=True)
+class Tunables:
+    """The site file's tracker, rules and face-track sections, for every camera."""
+
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    faces: FaceTrackConfig = field(default_factory=FaceTrackConfig)
+
+
 @dataclass(slots=True)
 class _Stages:
     """Everything that depends on the frame size and the zone config; replaced whole."""
@@ -140,8 +150,9 @@ class _Stages:
         zones: CameraZones,
         size: tuple[int, int],
         embedder: Embedder | None,
-        face_config: FaceTrackConfig | None = None,
+        tunables: Tunables | None = None,
     ) -> _Stages:
+        tunables = tunables or Tunables()
         stamp = EventStamp(ident.site, ident.device, ident.camera, size[0], size[1])
         privacy = PrivacyMask.for_frame(zones.masks, size)
         zone_set = ZoneSet.for_frame(zones, size)
@@ -149,10 +160,8 @@ class _Stages:
             stamp=stamp,
             zones=zones,
             privacy=privacy,
-            rules=ZoneRules(zones, stamp),
-            faces=FaceTracks(
-                stamp, zone_set, JpegCropper(privacy), embedder, face_config or FaceTrackConfig()
-            ),
+            rules=ZoneRules(zones, stamp, tunables.rules),
+            faces=FaceTracks(stamp, zone_set, JpegCropper(privacy), embedder, tunables.faces),
         )
 
 
@@ -165,14 +174,14 @@ class CameraPipeline:
         zones: CameraZones,
         shed: ShedMonitor | None = None,
         embedder: Embedder | None = None,
+        tunables: Tunables | None = None,
         tamper: TamperWatch | None = None,
-        face_config: FaceTrackConfig | None = None,
     ) -> None:
         self.ident = ident
         self.embedder = embedder
+        self.tunables = tunables or Tunables()
         self.tamper = tamper  # issue 18: camera tamper (edge/tamper.py)
-        self.face_config = face_config
-        self.tracker = Tracker()
+        self.tracker = Tracker(self.tunables.tracker)
         self.shed = shed
         self._zones = zones
         self._pending: CameraZones | None = None
@@ -254,7 +263,7 @@ class CameraPipeline:
             self._zones = pending
             stages = None
         if stages is None or (stages.stamp.width, stages.stamp.height) != size:
-            stages = _Stages.build(self.ident, self._zones, size, self.embedder, self.face_config)
+            stages = _Stages.build(self.ident, self._zones, size, self.embedder, self.tunables)
             self._stages = stages
         return events, stages
 
@@ -289,7 +298,9 @@ class WorkerStats:
     latency_ms: float = 0.0
     events: int = 0
     refused: int = 0
+    still: int = 0  # analysed frames that reused the last detections (motion gating)
     times: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)  # recent per-frame ms (bench p95)
 
     def fps(self, now: float, window_s: float = 10.0) -> float:
         recent = [t for t in self.times if now - t <= window_s]
@@ -310,6 +321,8 @@ class CameraWorker:
         pipeline: CameraPipeline,
         sink: EventSink,
         clock: Callable[[], float] = time.monotonic,
+        motion: MotionConfig | None = None,
+        paced: bool = True,
     ) -> None:
         self.config = config
         self.source = source
@@ -319,6 +332,12 @@ class CameraWorker:
         self.stats = WorkerStats()
         self._clock = clock
         self._pacer = Pacer(config.fps)
+        self._paced = paced  # False: analyse every frame as fast as it can (bench --unpaced)
+        motion = motion or MotionConfig()
+        # Fire cameras are never gated: smoke can build up slowly and faintly.
+        gated = motion.enabled and "fire" not in config.tasks
+        self.gate = MotionGate(motion) if gated else None
+        self._last_found: Found | None = None
         self._stream_time = is_file_source(config.source)
         # Embed every face only when the pipeline cannot embed the shots it publishes.
         self._embed = "faces" in config.tasks and pipeline.embedder is None
@@ -340,7 +359,9 @@ class CameraWorker:
                     continue
                 if self._stream_time:
                     frame = self._recording_time(frame)
-                if self._pacer.due(frame.ts if self._stream_time else frame.captured_at):
+                if not self._paced or self._pacer.due(
+                    frame.ts if self._stream_time else frame.captured_at
+                ):
                     self.step(frame)
         finally:
             now = dt.datetime.now(dt.UTC)
@@ -351,7 +372,7 @@ class CameraWorker:
         """Analyse one frame; a failure is counted and logged at most every 10 s."""
         started = self._clock()
         try:
-            found = self.analyzer.analyze(frame.image, self._embed)
+            found = self._found(frame)
             self._emit(self.pipeline.process(frame, found))
         except Exception as exc:  # one bad frame must not stop the camera
             self.stats.frame_errors += 1
@@ -365,9 +386,28 @@ class CameraWorker:
         if len(self.stats.times) > 1000:
             del self.stats.times[:500]
         took = (done - started) * 1000
+        self.stats.latencies.append(took)
+        if len(self.stats.latencies) > 2000:
+            del self.stats.latencies[:1000]
         self.stats.latency_ms = (
             took if self.stats.analysed == 1 else 0.8 * self.stats.latency_ms + 0.2 * took
         )
+
+    def _found(self, frame: Frame) -> Found:
+        """The detectors' findings, or the last ones again when the motion gate says the
+        scene has not changed (the gate forces a full check every ``recheck_every``)."""
+        gate = self.gate
+        if gate is not None and self._last_found is not None:
+            if not gate.needs_analysis(frame.image):
+                self.stats.still += 1
+                return self._last_found
+        elif gate is not None:
+            gate.needs_analysis(frame.image)
+        found = self.analyzer.analyze(frame.image, self._embed)
+        if gate is not None:
+            gate.analysed()
+            self._last_found = found
+        return found
 
     def _recording_time(self, frame: Frame) -> Frame:
         """A recording's frames are timed by their stream position from when it started, so
@@ -430,9 +470,11 @@ class ZoneStore:
 # -- the site ------------------------------------------------------------------------------
 
 
-def shed_config(thresholds: Thresholds) -> ShedConfig:
-    """Shed fusion with the site's fire/smoke thresholds as the raise thresholds."""
-    base = FirePersistenceConfig()
+def shed_config(thresholds: Thresholds, shed: ShedConfig | None = None) -> ShedConfig:
+    """Shed fusion: the site file's ``shed`` section (defaults when absent). For the k_of_n
+    camera rule the site's fire/smoke thresholds are the raise thresholds, as before."""
+    shed = shed or ShedConfig()
+    base = shed.persistence
     persistence = base.model_copy(
         update={
             "fire_raise": thresholds.fire,
@@ -441,13 +483,14 @@ def shed_config(thresholds: Thresholds) -> ShedConfig:
             "smoke_hold": min(base.smoke_hold, thresholds.smoke),
         }
     )
-    return ShedConfig(persistence=FirePersistenceConfig.model_validate(persistence.model_dump()))
+    checked = FirePersistenceConfig.model_validate(persistence.model_dump())
+    return shed.model_copy(update={"persistence": checked})
 
 
 def detector_thresholds(thresholds: Thresholds, shed: ShedConfig) -> Thresholds:
-    """The fire model must report scores down to the hold thresholds for the hysteresis."""
-    p = shed.persistence
-    return thresholds.model_copy(update={"fire": p.fire_hold, "smoke": p.smoke_hold})
+    """The fire model must report scores down to the lowest the camera rule uses."""
+    fire, smoke = shed.report_thresholds()
+    return thresholds.model_copy(update={"fire": fire, "smoke": smoke})
 
 
 class Agent:
@@ -462,8 +505,10 @@ class Agent:
         publisher: Publisher | None = None,
         store: ZoneStore | None = None,
         embedders: Mapping[str, Embedder | None] | None = None,
+        paced: bool = True,
     ) -> None:
         self.config = config
+        self.paced = paced
         self.embedders = embedders or {}
         self.sink = sink
         self.publisher = publisher
@@ -481,15 +526,20 @@ class Agent:
         shed = None
         if cam.role is CameraRole.SHED and cam.shed is not None:
             zone = next((z.id for z in zones.zones if z.role is ZoneRole.SHED), None)
-            shed = ShedMonitor(cam.shed, zone, shed_config(self.config.models.thresholds))
+            shed_cfg = shed_config(self.config.models.thresholds, self.config.shed)
+            shed = ShedMonitor(cam.shed, zone, shed_cfg)
             self.sheds[cam.id] = shed
+        cfg = self.config
         tamper = None if cam.tamper is None else TamperWatch(cam.tamper)  # issue 18
-        faces = face_track_config(self.config.models.thresholds)
+        faces = face_track_config(cfg.models.thresholds, cfg.face_tracks)
+        tunables = Tunables(cfg.tracker, cfg.rules, faces)
         pipeline = CameraPipeline(
-            ident, zones, shed, self.embedders.get(cam.id), tamper=tamper, face_config=faces
+            ident, zones, shed, self.embedders.get(cam.id), tunables, tamper=tamper
         )
         self.pipelines[cam.id] = pipeline
-        self.workers[cam.id] = CameraWorker(cam, source, analyzer, pipeline, self.sink)
+        self.workers[cam.id] = CameraWorker(
+            cam, source, analyzer, pipeline, self.sink, motion=cfg.motion, paced=self.paced
+        )
 
     def _stored_zones(self, cam: CameraConfig) -> CameraZones | None:
         """The zones the hub pushed earlier; None (site-file zones) when there are none, or
@@ -632,13 +682,21 @@ def load_analyzers(
 
     m = config.models
     options = RuntimeOptions(provider=m.provider.value, threads=m.threads)
-    thresholds = detector_thresholds(m.thresholds, shed_config(m.thresholds))
+    thresholds = detector_thresholds(m.thresholds, shed_config(m.thresholds, config.shed))
     by_tasks: dict[tuple[frozenset[str], Tiling], Perception] = {}
     for cam in config.cameras:
         key = (frozenset(cam.tasks), person_tiling(cam))
         if key not in by_tasks:
             by_tasks[key] = Perception.from_models_dir(
-                models_dir, options, thresholds, set(key[0]), m.person_model, key[1]
+                models_dir,
+                options,
+                thresholds,
+                set(key[0]),
+                m.person_model,
+                key[1],
+                m.faces_in_persons,
+                m.fit_face_canvas,
+                m.fit_person_canvas,
             )
     analyzers = {
         cam.id: by_tasks[(frozenset(cam.tasks), person_tiling(cam))] for cam in config.cameras

@@ -78,6 +78,13 @@ def register(sub: Any) -> None:
     _models_arg(p)
     p.add_argument("--seconds", type=float, default=30.0, help="how long to run")
     p.add_argument("--copies", type=int, default=0, help="run N copies of the first camera")
+    p.add_argument("--unpaced", action="store_true", help="analyse every frame, flat out")
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="first camera unpaced vs a naive OpenCV pipeline, alternating; prints the ratio",
+    )
+    p.add_argument("--rounds", type=int, default=2, help="alternations for --reference")
     p.set_defaults(func=_bench)
 
 
@@ -330,74 +337,14 @@ def _homeassistant(args: argparse.Namespace) -> int:
 # -- bench --------------------------------------------------------------------------------
 
 
-class _CountingSink:
-    def __init__(self) -> None:
-        self.count = 0
-        self._lock = threading.Lock()
-
-    def put(self, event: object) -> None:
-        with self._lock:
-            self.count += 1
-
-
-def _wait_with_progress(stop: threading.Event, seconds: float) -> None:
-    from ringwatch.progress import progress
-
-    end = time.monotonic() + seconds
-    with progress("edge bench", total=int(seconds), unit="s") as advance:
-        while (left := end - time.monotonic()) > 0 and not stop.wait(min(1.0, left)):
-            advance(1)
-
-
 def _bench(args: argparse.Namespace) -> int:
-    import os
+    from ringwatch.edge.bench import compare, print_run, run_agent, with_copies
 
-    from ringwatch.edge.agent import Agent, load_analyzers
-    from ringwatch.edge.capture import open_source
-
-    cfg = load_site_config(args.config)
-    if args.copies > 0:
-        first = cfg.cameras[0]
-        cams = [first.model_copy(update={"id": f"{first.id}-{k + 1}"}) for k in range(args.copies)]
-        cfg = cfg.model_copy(update={"cameras": cams})
-    analyzers, _ = load_analyzers(cfg, _models_dir(args, cfg))
-    sources = {c.id: open_source(c.source, loop=True, realtime=c.realtime) for c in cfg.cameras}
-    sink = _CountingSink()
-    embedders = {cid: p.embedder for cid, p in analyzers.items()}
-    agent = Agent(cfg, analyzers, sources, sink, embedders=embedders)
-    stop = threading.Event()
-    wall0, cpu0 = time.monotonic(), time.process_time()
-    agent.start(stop)
-    _wait_with_progress(stop, args.seconds)
-    wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
-    stop.set()
-    agent.join(timeout=10)
-    for source in sources.values():
-        source.close()
-    rows = [
-        (
-            cid,
-            f"{cfg_fps:g}",
-            f"{w.analysed / wall:.2f}",
-            f"{w.latency_ms:.0f}",
-            st.dropped,
-            w.frame_errors,
-        )
-        for (cid, (st, w)), cfg_fps in zip(
-            agent.camera_status().items(), (c.fps for c in cfg.cameras), strict=True
-        )
-    ]
-    frames = sum(w.analysed for _, w in agent.camera_status().values())
-    load = os.getloadavg()[0]
-    print(
-        f"{len(cfg.cameras)} camera(s), {wall:.1f} s, {os.cpu_count()} CPUs (load {load:.1f}), "
-        f"threads/model {cfg.models.threads}: process CPU {100 * cpu / wall:.0f}% "
-        f"(100% = one core), {frames / wall:.2f} frames analysed/s in all, "
-        f"{cpu / max(frames, 1) * 1000:.0f} ms CPU per frame, {sink.count} events"
-    )
-    print(
-        render_table(
-            ("camera", "fps wanted", "fps analysed", "latency ms", "dropped", "errors"), rows
-        )
-    )
+    cfg = with_copies(load_site_config(args.config), args.copies)
+    models_dir = _models_dir(args, cfg)
+    if args.reference:
+        compare(cfg, models_dir, args.seconds, args.rounds)
+        return 0
+    paced = not args.unpaced
+    print_run(cfg, run_agent(cfg, models_dir, args.seconds, paced), paced)
     return 0

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ringwatch.configfile import load_config, redact_url
 from ringwatch.contract.zones import CameraZones, Ident
+from ringwatch.edge.tunables import FaceTrackConfig, RulesConfig, ShedConfig, TrackerConfig
 from ringwatch.models.face_quality import PUBLISH_MIN_QUALITY
 
 
@@ -169,6 +170,18 @@ class ModelsConfig(_Section):
     threads: int = Field(default=2, ge=1, le=64, description="Intra-op threads per model.")
     person_model: str = Field(default="yolox_nano", description="yolox_nano or nanodet.")
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    faces_in_persons: bool = Field(
+        default=False,
+        description="Search faces only in the upper part of person boxes (one batched run).",
+    )
+    fit_face_canvas: bool = Field(
+        default=False,
+        description="Whole-frame face detection on a canvas fitted to the frame, not 640x640.",
+    )
+    fit_person_canvas: bool = Field(
+        default=False,
+        description="YOLOX-nano on a canvas fitted to the frame (416x256 for 16:9), not 416x416.",
+    )
 
 
 class OutboxConfig(_Section):
@@ -200,6 +213,26 @@ class HomeAssistantConfig(_Section):
     )
 
 
+class MotionConfig(_Section):
+    """Motion gating: a cheap low-resolution frame difference decides whether a frame needs
+    the person/face detectors; a still frame reuses the last detections (so a motionless
+    person stays tracked), and still scenes are re-checked every ``recheck_every`` frames.
+    Cameras with the fire task are never gated (smoke can be slow and faint). Off unless
+    the site file turns it on (the shipped example does)."""
+
+    enabled: bool = Field(default=False, description="Skip detectors on still frames.")
+    width: int = Field(default=64, ge=8, le=640, description="Thumbnail width compared.")
+    pixel_delta: int = Field(
+        default=18, ge=1, le=255, description="Grey-level change that counts as moved."
+    )
+    min_changed: float = Field(
+        default=0.003, gt=0, le=1, description="Fraction of moved thumbnail pixels = motion."
+    )
+    recheck_every: int = Field(
+        default=10, ge=1, le=1000, description="Analysed frames between forced full checks."
+    )
+
+
 class SiteConfig(_Section):
     """Root of an edge site file."""
 
@@ -216,6 +249,17 @@ class SiteConfig(_Section):
     home_assistant: HomeAssistantConfig | None = Field(
         default=None, description="Publish Home Assistant discovery for the sheds (opt-in)."
     )
+    tracker: TrackerConfig = Field(
+        default_factory=TrackerConfig, description="Person tracker tunables."
+    )
+    rules: RulesConfig = Field(default_factory=RulesConfig, description="Zone-rule debounce.")
+    face_tracks: FaceTrackConfig = Field(
+        default_factory=FaceTrackConfig, description="Face best-shot tunables."
+    )
+    shed: ShedConfig = Field(
+        default_factory=ShedConfig, description="Shed camera rule, sensor limits and fusion."
+    )
+    motion: MotionConfig = Field(default_factory=MotionConfig, description="Motion gating.")
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> Self:

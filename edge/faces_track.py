@@ -23,15 +23,16 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
 
 from ringwatch.contract.messages import Event, Phase
 from ringwatch.contract.topics import EventKind
 from ringwatch.edge.rules import EventStamp
-from ringwatch.edge.tracking import Tracker, TrackerConfig
+from ringwatch.edge.tracking import Tracker
+from ringwatch.edge.tunables import (  # re-exported: the stage's own settings
+    FaceTrackConfig as FaceTrackConfig,
+)
 from ringwatch.edge.zones import FACE_ANCHOR, ZoneSet, points_in_polygon
 from ringwatch.models.detections import Detections
-from ringwatch.models.face_quality import PUBLISH_MIN_QUALITY
 
 if TYPE_CHECKING:
     from ringwatch.edge.config import Thresholds
@@ -53,26 +54,15 @@ class CropEncoder(Protocol):
     def crop(self, image: Image, xyxy: F32) -> bytes: ...
 
 
-class FaceTrackConfig(BaseModel):
-    """When a face shot is good enough to publish, and when a new one is worth sending."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_quality: float = Field(
-        default=PUBLISH_MIN_QUALITY, ge=0, le=1, description="Quality to publish."
-    )
-    improve_by: float = Field(default=0.15, ge=0, le=1, description="Quality gain for update.")
-    forget_frames: int = Field(default=150, ge=1, description="Frames before a face is dropped.")
-    tracker: TrackerConfig = Field(
-        default_factory=lambda: TrackerConfig(min_hits=2, high_score=0.6, new_track_score=0.6),
-        description="Face tracker settings.",
-    )
-
-
-def face_track_config(thresholds: Thresholds) -> FaceTrackConfig:
-    """The face-track settings with the site file's publish quality
-    (``models.thresholds.face_quality``)."""
-    return FaceTrackConfig(min_quality=thresholds.face_quality)
+def face_track_config(
+    thresholds: Thresholds, tracks: FaceTrackConfig | None = None
+) -> FaceTrackConfig:
+    """The site file's ``face_tracks`` section, publishing at ``models.thresholds.face_quality``
+    unless the section sets ``min_quality`` itself."""
+    tracks = tracks or FaceTrackConfig()
+    if "min_quality" in tracks.model_fields_set:
+        return tracks
+    return tracks.model_copy(update={"min_quality": thresholds.face_quality})
 
 
 @dataclass(slots=True)

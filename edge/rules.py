@@ -21,30 +21,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from ringwatch.contract.colours import Ring
 from ringwatch.contract.ids import new_event_id
 from ringwatch.contract.messages import Box, Event, Phase
 from ringwatch.contract.topics import EventKind
 from ringwatch.contract.zones import CameraZones, Line, Zone
+from ringwatch.edge.tunables import (  # re-exported: the stage's own settings
+    RulesConfig as RulesConfig,
+)
 from ringwatch.edge.zones import LineCounter, ZoneSet
 from ringwatch.models.detections import Detections
 
 FORGET_AFTER_FRAMES = 300
-
-
-class RulesConfig(BaseModel):
-    """How zone presence is debounced and refreshed (the zones carry their own limits)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    exit_frames: int = Field(
-        default=5, ge=1, le=1000, description="Frames outside (or lost) before 'end'."
-    )
-    update_every_s: float | None = Field(
-        default=30.0, gt=0, description="Seconds between 'update' events; null: never."
-    )
 
 
 @dataclass(frozen=True, slots=True)

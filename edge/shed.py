@@ -1,9 +1,13 @@
 """E-bike shed fusion on the box: camera fire/smoke persistence + charger sensors -> alerts.
 
-- :class:`FirePersistence`: a frame is *hot* when fire (or smoke) scores at least the raise
-  threshold; the alarm is confirmed when ``k`` of the last ``n`` frames are hot, and then
-  holds while ``k`` of the last ``n`` reach the lower hold threshold (hysteresis), so a
-  flickering flame does not toggle the alert.
+- :class:`FireEvidence` (the default camera rule): per-frame fire/smoke strength integrated
+  over frame time with a decay; it rises faster on strong scores, on an unbroken run of hot
+  frames and while a bay sensor of the shed is anomalous (camera + sensor agreement), and
+  clears with hysteresis. In seconds, so it means the same at any analysed fps.
+- :class:`FirePersistence` (``camera_rule: k_of_n``): a frame is *hot* when fire (or
+  smoke) scores at least the raise threshold; the alarm is confirmed when ``k`` of the last
+  ``n`` frames are hot, and then holds while ``k`` of the last ``n`` reach the lower hold
+  threshold (hysteresis), so a flickering flame does not toggle the alert.
 - :class:`SensorThresholds`: per-bay anomaly limits (overcurrent, voltage sag while charging,
   overheating); a reading older than ``stale_after_s`` no longer counts.
 - :class:`FusionRule`: the fusion as data: sensor anomaly alone -> warning; camera fire
@@ -24,48 +28,32 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ringwatch.contract.messages import AlertLevel, Box, Event, Phase, SensorReading
 from ringwatch.contract.topics import EventKind
 from ringwatch.edge.rules import EventStamp
+from ringwatch.edge.tunables import (  # re-exported: the stage's own settings
+    FireEvidenceConfig as FireEvidenceConfig,
+)
+from ringwatch.edge.tunables import (
+    FirePersistenceConfig as FirePersistenceConfig,
+)
+from ringwatch.edge.tunables import (
+    FusionOutcome as FusionOutcome,
+)
+from ringwatch.edge.tunables import (
+    FusionRule as FusionRule,
+)
+from ringwatch.edge.tunables import (
+    SensorThresholds as SensorThresholds,
+)
+from ringwatch.edge.tunables import (
+    ShedConfig as ShedConfig,
+)
 from ringwatch.models.detections import Detections
 
 SMOKE_CLASS = 0  # fire/smoke model classes (MODELS.md): 0 smoke, 1 fire
 FIRE_CLASS = 1
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FirePersistenceConfig(_Frozen):
-    """k-of-n persistence with a raise and a (lower) hold threshold per class."""
-
-    # Defaults from the fire model's per-frame scores on the neon-sign clip (no fire) and the
-    # grass-fire clip, resampled at 1-10 analysed fps with regular and jittered (loaded-box)
-    # timing: 3 of 5 raised a false alarm on the neon sign in 7% of jittered runs at 4-5 fps;
-    # 5 of 6 raised none in 1,000 runs and still confirms the grass fire within 0.9 s at 5 fps.
-    k: int = Field(default=5, ge=1, le=100, description="Hot frames needed to raise.")
-    n: int = Field(default=6, ge=1, le=100, description="Window length in analysed frames.")
-    k_hold: int | None = Field(
-        default=3,
-        ge=1,
-        le=100,
-        description="Frames at the hold thresholds that keep a raised alarm (None: k).",
-    )
-    fire_raise: float = Field(default=0.5, ge=0, le=1, description="Fire score to raise.")
-    fire_hold: float = Field(default=0.35, ge=0, le=1, description="Fire score to hold.")
-    smoke_raise: float = Field(default=0.8, ge=0, le=1, description="Smoke score to raise.")
-    smoke_hold: float = Field(default=0.6, ge=0, le=1, description="Smoke score to hold.")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> FirePersistenceConfig:
-        if self.k > self.n or (self.k_hold or self.k) > self.n:
-            raise ValueError(f"k ({self.k}) and k_hold ({self.k_hold}) must be <= n ({self.n})")
-        if self.fire_hold > self.fire_raise or self.smoke_hold > self.smoke_raise:
-            raise ValueError("hold thresholds must not exceed raise thresholds")
-        return self
 
 
 class FirePersistence:
@@ -88,66 +76,47 @@ class FirePersistence:
         return self.confirmed
 
 
-class SensorThresholds(_Frozen):
-    """When a bay's reading is an anomaly."""
-
-    max_current_a: float = Field(default=8.0, gt=0, description="Overcurrent above this.")
-    min_voltage_v: float = Field(default=30.0, ge=0, description="Sag below this while charging.")
-    charging_current_a: float = Field(
-        default=0.2, ge=0, description="A bay counts as charging above this current."
-    )
-    max_temperature_c: float = Field(default=60.0, description="Overheating above this.")
-    stale_after_s: float = Field(default=120.0, gt=0, description="Readings older do not count.")
-
-    def anomalies(self, r: SensorReading) -> list[str]:
-        """Why ``r`` is anomalous (empty: it is not)."""
-        found: list[str] = []
-        if r.current_a > self.max_current_a:
-            found.append(f"{r.bay}: current {r.current_a:.1f} A > {self.max_current_a:g}")
-        if r.current_a > self.charging_current_a and r.voltage_v < self.min_voltage_v:
-            found.append(f"{r.bay}: voltage {r.voltage_v:.1f} V < {self.min_voltage_v:g}")
-        if r.temperature_c > self.max_temperature_c:
-            found.append(
-                f"{r.bay}: temperature {r.temperature_c:.1f} C > {self.max_temperature_c:g}"
-            )
-        return found
+def _ramp(score: float, floor: float, full: float) -> float:
+    return min(max((score - floor) / (full - floor), 0.0), 1.0)
 
 
-class FusionOutcome(_Frozen):
-    level: AlertLevel
-    confidence: float = Field(ge=0, le=1)
+class FireEvidence:
+    """``update(fire, smoke, t, sensor) -> confirmed``; ``t`` in seconds (frame time)."""
+
+    def __init__(self, config: FireEvidenceConfig | None = None) -> None:
+        self.config = config or FireEvidenceConfig()
+        self.evidence = 0.0
+        self.streak_s = 0.0
+        self.confirmed = False
+        self._last_t: float | None = None
+
+    def strength(self, fire: float, smoke: float) -> float:
+        cfg = self.config
+        return max(
+            _ramp(fire, cfg.fire_floor, cfg.fire_full),
+            cfg.smoke_weight * _ramp(smoke, cfg.smoke_floor, cfg.smoke_full),
+        )
+
+    def update(self, fire: float, smoke: float, t: float, sensor: bool = False) -> bool:
+        cfg = self.config
+        step = 0.0 if self._last_t is None else min(max(t - self._last_t, 0.0), cfg.max_step_s)
+        self._last_t = t
+        strength = self.strength(fire, smoke)
+        self.streak_s = self.streak_s + step if strength > 0 else 0.0
+        boost = 1.0 + cfg.consistency_gain * min(self.streak_s / cfg.consistency_s, 1.0)
+        gain = strength * boost * (cfg.sensor_gain if sensor else 1.0)
+        decayed = self.evidence * 0.5 ** (step / cfg.half_life_s)
+        self.evidence = min(decayed + gain * step, cfg.cap)
+        limit = cfg.hold_at if self.confirmed else cfg.raise_at
+        self.confirmed = self.evidence >= limit
+        return self.confirmed
 
 
-class FusionRule(_Frozen):
-    """Which alert each combination of evidence raises; ``null`` raises nothing."""
-
-    sensor_only: FusionOutcome | None = Field(
-        default=FusionOutcome(level=AlertLevel.WARNING, confidence=0.6),
-        description="A sensor anomaly with no fire on camera.",
-    )
-    camera_only: FusionOutcome | None = Field(
-        default=FusionOutcome(level=AlertLevel.ALARM, confidence=0.8),
-        description="Fire/smoke confirmed on camera, sensors normal.",
-    )
-    both: FusionOutcome | None = Field(
-        default=FusionOutcome(level=AlertLevel.ALARM, confidence=0.95),
-        description="Fire confirmed on camera and a sensor anomaly.",
-    )
-
-    def outcome(self, camera: bool, sensor: bool) -> FusionOutcome | None:
-        if camera and sensor:
-            return self.both
-        if camera:
-            return self.camera_only
-        return self.sensor_only if sensor else None
-
-
-class ShedConfig(_Frozen):
-    """The shed section: persistence, sensor thresholds and the fusion rule."""
-
-    persistence: FirePersistenceConfig = Field(default_factory=FirePersistenceConfig)
-    sensors: SensorThresholds = Field(default_factory=SensorThresholds)
-    fusion: FusionRule = Field(default_factory=FusionRule)
+def camera_rule(config: ShedConfig) -> FirePersistence | FireEvidence:
+    """A fresh camera-side rule of the kind ``config`` names."""
+    if config.camera_rule == "k_of_n":
+        return FirePersistence(config.persistence)
+    return FireEvidence(config.evidence)
 
 
 def frame_scores(fire: Detections) -> tuple[float, float]:
@@ -172,7 +141,7 @@ class ShedMonitor:
     zone_id: str | None
     config: ShedConfig = field(default_factory=ShedConfig)
     stamp: EventStamp | None = None
-    persistence: FirePersistence = field(init=False)
+    camera: FirePersistence | FireEvidence = field(init=False)
     _readings: dict[str, SensorReading] = field(default_factory=dict)
     _current: FusionOutcome | None = None
     _boxes: list[Box] = field(default_factory=list)
@@ -180,7 +149,7 @@ class ShedMonitor:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.persistence = FirePersistence(self.config.persistence)
+        self.camera = camera_rule(self.config)
 
     @property
     def level(self) -> AlertLevel | None:
@@ -191,7 +160,11 @@ class ShedMonitor:
         with self._lock:
             self.stamp = stamp
             self._scores = frame_scores(fire)
-            self.persistence.update(*self._scores)
+            if isinstance(self.camera, FireEvidence):
+                sensor = bool(self.sensor_anomalies(at))
+                self.camera.update(*self._scores, t=at.timestamp(), sensor=sensor)
+            else:
+                self.camera.update(*self._scores)
             self._boxes = [
                 stamp.box(xyxy, label="fire" if c == FIRE_CLASS else "smoke", score=float(s))
                 for xyxy, c, s in zip(fire.xyxy, fire.class_id, fire.confidence, strict=True)
@@ -215,7 +188,7 @@ class ShedMonitor:
 
     def _fuse(self, at: dt.datetime) -> list[Event]:
         anomalies = self.sensor_anomalies(at)
-        new = self.config.fusion.outcome(self.persistence.confirmed, bool(anomalies))
+        new = self.config.fusion.outcome(self.camera.confirmed, bool(anomalies))
         old = self._current
         if new == old:
             return []

@@ -20,26 +20,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
 
+from ringwatch.edge.tunables import (  # re-exported: the stage's own settings
+    TrackerConfig as TrackerConfig,
+)
 from ringwatch.models.detections import Detections
 from ringwatch.models.nms import iou_matrix
 
 F32 = npt.NDArray[np.float32]
-
-
-class TrackerConfig(BaseModel):
-    """Thresholds of the two-stage association, in detector scores and frames."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    high_score: float = Field(default=0.5, ge=0, le=1, description="First-stage score.")
-    low_score: float = Field(default=0.1, ge=0, le=1, description="Second-stage floor.")
-    new_track_score: float = Field(default=0.5, ge=0, le=1, description="Score to start one.")
-    match_iou: float = Field(default=0.2, gt=0, le=1, description="IoU to match, stage 1.")
-    low_match_iou: float = Field(default=0.4, gt=0, le=1, description="IoU to match, stage 2.")
-    min_hits: int = Field(default=3, ge=1, le=100, description="Matches before a track is born.")
-    lost_frames: int = Field(default=30, ge=0, le=10_000, description="Frames a lost track waits.")
 
 
 def greedy_match(iou: F32, threshold: float) -> list[tuple[int, int]]:

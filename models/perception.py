@@ -38,6 +38,10 @@ class Detector(Protocol):
     def detect(self, bgr: U8) -> Detections: ...
 
 
+class RegionDetector(Protocol):
+    def detect(self, bgr: U8, persons: Detections) -> Detections: ...
+
+
 class Embedder(Protocol):
     def embed(self, bgr: U8, faces: Detections) -> Detections: ...
 
@@ -64,11 +68,14 @@ class Perception:
         persons: Detector | None = None,
         fire: Detector | None = None,
         embedder: Embedder | None = None,
+        face_regions: RegionDetector | None = None,
     ) -> None:
         self.faces = faces
         self.persons = persons
         self.fire = fire
         self.embedder = embedder
+        # Faces searched only in the upper parts of the person boxes (needs persons).
+        self.face_regions = face_regions if persons is not None else None
 
     @classmethod
     def from_models_dir(
@@ -79,6 +86,9 @@ class Perception:
         tasks: set[str],
         person_model: str = "yolox_nano",
         tiling: Tiling | None = None,
+        faces_in_persons: bool = False,
+        fit_face_canvas: bool = False,
+        fit_person_canvas: bool = False,
     ) -> Perception:
         """Load, verify and warm up the models ``tasks`` need (faces also loads SFace)."""
         unknown = sorted(set(tasks) - set(TASKS))
@@ -91,22 +101,47 @@ class Perception:
         if "faces" in tasks:
             faces = FaceDetector(loader.load("yunet"), thresholds.face)
             embedder = FaceEmbedder(loader.load("sface"))
-        if "persons" in tasks:
+        if "persons" in tasks and fit_person_canvas and person_model == "yolox_nano":
+            from ringwatch.models.face_regions import flexible_model
+            from ringwatch.models.fit_yolox import FitYoloxDetector
+
+            flex_yolox = OnnxModel(flexible_model(loader.path(person_model)), options)
+            flex_yolox.run(np.zeros((1, 3, 256, 416), np.float32))  # warm-up, 16:9
+            fitted: Detector = FitYoloxDetector(flex_yolox, thresholds.person)
+            persons = fitted
+        elif "persons" in tasks:
             persons = person_detector(loader.load(person_model), person_model, thresholds.person)
             if tiling is not None and tiling.mode != "off":
                 persons = TiledDetector(persons, tiling)
         if "fire" in tasks:
             fire = FireSmokeDetector(loader.load("fire_smoke"), thresholds.fire, thresholds.smoke)
-        return cls(faces, persons, fire, embedder)
+        regions = None
+        if faces is not None and (faces_in_persons or fit_face_canvas):
+            from ringwatch.models.face_regions import (
+                FitFaceDetector,
+                RegionFaceDetector,
+                flexible_model,
+            )
+
+            flex = OnnxModel(flexible_model(loader.path("yunet")), options)
+            if fit_face_canvas:
+                faces = FitFaceDetector(flex, thresholds.face)
+            if faces_in_persons and persons is not None:
+                regions = RegionFaceDetector(FaceDetector(flex, thresholds.face))
+        return cls(faces, persons, fire, embedder, regions)
 
     def analyze(self, bgr: U8, embeddings: bool = False) -> FrameDetections:
         """Every requested detector on ``bgr``; face embeddings only when asked (costly)."""
-        faces = self.faces.detect(bgr) if self.faces is not None else Detections.empty()
+        persons = self.persons.detect(bgr) if self.persons is not None else Detections.empty()
+        if self.face_regions is not None:
+            faces = self.face_regions.detect(bgr, persons)
+        else:
+            faces = self.faces.detect(bgr) if self.faces is not None else Detections.empty()
         if embeddings and self.embedder is not None and len(faces):
             faces = self.embedder.embed(bgr, faces)
         return FrameDetections(
             faces=faces,
-            persons=self.persons.detect(bgr) if self.persons is not None else Detections.empty(),
+            persons=persons,
             fire=self.fire.detect(bgr) if self.fire is not None else Detections.empty(),
         )
 
@@ -128,11 +163,14 @@ class _Loader:
         self.options = options
         self.manifest = load_manifest()
 
-    def load(self, name: str) -> OnnxModel:
+    def path(self, name: str) -> Path:
         try:
             entry = self.manifest.get(name)
         except KeyError as exc:
             raise ConfigError(str(exc.args[0])) from None
-        model = OnnxModel(model_path(entry, self.models_dir), self.options)
+        return model_path(entry, self.models_dir)
+
+    def load(self, name: str) -> OnnxModel:
+        model = OnnxModel(self.path(name), self.options)
         model.warm_up()
         return model

@@ -275,10 +275,19 @@ def test_real_edge_footage_makes_the_expected_incidents(
         # --- sheds: one alarm for shed-a, routed to the manager; none for shed-b ---
         sheds = _incidents(hub, kind="shed")
         assert [(i.camera_id, i.level) for i in sheds] == [("shed-a-cam", "alarm")]
-        wait_for(lambda: bool(_alerts(observer, sheds[0].id)), 30, "the shed alert on MQTT")
-        shed_alert = _alerts(observer, sheds[0].id)[0]
+
+        # The overheating bay may raise a sensor warning before the camera confirms the fire
+        # (the evidence rule takes ~1 s of fire): the alarm is then the incident's upgrade.
+        def alarm_alerts() -> list[RoutedAlert]:
+            return [
+                a
+                for a in _alerts(observer, sheds[0].id)
+                if a.level is not None and a.level.value == "alarm"
+            ]
+
+        wait_for(lambda: bool(alarm_alerts()), 30, "the shed alarm alert on MQTT")
+        shed_alert = alarm_alerts()[0]
         assert (shed_alert.recipient_kind.value, shed_alert.recipient) == ("manager", "pm-acme")
-        assert shed_alert.level is not None and shed_alert.level.value == "alarm"
     observer.client.close()
 
 

@@ -122,6 +122,7 @@ def test_sensor_anomalies(reading_kw: dict[str, float], reasons: list[str]) -> N
 
 def monitor(**fusion: object) -> ShedMonitor:
     cfg = ShedConfig(
+        camera_rule="k_of_n",
         persistence=FirePersistenceConfig(k=2, n=3, k_hold=None, fire_raise=0.5, fire_hold=0.3),
         fusion=FusionRule.model_validate(fusion) if fusion else FusionRule(),
     )
@@ -195,10 +196,16 @@ def test_the_fusion_rule_is_data() -> None:
 
 
 def alarms_on_clip(
-    models_dir: Path, clip: Path, fps: float, until_first: bool = False
+    models_dir: Path,
+    clip: Path,
+    fps: float,
+    until_first: bool = False,
+    start_s: float = 0.0,
+    config: ShedConfig | None = None,
 ) -> list[Event]:
-    """Run the fire model on ``clip`` at ``fps`` analysed frames per second of video time
-    (the whole clip, or until the first event)."""
+    """Run the fire model on ``clip`` from ``start_s`` at ``fps`` analysed frames per second
+    of video time (the whole clip, or until the first event); event times count from
+    ``start_s``."""
     import cv2
 
     from ringwatch.models.fire import FireSmokeDetector
@@ -206,13 +213,15 @@ def alarms_on_clip(
     from ringwatch.models.manifest import load_manifest
     from ringwatch.models.runtime import OnnxModel
 
-    cfg = ShedConfig()  # shipped defaults: fire 0.5 raise / 0.35 hold, 3 of 5 frames
-    p = cfg.persistence
+    cfg = config or ShedConfig()  # shipped defaults: the evidence rule
+    fire_min, smoke_min = cfg.report_thresholds()
     model = OnnxModel(model_path(load_manifest().get("fire_smoke"), models_dir))
-    detector = FireSmokeDetector(model, fire_threshold=p.fire_hold, smoke_threshold=p.smoke_hold)
+    detector = FireSmokeDetector(model, fire_threshold=fire_min, smoke_threshold=smoke_min)
     shed = ShedMonitor(shed="shed-a", zone_id=None, config=cfg)
     capture = cv2.VideoCapture(str(clip))
     native = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    first = round(start_s * native)
+    capture.set(cv2.CAP_PROP_POS_FRAMES, first)
     events: list[Event] = []
     index, next_t = 0, 0.0
     while not (until_first and events):
@@ -232,14 +241,24 @@ def alarms_on_clip(
 
 
 @pytest.mark.data
-def test_grass_fire_clip_raises_an_alarm(models_dir: Path, data_dir: Path) -> None:
+@pytest.mark.parametrize(
+    ("fps", "start_s"),
+    [(4, 0.0), (10, 0.0), (4, 8.6), (5, 17.2)],  # grass-a (tuned on), grass-b/c (held out)
+)
+def test_grass_fire_clip_raises_an_alarm_within_3_s(
+    models_dir: Path, data_dir: Path, fps: float, start_s: float
+) -> None:
     events = alarms_on_clip(
-        models_dir, data_dir / "fire/video/firesense_test1.mp4", fps=4, until_first=True
+        models_dir,
+        data_dir / "fire/video/firesense_test1.mp4",
+        fps=fps,
+        until_first=True,
+        start_s=start_s,
     )
     starts = [e for e in events if e.phase.value == "start"]
     assert starts and starts[0].level is AlertLevel.ALARM
-    # Fire shows from the first frame: 5 hot frames of 6 at 4 fps confirm it at 1.3 s.
-    assert (starts[0].captured_at - T0).total_seconds() <= 2.0
+    # Fire shows from each part's first frame; the floor is 3 s (figures: docs/edge.md).
+    assert (starts[0].captured_at - T0).total_seconds() <= 3.0
 
 
 @pytest.mark.data
