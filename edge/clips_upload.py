@@ -4,8 +4,9 @@ One item at a time, oldest first: POST to ``<hub_url>/api/v1/media/upload`` with
 headers of :func:`ringwatch.contract.media.signed_headers`. The item leaves the
 :class:`~ringwatch.edge.clips_queue.MediaQueue` only when the hub answers 2xx with the same
 SHA-256 the edge computed; anything else (hub down, link cut, 5xx, a digest that differs)
-keeps it and retries after 1, 2, 4 ... ``retry_max_s`` seconds. A success makes every item
-due at once, so the queue drains as soon as the hub is back. A whole file is sent again on
+keeps it and retries after 1, 2, 4 ... ``retry_max_s`` seconds; no answer at all (the hub or
+the link is down) pauses the whole queue for that long. A success makes every item due at
+once, so the queue drains as soon as the hub is back. A whole file is sent again on
 each attempt (clips are a few MB; there are no partial uploads to resume). A 4xx other than
 408/429 (a bad key, a rejected item) is logged with the hub's reason and retried at the
 longest wait, so a fixed key on the hub lets the queue drain without touching the box.
@@ -112,9 +113,12 @@ class Uploader:
         self.retry_max_s = retry_max_s
         self.timeout_s = timeout_s
         self.stats = UploadStats()
+        self._paused_until = 0.0  # the hub is unreachable: nothing is tried before this
 
     def step(self) -> bool:
         """Try the oldest due item; True if there was one."""
+        if self.clock() < self._paused_until:
+            return False
         item = self.media.due(self.clock())
         if item is None:
             return False
@@ -146,20 +150,24 @@ class Uploader:
                 self.stats.uploaded += 1
                 self.stats.bytes += item.size
                 self.media.retry_all()
+                self._paused_until = 0.0
                 return
             self._failed(item, f"hub confirmed digest {confirmed!r}, ours is {item.sha256}", 0)
             return
         hard = result.status is not None and 400 <= result.status < 500
         hard = hard and result.status not in (408, 429)
-        self._failed(item, result.error or f"HTTP {result.status}", 99 if hard else 0)
+        wait = self._failed(item, result.error or f"HTTP {result.status}", 99 if hard else 0)
+        if result.status is None:  # no answer at all: the link or the hub is down
+            self._paused_until = self.clock() + wait
 
-    def _failed(self, item: QueuedMedia, error: str, extra: int) -> None:
+    def _failed(self, item: QueuedMedia, error: str, extra: int) -> float:
         wait = min(2.0 ** (item.attempts + extra), self.retry_max_s)
         self.media.failed(item.id, self.clock() + wait, error)
         self.stats.failures += 1
         self.stats.last_error = error
         if item.attempts == 0 or extra:
             log.warning("media %s not uploaded (retry in %.0f s): %s", item.id, wait, error)
+        return wait
 
 
 def _confirmed_digest(body: bytes) -> str | None:

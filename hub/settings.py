@@ -9,6 +9,9 @@
 | broker_ca_file | RINGWATCH_HUB_BROKER_CA_FILE | unset: system CAs | CA for mqtts:// |
 | jwt_secret | RINGWATCH_HUB_JWT_SECRET | change-me (refused); 16+ chars | signs API tokens |
 | template_key | RINGWATCH_HUB_TEMPLATE_KEY | change-me (refused); 16+ chars | encrypts templates |
+| media_dir | RINGWATCH_HUB_MEDIA_DIR | var/media | uploaded clips and snapshots |
+| evidence_key | RINGWATCH_HUB_EVIDENCE_KEY | unset: no uploads; 16+ chars | device upload keys |
+| export_key_file | RINGWATCH_HUB_EXPORT_KEY_FILE | unset: derived | Ed25519 export key |
 | colour_policy | - | outer/perimeter/inner = yellow/orange/red; red tier +1 | colours |
 """
 
@@ -61,6 +64,20 @@ class HubSettings(BaseSettings):
         default=DEFAULT_SECRET, min_length=8, description="Key for face templates at rest."
     )
     colour_policy: ColourPolicy = Field(default_factory=ColourPolicy)
+    media_dir: Path = Field(
+        default=Path("var/media"), description="Folder of uploaded clips and snapshots."
+    )
+    evidence_key: str | None = Field(
+        default=None,
+        min_length=MIN_SECRET_CHARS,
+        description="Derives each edge device's upload key (`ringwatch hub device-key`);"
+        " unset: media uploads are refused.",
+    )
+    export_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM, created if missing) that signs case exports;"
+        " unset: derived from evidence_key (or jwt_secret).",
+    )
 
     def check_secrets(self) -> None:
         """Refuse secrets left at their defaults or shorter than ``MIN_SECRET_CHARS``
