@@ -35,6 +35,7 @@ from ringwatch.hub.mqtt import (
     MqttLink,
     ingest_subscriptions,
 )
+from ringwatch.hub.notify import notify_senders
 from ringwatch.hub.registry import FaceEmbedding, PhotoEnroller
 from ringwatch.hub.security import TokenCodec
 from ringwatch.hub.settings import HubSettings
@@ -88,6 +89,7 @@ class Hub:
             self.settings.colour_policy,
             self.clock,
             self._alert,
+            senders=notify_senders(self.settings, self.config.incidents),  # issue 14
         )
         self.zones = ZoneConfigs(self.sessions, self.clock)
         self._start_media()

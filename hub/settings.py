@@ -73,6 +73,14 @@ class HubSettings(BaseSettings):
         description="Derives each edge device's upload key (`ringwatch hub device-key`);"
         " unset: media uploads are refused.",
     )
+    smtp_url: str | None = Field(
+        default=None,
+        pattern=r"^smtps?://([^@/\s]+@)?[^/\s]+(:\d+)?/?$",
+        description="smtp://[user@]host:port or smtps:// (implicit TLS); unset: no e-mail.",
+    )
+    smtp_from: str = Field(default="ringwatch@localhost", description="From address.")
+    smtp_password_file: Path | None = Field(default=None, description="SMTP password file.")
+    smtp_starttls: bool = Field(default=False, description="STARTTLS on smtp://.")
     export_key_file: Path | None = Field(
         default=None,
         description="Ed25519 private key (PEM, created if missing) that signs case exports;"
