@@ -10,8 +10,8 @@
   ``+faststart`` so a browser starts playing before the end), filling gaps so the clip runs
   at the camera's fps on the frames' own time axis.
 - :class:`CameraClips` is the hook the camera pipeline calls once per analysed frame: it
-  only puts the frame on a bounded in-memory queue (a full queue drops the frame and counts
-  it), so masking, JPEG encoding and ffmpeg all run in the camera's ``clips-<id>`` thread
+  only puts the frame on a bounded in-memory queue (about 1 s of frames; a full queue drops
+  the frame and counts it), so masking, JPEG encoding and ffmpeg all run in the camera's ``clips-<id>`` thread
   and never slow the per-frame loop. Every alert start also queues a full-frame masked
   snapshot. Finished clips go to the durable :class:`~ringwatch.edge.clips_queue.MediaQueue`.
 """
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 Image = npt.NDArray[np.uint8]
 LASTING = frozenset({EventKind.INTRUSION, EventKind.LOITERING, EventKind.SHED})
-INBOX_FRAMES = 32
+INBOX_S = 1.0  # the clips thread may fall this far behind before frames are dropped
 
 
 class ClipError(RingwatchError):
@@ -257,7 +257,9 @@ class CameraClips:
         self.stats = ClipStats()
         frames = max(2, int(config.pre_roll_s * fps) + 2)
         self.preroll = PreRoll(config.pre_roll_s, frames, frames * 1024 * 1024)
-        self._inbox: queue.Queue[_Item | None] = queue.Queue(INBOX_FRAMES)
+        # Bounded in time, not only frames: each waiting item holds one raw decoded frame
+        # (6.2 MB at 1080p), so at most ~1 s of them (4..16) may wait.
+        self._inbox: queue.Queue[_Item | None] = queue.Queue(min(16, max(4, round(fps * INBOX_S))))
         self._window: ClipWindow | None = None
         self._writer: Mp4Writer | None = None
         self.thread = threading.Thread(target=self._run, name=f"clips-{ref.camera}", daemon=True)
@@ -279,6 +281,11 @@ class CameraClips:
             at = max(e.captured_at for e in events).timestamp()
             self._offer((None, at, list(events), None), must=True)
 
+    @property
+    def backlog(self) -> int:
+        """Frames waiting for the clips thread."""
+        return self._inbox.qsize()
+
     def close(self, timeout_s: float = 120.0) -> None:
         """Finish the clip being recorded and stop the thread."""
         self._inbox.put(None)
@@ -299,6 +306,8 @@ class CameraClips:
     # -- the clips thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        with contextlib.suppress(OSError):  # Linux nices threads one by one: analysis first
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         while True:
             item = self._inbox.get()
             if item is None:

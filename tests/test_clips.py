@@ -132,7 +132,7 @@ def test_an_intrusion_records_pre_to_post_roll_as_masked_h264(tmp_path: Path) ->
         evs.append(event(EventKind.ZONE, Phase.START, at, track=i))  # not a clip kind
         image = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
         clips.observe(image, at, evs, mask)
-        time.sleep(0.01)  # a camera's pace; the queue holds 32 frames
+        wait_for(lambda: clips.backlog < 3, 10, "the clips thread")  # never faster than it
     clips.close()
     assert start is not None and end is not None
     kinds = [m.kind for m, _ in sink.items]
@@ -171,6 +171,21 @@ def test_a_shed_sensor_alarm_without_a_frame_records_from_the_pre_roll(tmp_path:
             clips.alert([event(EventKind.SHED, Phase.START, T0 + i / 4)])
     clips.close()
     assert [m.kind for m, _ in sink.items] == [MediaKind.SNAPSHOT, MediaKind.CLIP]
+
+
+def test_a_clips_thread_that_falls_behind_drops_frames_instead_of_holding_the_camera(
+    tmp_path: Path,
+) -> None:
+    sink = ListSink()
+    clips = CameraClips(CameraRef("campus", "box-1", "gate"), ClipsConfig(), 5.0, sink, tmp_path)
+    image = np.random.default_rng(2).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    for i in range(60):  # far faster than the thread can JPEG-encode 1080p frames
+        clips.observe(image, T0 + i / 5, [], None)
+    clips.close()
+    assert clips.stats.dropped_frames > 0
+    assert clips.stats.frames + clips.stats.dropped_frames == 60
+    assert clips.stats.preroll_frames <= 27  # 5 s at 5 fps (+2), whatever came through
+    assert sink.items == []  # no alert, no clip
 
 
 def meta(kind: MediaKind = MediaKind.CLIP) -> MediaMeta:
