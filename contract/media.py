@@ -31,6 +31,7 @@ H_TIME = "X-Ringwatch-Time"
 H_META = "X-Ringwatch-Media"
 H_DIGEST = "X-Content-SHA256"
 H_SIGNATURE = "X-Ringwatch-Signature"
+SIGNED_HEADERS = (H_DEVICE, H_TIME, H_META, H_DIGEST, H_SIGNATURE)
 _KEY_INFO = b"ringwatch media upload v1\x00"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 

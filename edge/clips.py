@@ -8,12 +8,13 @@
   it. It stops ``post_roll_s`` after the last activity, or at ``max_s`` in all.
 - :class:`Mp4Writer` streams the JPEGs into one ffmpeg process per clip (libx264, yuv420p,
   ``+faststart`` so a browser starts playing before the end), filling gaps so the clip runs
-  at the camera's fps on the frames' own time axis.
+  at a constant rate (the camera's fps, at most ``clips.fps``) on the frames' own time axis.
 - :class:`CameraClips` is the hook the camera pipeline calls once per analysed frame: it
   only puts the frame on a bounded in-memory queue (about 1 s of frames; a full queue drops
-  the frame and counts it), so masking, JPEG encoding and ffmpeg all run in the camera's ``clips-<id>`` thread
-  and never slow the per-frame loop. Every alert start also queues a full-frame masked
-  snapshot. Finished clips go to the durable :class:`~ringwatch.edge.clips_queue.MediaQueue`.
+  the frame and counts it), so masking, JPEG encoding and ffmpeg all run in the camera's
+  ``clips-<id>`` thread, at most ``clips.fps`` frames a second, and never block the loop.
+  Every alert start also queues a full-frame masked snapshot. Finished clips go to the
+  durable :class:`~ringwatch.edge.clips_queue.MediaQueue`.
 """
 
 from __future__ import annotations
@@ -250,16 +251,18 @@ class CameraClips:
     ) -> None:
         self.ref = ref
         self.config = config
-        self.fps = fps
         self.sink = sink
         self.work_dir = work_dir
         self.kinds = frozenset(config.kinds)
+        self.fps = min(fps, config.fps)  # a clip needs no more; each frame kept costs CPU
+        self._taken = float("-inf")
         self.stats = ClipStats()
-        frames = max(2, int(config.pre_roll_s * fps) + 2)
+        frames = max(2, int(config.pre_roll_s * self.fps) + 2)
         self.preroll = PreRoll(config.pre_roll_s, frames, frames * 1024 * 1024)
         # Bounded in time, not only frames: each waiting item holds one raw decoded frame
         # (6.2 MB at 1080p), so at most ~1 s of them (4..16) may wait.
-        self._inbox: queue.Queue[_Item | None] = queue.Queue(min(16, max(4, round(fps * INBOX_S))))
+        size = min(16, max(4, round(self.fps * INBOX_S)))
+        self._inbox: queue.Queue[_Item | None] = queue.Queue(size)
         self._window: ClipWindow | None = None
         self._writer: Mp4Writer | None = None
         self.thread = threading.Thread(target=self._run, name=f"clips-{ref.camera}", daemon=True)
@@ -273,7 +276,11 @@ class CameraClips:
         """One analysed frame and the events it raised, queued for the clips thread. A full
         queue drops a plain frame at once (counted); a frame that raised an alert waits up to
         0.2 s for room."""
-        self._offer((image, at, list(events), mask), must=any(self._wanted(events)))
+        alert = any(self._wanted(events))
+        if not alert and at - self._taken < 0.999 / self.fps:
+            return  # above the clip frame rate: not needed
+        self._taken = at
+        self._offer((image, at, list(events), mask), must=alert)
 
     def alert(self, events: Sequence[Event]) -> None:
         """Alerts raised without a frame (shed sensor readings)."""

@@ -137,6 +137,7 @@ class ClipsConfig(_Section):
         default_factory=lambda: ["intrusion", "loitering", "line_crossing", "face", "shed"],
         description="Event kinds that record a clip.",
     )
+    fps: float = Field(default=5.0, gt=0, le=30, description="Clip frame rate (at most).")
     max_side: int = Field(default=1280, ge=160, le=4096, description="Frames downscaled to.")
     jpeg_quality: int = Field(default=80, ge=30, le=95, description="Pre-roll JPEG quality.")
     crf: int = Field(default=28, ge=15, le=40, description="x264 quality (lower: bigger).")

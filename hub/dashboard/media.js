@@ -4,6 +4,7 @@
 
 import { api, imageUrl } from "./api.js";
 import { h, fmtTime } from "./dom.js";
+import "./notify.js"; // browser notifications install themselves (issue 14)
 
 function clip(item) {
   const video = h("video", { controls: true, muted: true, playsinline: true, preload: "metadata", width: 480, class: "clip", dataset: { media: item.id } });
