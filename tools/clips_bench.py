@@ -50,7 +50,7 @@ def frames(data: Path, size: tuple[int, int], n: int) -> list[np.ndarray]:
 
 
 def memory_table(data: Path) -> list[str]:
-    head = "| frame size | fps | pre-roll 5 s (JPEG, max_side 1280) | per frame | queue worst |"
+    head = "| frame size | clips.fps | pre-roll 5 s (JPEG, 1280) | per frame | queue worst |"
     rows = [head, "|---|---|---|---|---|"]
     for size in ((640, 360), (1920, 1080)):
         shots = frames(data, size, 50)
