@@ -13,7 +13,8 @@
   only puts the frame on a bounded in-memory queue (about 1 s of frames; a full queue drops
   the frame and counts it), so masking, JPEG encoding and ffmpeg all run in the camera's
   ``clips-<id>`` thread, at most ``clips.fps`` frames a second, and never block the loop.
-  Every alert start also queues a full-frame masked snapshot. Finished clips go to the
+  Alerts whose event carries no snapshot (faces, line crossings) also queue a full-frame
+  masked snapshot. Finished clips go to the
   durable :class:`~ringwatch.edge.clips_queue.MediaQueue`.
 """
 
@@ -387,8 +388,10 @@ class CameraClips:
         self._window, self._writer = None, None
 
     def _snapshots(self, events: Sequence[Event]) -> None:
+        """A full-frame masked snapshot for alerts whose event carries none (faces carry a
+        crop, line crossings nothing; intrusion, loitering and shed events have one)."""
         shot = self.preroll.latest()
-        starts = [e.event_id for e in events if e.phase is Phase.START]
+        starts = [e.event_id for e in events if e.phase is Phase.START and e.kind not in LASTING]
         if shot is None or not starts:
             return
         self._put(MediaKind.SNAPSHOT, starts, shot, shot, 1, shot.jpeg)

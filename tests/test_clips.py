@@ -119,13 +119,16 @@ def test_an_intrusion_records_pre_to_post_roll_as_masked_h264(tmp_path: Path) ->
     mask = PrivacyMask.for_frame([Mask(id="w", polygon=[(0.5, 0), (1, 0), (1, 0.5), (0.5, 0.5)])],
                                  (320, 240))  # fmt: skip
     rng = np.random.default_rng(1)
-    start = end = None
-    for i in range(50):  # 10 s at 5 fps: intrusion from 4 s to 6 s
+    start = end = crossing = None
+    for i in range(50):  # 10 s at 5 fps: intrusion from 4 s to 6 s, a line crossed at 5 s
         at = T0 + i / 5
         evs = []
         if i == 20:
             start = event(EventKind.INTRUSION, Phase.START, at)
             evs.append(start)
+        if i == 25:
+            crossing = event(EventKind.LINE_CROSSING, Phase.START, at, track=7)
+            evs.append(crossing)
         if i == 30:
             end = event(EventKind.INTRUSION, Phase.END, at)
             evs.append(end)
@@ -134,11 +137,13 @@ def test_an_intrusion_records_pre_to_post_roll_as_masked_h264(tmp_path: Path) ->
         clips.observe(image, at, evs, mask)
         wait_for(lambda: clips.backlog < 3, 10, "the clips thread")  # never faster than it
     clips.close()
-    assert start is not None and end is not None
+    assert start is not None and end is not None and crossing is not None
     kinds = [m.kind for m, _ in sink.items]
+    # the crossing gets a snapshot (the intrusion event carries its own), one clip for both
     assert kinds == [MediaKind.SNAPSHOT, MediaKind.CLIP], clips.stats
+    assert sink.items[0][0].event_ids == [crossing.event_id]
     meta, data = sink.items[1]
-    assert meta.event_ids == [start.event_id] and meta.frames == 31
+    assert meta.event_ids == [start.event_id, crossing.event_id] and meta.frames == 31
     # pre-roll from 2 s before the start (t=4 s) to 2 s after the end (t=6 s)
     assert meta.started_at.timestamp() == pytest.approx(T0 + 2.0, abs=0.01)
     assert meta.ended_at.timestamp() == pytest.approx(T0 + 8.0, abs=0.01)
@@ -170,7 +175,7 @@ def test_a_shed_sensor_alarm_without_a_frame_records_from_the_pre_roll(tmp_path:
         if i == 4:
             clips.alert([event(EventKind.SHED, Phase.START, T0 + i / 4)])
     clips.close()
-    assert [m.kind for m, _ in sink.items] == [MediaKind.SNAPSHOT, MediaKind.CLIP]
+    assert [m.kind for m, _ in sink.items] == [MediaKind.CLIP]  # the event has the snapshot
 
 
 def test_a_clips_thread_that_falls_behind_drops_frames_instead_of_holding_the_camera(

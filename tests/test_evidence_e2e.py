@@ -89,6 +89,8 @@ def edge_queue(tmp: Path) -> tuple[int, int]:
         waiting = db.execute("SELECT count(*) FROM media WHERE kind = 'clip'").fetchone()[0]
         row = db.execute("SELECT value FROM counters WHERE name = 'uploaded'").fetchone()
         return int(waiting), 0 if row is None else int(row[0])
+    except sqlite3.OperationalError:
+        return 0, 0  # the edge is still creating it
     finally:
         db.close()
 
