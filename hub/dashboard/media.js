@@ -7,7 +7,7 @@ import { h, fmtTime } from "./dom.js";
 import "./notify.js"; // browser notifications install themselves (issue 14)
 
 function clip(item) {
-  const video = h("video", { controls: true, muted: true, playsinline: true, preload: "metadata", width: 480, class: "clip", dataset: { media: item.id } });
+  const video = h("video", { controls: true, muted: true, playsinline: true, preload: "auto", width: 480, class: "clip", dataset: { media: item.id } });
   imageUrl(item.url).then((url) => {
     if (url) video.src = url;
     else video.replaceWith(h("p", { class: "muted" }, "clip not available"));
@@ -47,8 +47,10 @@ export function mediaCard(id) {
   const exported = h("p", { class: "muted", id: "export-status", role: "status" });
   api(`/incidents/${id}/media`)
     .then((items) => {
-      note.textContent = items.length ? `${items.length} item(s)` : "No clips or snapshots yet.";
-      const ordered = [...items.filter((m) => m.kind === "clip"), ...items.filter((m) => m.kind !== "clip")];
+      // Event snapshots and face crops are shown by the snapshots and evidence cards already.
+      const uploaded = items.filter((m) => !m.id.startsWith("event-") && !m.id.startsWith("sighting-"));
+      note.textContent = uploaded.length ? `${uploaded.length} item(s)` : "No clips or snapshots yet.";
+      const ordered = [...uploaded.filter((m) => m.kind === "clip"), ...uploaded.filter((m) => m.kind !== "clip")];
       list.replaceChildren(...ordered.map((m) => (m.kind === "clip" ? clip(m) : picture(m))));
     })
     .catch((err) => {
