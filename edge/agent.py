@@ -70,6 +70,8 @@ from ringwatch.errors import ConfigError
 from ringwatch.models.detections import Detections
 
 if TYPE_CHECKING:
+    from ringwatch.edge.clips import CameraClips
+    from ringwatch.edge.clips_site import SiteClips
     from ringwatch.models.perception import Perception
     from ringwatch.models.tiling import Tiling
 
@@ -188,6 +190,7 @@ class CameraPipeline:
         self._stages: _Stages | None = None
         self._last: tuple[Image, _Stages] | None = None
         self._lock = threading.Lock()
+        self.clips: CameraClips | None = None  # issue 14: evidence clips (edge/clips.py)
 
     @property
     def zones(self) -> CameraZones:
@@ -208,6 +211,8 @@ class CameraPipeline:
             events += self.tamper.observe(frame.image, stages.stamp, at)
         with self._lock:
             self._last = (frame.image, stages)
+        if self.clips is not None:  # issue 14: queued only; clips are made in their own thread
+            self.clips.observe(frame.image, frame.captured_at, events, stages.privacy)
         return self.with_snapshots(events)
 
     def swap_zones(self, zones: CameraZones) -> None:
@@ -586,6 +591,9 @@ class Agent:
             return
         for cam_id, monitor in self.sheds.items():
             events = self.pipelines[cam_id].with_snapshots(monitor.observe_reading(reading))
+            clips = self.pipelines[cam_id].clips  # issue 14: a sensor alarm records a clip too
+            if clips is not None:
+                clips.alert(events)
             for event in events:
                 try:
                     self.sink.put(event)
@@ -757,6 +765,7 @@ def run_site(
     store = ZoneStore(config.outbox.path.parent / "zones")
     embedders = {cid: p.embedder for cid, p in analyzers.items()}
     agent = Agent(config, analyzers, sources, uplink, client, store, embedders)
+    clips = None if config.clips is None else _site_clips(config, agent)  # issue 14
     for topic, handler in agent.subscriptions():
         client.subscribe(topic, _on_message(handler))
     uplink.start()
@@ -805,6 +814,17 @@ def run_site(
         for source in sources.values():
             source.close()
         pump.join(timeout=5)
+        if clips is not None:  # issue 14: finish open clips; queued ones stay on disk
+            clips.close()
         uplink.pump()  # hand over what the cameras queued while stopping
         client.close()
         outbox.close()
+
+
+def _site_clips(config: SiteConfig, agent: Agent) -> SiteClips:
+    """Issue 14: evidence clips for every camera, and their uploader (edge/clips_site.py)."""
+    from ringwatch.edge.clips_site import SiteClips
+
+    assert config.clips is not None
+    fps = {c.id: c.fps for c in config.cameras}
+    return SiteClips(config.clips, config.site, config.device, fps, agent.pipelines).start()

@@ -231,6 +231,36 @@ class MotionConfig(_Section):
     recheck_every: int = Field(
         default=10, ge=1, le=1000, description="Analysed frames between forced full checks."
     )
+class ClipsConfig(_Section):
+    """Evidence clips around alerts and their upload to the hub (issue 14; docs/evidence.md).
+
+    Each camera keeps ``pre_roll_s`` of masked JPEG frames in memory; an alert of one of
+    ``kinds`` records from there to ``post_roll_s`` after it ends (at most ``max_s`` in all)
+    as H.264 MP4, which waits in an on-disk queue (at most ``queue_max_mb``) until the hub
+    has confirmed it by digest."""
+
+    pre_roll_s: float = Field(default=5.0, ge=0, le=30, description="Seconds kept before.")
+    post_roll_s: float = Field(default=10.0, ge=0, le=60, description="Seconds after the end.")
+    max_s: float = Field(default=60.0, gt=0, le=300, description="Longest clip.")
+    kinds: list[str] = Field(
+        default_factory=lambda: ["intrusion", "loitering", "line_crossing", "face", "shed"],
+        description="Event kinds that record a clip.",
+    )
+    fps: float = Field(default=5.0, gt=0, le=30, description="Clip frame rate (at most).")
+    max_side: int = Field(default=1280, ge=160, le=4096, description="Frames downscaled to.")
+    jpeg_quality: int = Field(default=80, ge=30, le=95, description="Pre-roll JPEG quality.")
+    crf: int = Field(default=28, ge=15, le=40, description="x264 quality (lower: bigger).")
+    ffmpeg: str = Field(default="ffmpeg", description="ffmpeg binary (needs libx264).")
+    queue_dir: Path = Field(default=Path("var/media"), description="Upload queue folder.")
+    queue_max_mb: int = Field(default=2048, ge=1, description="Queue bound (oldest dropped).")
+    hub_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="Hub base URL (https:// in production); unset: clips stay queued.",
+    )
+    key_file: Path | None = Field(default=None, description="This device's upload key (hex).")
+    ca_file: Path | None = Field(default=None, description="CA bundle for an https hub.")
+    retry_max_s: float = Field(default=60.0, gt=0, le=3600, description="Longest retry wait.")
 
 
 class SiteConfig(_Section):
@@ -260,6 +290,7 @@ class SiteConfig(_Section):
         default_factory=ShedConfig, description="Shed camera rule, sensor limits and fusion."
     )
     motion: MotionConfig = Field(default_factory=MotionConfig, description="Motion gating.")
+    clips: ClipsConfig | None = Field(default=None, description="Evidence clips (off unless set).")
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> Self:

@@ -27,6 +27,7 @@ from ringwatch.hub.incident_runtime import IncidentRuntime
 from ringwatch.hub.ingest import Ingestor, IngestStats
 from ringwatch.hub.inventory import HubConfig
 from ringwatch.hub.matching import Matcher
+from ringwatch.hub.media import MediaRetention, MediaStore
 from ringwatch.hub.metrics import HubMetrics, TimedMatcher, include_metrics
 from ringwatch.hub.mqtt import (
     BrokerAddress,
@@ -35,6 +36,7 @@ from ringwatch.hub.mqtt import (
     MqttLink,
     ingest_subscriptions,
 )
+from ringwatch.hub.notify import notify_senders
 from ringwatch.hub.registry import FaceEmbedding, PhotoEnroller
 from ringwatch.hub.security import TokenCodec
 from ringwatch.hub.settings import HubSettings
@@ -66,6 +68,8 @@ class Hub:
     zones: ZoneConfigs | None = None
     zone_link: MqttLink | None = None
     metrics: HubMetrics | None = None  # issue 18: /metrics
+    media: MediaStore | None = None  # issue 14: evidence clips and snapshots
+    media_retention: MediaRetention | None = None
     _tmp: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
 
     def enroller(self) -> PhotoEnroller:
@@ -89,12 +93,22 @@ class Hub:
             self.settings.colour_policy,
             self.clock,
             self._alert,
+            senders=notify_senders(self.settings, self.config.incidents),  # issue 14
         )
         self.zones = ZoneConfigs(self.sessions, self.clock)
+        self._start_media()
         if ingest:
             self._start_ingest()
         if self.config.incidents.timer_loop:
             self.incidents.start()
+
+    def _start_media(self) -> None:
+        """Issue 14: the media folder and its retention (hub/media.py)."""
+        self.media = MediaStore(self.settings.media_dir)
+        retention = self.config.incidents.retention
+        self.media_retention = MediaRetention(self.sessions, self.media, retention, self.clock)
+        if self.config.incidents.timer_loop:
+            self.media_retention.start()
 
     def _alert(self, topic: str, payload: bytes) -> bool:
         """Publish a routed alert (False while there is no broker link: retried later)."""
@@ -138,6 +152,8 @@ class Hub:
             self.incidents.on_stored(events, now, session)
 
     def stop(self) -> None:
+        if self.media_retention is not None:
+            self.media_retention.stop()
         if self.incidents is not None:
             self.incidents.stop()
         if self.link is not None:

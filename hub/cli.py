@@ -54,6 +54,26 @@ def register(sub: Any) -> None:
     )
     bench.add_argument("--models", type=Path, default=None, help="models folder")
     bench.set_defaults(func=_bench)
+    _evidence_commands(cmds)  # issue 14
+
+
+def _evidence_commands(cmds: Any) -> None:
+    """Issue 14: device upload keys, the export signing key, and checking an export."""
+    key = cmds.add_parser("device-key", help="print an edge device's media upload key (hex)")
+    _common(key)
+    key.add_argument("site")
+    key.add_argument("device")
+    key.set_defaults(func=_device_key)
+    pub = cmds.add_parser("export-key", help="print the public key that signs case exports")
+    _common(pub)
+    pub.set_defaults(func=_export_key)
+    verify = cmds.add_parser("verify-export", help="check a case export's signature and digests")
+    _common(verify)
+    verify.add_argument("file", type=Path)
+    verify.add_argument(
+        "--public-key", type=Path, default=None, help="trusted hub key (PEM; else --settings)"
+    )
+    verify.set_defaults(func=_verify_export)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -151,3 +171,41 @@ def _bench(args: argparse.Namespace) -> int:
 
         print(threshold_table(args.models or default_models_dir(), args.faces_data))
     return 0
+
+
+def _device_key(args: argparse.Namespace) -> int:
+    from ringwatch.contract.media import device_key
+
+    settings = _settings(args)
+    if settings.evidence_key is None:
+        raise ConfigError("hub settings: set evidence_key (RINGWATCH_HUB_EVIDENCE_KEY) first")
+    print(device_key(settings.evidence_key, args.site, args.device).hex())
+    return 0
+
+
+def _export_key(args: argparse.Namespace) -> int:
+    from ringwatch.hub.export import public_pem, signing_key
+
+    print(public_pem(signing_key(_settings(args))).decode(), end="")
+    return 0
+
+
+def _verify_export(args: argparse.Namespace) -> int:
+    from ringwatch.hub.export import public_pem, read_public_key, signing_key, verify_export
+
+    if args.public_key is not None:
+        trusted: bytes | None = read_public_key(args.public_key)
+    elif args.settings is not None or os.environ.get("RINGWATCH_HUB_EVIDENCE_KEY"):
+        trusted = public_pem(signing_key(_settings(args)))
+    else:
+        trusted = None
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{args.file}: {exc.strerror}") from None
+    verdict = verify_export(data, trusted)
+    for problem in verdict.problems:
+        print(f"FAIL {problem}")
+    state = "OK" if verdict.ok else "TAMPERED"
+    print(f"{state}: incident {verdict.incident_id}, {verdict.files} files, {verdict.key_source}")
+    return 0 if verdict.ok else 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from ringwatch.contract.zones import Ident
+from ringwatch.hub.notify_config import ContactConfig
 from ringwatch.hub.stages import IncidentKind, StagePlans
 
 
@@ -95,6 +96,12 @@ class IncidentsConfig(_Section):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     technical: TechnicalConfig = Field(default_factory=TechnicalConfig)
+    contacts: list[ContactConfig] = Field(
+        default_factory=list, description="E-mail / SMS-gateway contacts per recipient."
+    )
+    public_url: HttpUrl | None = Field(
+        default=None, description="Dashboard URL, for links in e-mails and messages."
+    )
 
     def supervisors_of(self, station: str) -> list[str]:
         return self.supervisors.get(station) or [f"{station}-supervisors"[:64]]

@@ -29,7 +29,7 @@ from ringwatch.hub.incident_config import IncidentsConfig
 from ringwatch.hub.incidents import IncidentService
 from ringwatch.hub.retention import Purged, purge
 from ringwatch.hub.routing import Router
-from ringwatch.hub.webhooks import Dispatcher, Publish, WebhookTransport
+from ringwatch.hub.webhooks import Dispatcher, Publish, Sender, WebhookTransport
 
 log = logging.getLogger(__name__)
 RETENTION_EVERY = dt.timedelta(hours=1)
@@ -54,13 +54,14 @@ class IncidentRuntime:
         clock: Clock,
         publish: Publish | None = None,
         transport: WebhookTransport | None = None,
+        senders: dict[str, Sender] | None = None,
     ) -> None:
         self.sessions = sessions
         self.config = config
         self.clock = clock
         self.service = IncidentService(config, policy, Router(config))
         tokens = {str(h.url): h.secret_header for h in config.webhooks if h.secret_header}
-        self.dispatcher = Dispatcher(sessions, config.retry, transport, publish, tokens)
+        self.dispatcher = Dispatcher(sessions, config.retry, transport, publish, tokens, senders)
         self.errors = 0
         self._last_purge: dt.datetime | None = None
         self._wake = threading.Event()

@@ -31,6 +31,8 @@ class Channel(StrEnum):
     MQTT = "mqtt"
     WEBHOOK = "webhook"
     SSE = "sse"
+    EMAIL = "email"  # issue 14: hub/notify.py
+    GATEWAY = "gateway"
 
 
 class Reason(StrEnum):
@@ -171,12 +173,31 @@ class Router:
             topic = alert_topic(recipient.kind, recipient.id)
             payload = alert.model_dump(mode="json", exclude_none=True)
             self._add(session, incident, reason, Channel.MQTT, recipient, topic, payload, now)
+            self._contacts(session, incident, reason, recipient, body, now)  # issue 14
         for hook in self.config.webhooks:
             if hook.wants(incident.kind, incident.site_id):
                 self._add(
                     session, incident, reason, Channel.WEBHOOK, None, str(hook.url), body, now
                 )
         return alert_id
+
+    def _contacts(
+        self,
+        session: Session,
+        incident: Incident,
+        reason: Reason,
+        recipient: Recipient,
+        body: dict[str, Any],
+        now: dt.datetime,
+    ) -> None:
+        """Issue 14: one e-mail / gateway delivery per contact of ``recipient``."""
+        from ringwatch.hub.notify import contact_deliveries
+
+        url = None if self.config.public_url is None else str(self.config.public_url)
+        for channel, target, payload in contact_deliveries(
+            self.config.contacts, recipient.id, body, url
+        ):
+            self._add(session, incident, reason, Channel(channel), recipient, target, payload, now)
 
     @staticmethod
     def _add(

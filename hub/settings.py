@@ -9,6 +9,9 @@
 | broker_ca_file | RINGWATCH_HUB_BROKER_CA_FILE | unset: system CAs | CA for mqtts:// |
 | jwt_secret | RINGWATCH_HUB_JWT_SECRET | change-me (refused); 16+ chars | signs API tokens |
 | template_key | RINGWATCH_HUB_TEMPLATE_KEY | change-me (refused); 16+ chars | encrypts templates |
+| media_dir | RINGWATCH_HUB_MEDIA_DIR | var/media | uploaded clips and snapshots |
+| evidence_key | RINGWATCH_HUB_EVIDENCE_KEY | unset: no uploads; 16+ chars | device upload keys |
+| export_key_file | RINGWATCH_HUB_EXPORT_KEY_FILE | unset: derived | Ed25519 export key |
 | colour_policy | - | outer/perimeter/inner = yellow/orange/red; red tier +1 | colours |
 | enrol_min_quality | RINGWATCH_HUB_ENROL_MIN_QUALITY | 0.5 | lowest face quality to enrol |
 | enrol_min_face_px | RINGWATCH_HUB_ENROL_MIN_FACE_PX | 48 | smallest enrolled face (px) |
@@ -75,6 +78,28 @@ class HubSettings(BaseSettings):
         ge=8,
         le=2000,
         description="Smallest short side, in pixels, of an enrolled face.",
+    )
+    media_dir: Path = Field(
+        default=Path("var/media"), description="Folder of uploaded clips and snapshots."
+    )
+    evidence_key: str | None = Field(
+        default=None,
+        min_length=MIN_SECRET_CHARS,
+        description="Derives each edge device's upload key (`ringwatch hub device-key`);"
+        " unset: media uploads are refused.",
+    )
+    smtp_url: str | None = Field(
+        default=None,
+        pattern=r"^smtps?://([^@/\s]+@)?[^/\s]+(:\d+)?/?$",
+        description="smtp://[user@]host:port or smtps:// (implicit TLS); unset: no e-mail.",
+    )
+    smtp_from: str = Field(default="ringwatch@localhost", description="From address.")
+    smtp_password_file: Path | None = Field(default=None, description="SMTP password file.")
+    smtp_starttls: bool = Field(default=False, description="STARTTLS on smtp://.")
+    export_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM, created if missing) that signs case exports;"
+        " unset: derived from evidence_key (or jwt_secret).",
     )
 
     def check_secrets(self) -> None:

@@ -65,6 +65,12 @@ class UrllibTransport:
 Publish = Callable[[str, bytes], bool]
 
 
+class Sender(Protocol):
+    """Another channel's sender (issue 14: e-mail, SMS/IM gateway; hub/notify.py)."""
+
+    def send(self, delivery: Delivery, timeout_s: float) -> HttpResult: ...
+
+
 class Dispatcher:
     """Sends due deliveries; see the module docstring."""
 
@@ -75,12 +81,14 @@ class Dispatcher:
         transport: WebhookTransport | None = None,
         publish: Publish | None = None,
         tokens: dict[str, str] | None = None,
+        senders: dict[str, Sender] | None = None,
     ) -> None:
         self.sessions = sessions
         self.retry = retry
         self.transport = transport or UrllibTransport()
         self.publish = publish
         self.tokens = tokens or {}
+        self.senders = senders or {}  # channel -> sender, retried like webhooks
 
     def dispatch(self, now: dt.datetime) -> int:
         """Send what is due at ``now``; returns how many deliveries were attempted."""
@@ -91,7 +99,7 @@ class Dispatcher:
             return len(due)
 
     def _due(self, session: Session, now: dt.datetime) -> list[Delivery]:
-        channels = [Channel.WEBHOOK.value]
+        channels = [Channel.WEBHOOK.value, *self.senders]
         if self.publish is not None:
             channels.append(Channel.MQTT.value)
         query = (
@@ -135,6 +143,8 @@ class Dispatcher:
         return self.retry.attempts if delivery.channel == Channel.WEBHOOK else 10_000
 
     def _attempt(self, delivery: Delivery) -> HttpResult:
+        if delivery.channel in self.senders:
+            return self.senders[delivery.channel].send(delivery, self.retry.timeout_s)
         body = json.dumps(delivery.payload).encode()
         if delivery.channel == Channel.MQTT:
             assert self.publish is not None

@@ -9,6 +9,7 @@ from ringwatch.hub.api.routes.events import router as events
 from ringwatch.hub.api.routes.health import router as health
 from ringwatch.hub.api.routes.incidents import router as incidents
 from ringwatch.hub.api.routes.login import router as login
+from ringwatch.hub.api.routes.media import router as media
 from ringwatch.hub.api.routes.persons import router as persons
 from ringwatch.hub.api.routes.sightings import router as sightings
 from ringwatch.hub.api.routes.sites import router as sites
@@ -19,3 +20,4 @@ api_router = APIRouter()
 for router in (login, users, sites, persons, sightings, events, audit, health, incidents):
     api_router.include_router(router)
 api_router.include_router(zones)
+api_router.include_router(media)  # issue 14: evidence media and case export

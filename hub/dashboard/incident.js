@@ -6,6 +6,7 @@ import { api, imageUrl } from "./api.js";
 import { onIncident, onLeave } from "./app.js";
 import { h, s, badge, colourBadge, fmtTime, fmtClock } from "./dom.js";
 import { runTimers, timerChip } from "./timers.js";
+import { mediaCard } from "./media.js"; // issue 14: clips, snapshots, case export
 
 const RINGS = ["outer", "perimeter", "inner"];
 const RADIUS = { outer: 130, perimeter: 85, inner: 40 };
@@ -266,6 +267,7 @@ export async function incidentPage(id) {
       steps(i, stages, reload),
       trajectory(i),
       snapshots(i),
+      mediaCard(i.id),
       routing(i.deliveries || []),
       auditTrail(entries),
     ];

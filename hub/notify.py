@@ -1,0 +1,218 @@
+"""Alerts that reach a phone: e-mail over SMTP and a generic SMS/IM gateway webhook.
+
+Who gets what is config (``incidents.contacts``): each contact names a routing recipient (a
+station, a manager, a supervisor recipient such as ``north-sgt``, the technicians), and an
+e-mail address and/or a gateway address, and a language. When the
+:class:`~ringwatch.hub.routing.Router` queues an alert for a recipient it also queues one
+``email`` / ``gateway`` delivery per contact (:func:`contact_deliveries`), rendered in the
+contact's language at that moment, in the same transaction as the incident change. The
+:class:`~ringwatch.hub.webhooks.Dispatcher` sends them with the webhooks' retry, backoff
+and exactly-once accounting (a delivery is marked sent once and never sent again, across
+restarts: the rows are the state). A missed stage is routed to the supervisors, so their
+contacts get it by e-mail or SMS too.
+
+Receivers can drop a repeat caused by a crash between sending and committing: e-mails carry
+``Message-ID: <alert-id.recipient@ringwatch>``, gateway POSTs ``Idempotency-Key``.
+
+The gateway contract (docs/evidence.md): ``POST <url>`` with JSON ``{"to", "text",
+"language", "alert_id", "incident_id", "reason", "colour", "kind", "site", "url"}``,
+headers ``Idempotency-Key`` and (if configured) ``X-Ringwatch-Token``; any 2xx is success.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict
+
+from ringwatch.errors import ConfigError
+from ringwatch.hub.incident_tables import Delivery
+from ringwatch.hub.notify_config import ContactConfig
+from ringwatch.hub.webhooks import HttpResult, Sender, UrllibTransport, WebhookTransport
+
+if TYPE_CHECKING:
+    from ringwatch.hub.incident_config import IncidentsConfig
+    from ringwatch.hub.settings import HubSettings
+
+log = logging.getLogger(__name__)
+
+EMAIL, GATEWAY = "email", "gateway"
+
+TEXT: dict[str, dict[str, str]] = {
+    "en": {
+        "new": "New alert", "update": "Update", "escalation": "Escalating",
+        "missed": "Response stage MISSED", "confirmed": "Match confirmed",
+        "rejected": "Match rejected", "step": "Step done", "closed": "Closed",
+        "at": "at", "camera": "camera", "ring": "ring", "open": "Open",
+        "footer": "Sent by Ringwatch. Reply is not monitored.",
+    },
+    "fr": {
+        "new": "Nouvelle alerte", "update": "Mise à jour", "escalation": "Aggravation",
+        "missed": "Étape de réponse MANQUÉE", "confirmed": "Correspondance confirmée",
+        "rejected": "Correspondance rejetée", "step": "Étape faite", "closed": "Clôturé",
+        "at": "à", "camera": "caméra", "ring": "zone", "open": "Ouvrir",
+        "footer": "Envoyé par Ringwatch. Ne pas répondre.",
+    },
+}  # fmt: skip
+LANGUAGES = tuple(TEXT)
+
+
+def render(alert: dict[str, Any], language: str, link: str | None) -> tuple[str, str]:
+    """(subject, text) of one alert in ``language``."""
+    tx = TEXT.get(language, TEXT["en"])
+    head = tx.get(alert["reason"], alert["reason"])
+    colour = (alert.get("colour") or alert.get("level") or "").upper()
+    subject = f"[Ringwatch] {head}: {colour} {alert['title']}".replace("  ", " ")[:200]
+    lines = [
+        f"{head}: {alert['title']}",
+        f"{alert['kind']} {tx['at']} {alert['site']}, {tx['camera']} {alert.get('camera') or '-'}"
+        f", {tx['ring']} {alert.get('ring') or '-'}",
+        f"{alert['status']} / {alert['created_at']}",
+    ]
+    if link:
+        lines.append(f"{tx['open']}: {link}")
+    return subject, "\n".join([*lines, "", tx["footer"]])
+
+
+def contact_deliveries(
+    contacts: list[ContactConfig], recipient: str, alert: dict[str, Any], public_url: str | None
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """(channel, target, payload) for every contact of ``recipient`` that wants this kind."""
+    link = (
+        None
+        if public_url is None
+        else f"{public_url.rstrip('/')}/#/incident/{alert['incident_id']}"
+    )
+    out = []
+    for c in contacts:
+        if c.recipient != recipient or (c.kinds is not None and alert["kind"] not in c.kinds):
+            continue
+        subject, text = render(alert, c.language, link)
+        base = {"alert_id": alert["alert_id"], "incident_id": alert["incident_id"],
+                "recipient": recipient, "language": c.language, "subject": subject,
+                "text": text, "reason": alert["reason"], "colour": alert.get("colour"),
+                "kind": alert["kind"], "site": alert["site"], "url": link}  # fmt: skip
+        if c.email is not None:
+            out.append((EMAIL, c.email, base))
+        if c.gateway_url is not None and c.address is not None:
+            out.append((GATEWAY, str(c.gateway_url), {**base, "to": c.address}))
+    return out
+
+
+class SmtpSettings(BaseModel):
+    """Where e-mail goes out (from the hub settings)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str
+    port: int = 25
+    sender: str = "ringwatch@localhost"
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    tls: bool = False  # SMTPS (implicit TLS, usually port 465)
+
+
+class SmtpSender:
+    """Sends ``email`` deliveries over SMTP (smtplib; TLS verified with the system CAs)."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+
+    def send(self, delivery: Delivery, timeout_s: float) -> HttpResult:
+        p, s = delivery.payload, self.settings
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = s.sender, delivery.target, p["subject"]
+        msg["Message-ID"] = f"<{p['alert_id']}.{p['recipient']}@ringwatch>"
+        msg["Date"] = formatdate(usegmt=True)
+        msg.set_content(p["text"])
+        msg["Content-Language"] = p["language"]  # after set_content, which resets Content-*
+        try:
+            factory = smtplib.SMTP_SSL if s.tls else smtplib.SMTP
+            with factory(s.host, s.port, timeout=timeout_s) as smtp:
+                if s.starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if s.username is not None and s.password is not None:
+                    smtp.login(s.username, s.password)
+                smtp.send_message(msg)
+        except smtplib.SMTPResponseException as exc:
+            return HttpResult(None, f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:500])
+        except (smtplib.SMTPException, OSError) as exc:
+            return HttpResult(None, f"{type(exc).__name__}: {exc}"[:500])
+        return HttpResult(250)
+
+
+class GatewaySender:
+    """Sends ``gateway`` deliveries as JSON POSTs (see the module docstring)."""
+
+    def __init__(
+        self, tokens: dict[str, str] | None = None, transport: WebhookTransport | None = None
+    ) -> None:
+        self.tokens = tokens or {}
+        self.transport = transport or UrllibTransport()
+
+    def send(self, delivery: Delivery, timeout_s: float) -> HttpResult:
+        p = delivery.payload
+        keys = ("to", "text", "language", "alert_id", "incident_id", "reason", "colour", "kind",
+                "site", "url")  # fmt: skip
+        body = json.dumps({k: p.get(k) for k in keys}).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": f"{p['alert_id']}:{p['recipient']}:{p['to']}",
+            "User-Agent": "ringwatch-hub",
+        }
+        token = self.tokens.get(f"{delivery.target} {p['to']}")
+        if token is not None:
+            headers["X-Ringwatch-Token"] = token
+        return self.transport.post(delivery.target, body, headers, timeout_s)
+
+
+def gateway_tokens(contacts: list[ContactConfig]) -> dict[str, str]:
+    return {f"{c.gateway_url} {c.address}": c.gateway_token for c in contacts
+            if c.gateway_url is not None and c.gateway_token}  # fmt: skip
+
+
+def smtp_settings(
+    url: str, sender: str, password_file: Path | None, starttls: bool
+) -> SmtpSettings:
+    """Parse ``smtp://[user@]host:port`` / ``smtps://`` and read the password file."""
+    parts = urlsplit(url)
+    password = None
+    if password_file is not None:
+        try:
+            password = password_file.read_text().splitlines()[0]
+        except (OSError, IndexError) as exc:
+            raise ConfigError(f"hub settings: smtp_password_file {password_file}: {exc}") from None
+    tls = parts.scheme == "smtps"
+    return SmtpSettings(
+        host=parts.hostname or "localhost",
+        port=parts.port or (465 if tls else 25),
+        sender=sender,
+        username=parts.username,
+        password=password,
+        starttls=starttls,
+        tls=tls,
+    )
+
+
+def notify_senders(settings: HubSettings, config: IncidentsConfig) -> dict[str, Sender]:
+    """The e-mail and gateway senders the hub's settings and contacts call for."""
+    senders: dict[str, Sender] = {}
+    if settings.smtp_url is not None:
+        senders[EMAIL] = SmtpSender(
+            smtp_settings(settings.smtp_url, settings.smtp_from, settings.smtp_password_file,
+                          settings.smtp_starttls)
+        )  # fmt: skip
+    elif any(c.email for c in config.contacts):
+        log.warning("contacts have e-mail addresses but smtp_url is unset: e-mails stay pending")
+    if any(c.gateway_url for c in config.contacts):
+        senders[GATEWAY] = GatewaySender(gateway_tokens(config.contacts))
+    return senders

@@ -1,0 +1,181 @@
+"""E-mail (a real SMTP server: aiosmtpd) and SMS/IM gateway (a real HTTP server) alerts:
+per recipient, in the recipient's language, retried like webhooks, exactly once across hub
+restarts, and a missed stage escalated to the supervisor's phone."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import threading
+from collections.abc import Iterator
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from fastapi.testclient import TestClient
+
+from ringwatch.contract.topics import EventKind
+from ringwatch.hub.app import Hub, create_app
+from ringwatch.hub.incident_tables import Delivery
+from ringwatch.hub.ingest import Inbound, Ingestor, IngestStats
+from ringwatch.hub.settings import HubSettings
+from tests.hub_fixtures import SECRET, database
+from tests.services import free_port
+from tests.test_incidents import T0, FakeClock, _topic, event, incident_config
+
+
+class Mailbox:
+    """aiosmtpd handler: every message the SMTP server accepted."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append(parsed)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+class Gateway:
+    """A real HTTP SMS gateway that fails the first ``fail`` requests with 503."""
+
+    def __init__(self, fail: int) -> None:
+        self.fail = fail
+        self.posts: list[tuple[dict[str, str], dict[str, Any]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.posts.append((dict(self.headers), body))
+                code = 503 if outer.fail > 0 else 202
+                outer.fail -= 1
+                self.send_response(code)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/send"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    gw = Gateway(fail=1)
+    yield gw
+    gw.close()
+
+
+class Hubs:
+    """Starts and stops the hub on one database, as a restart would."""
+
+    def __init__(self, url: str, smtp_port: int, gateway: str, clock: FakeClock) -> None:
+        self.settings = HubSettings(
+            database_url=url, jwt_secret=SECRET, template_key=SECRET,
+            smtp_url=f"smtp://127.0.0.1:{smtp_port}", smtp_from="alerts@ringwatch.test",
+        )  # fmt: skip
+        self.config = incident_config(
+            public_url="https://ringwatch.test",
+            contacts=[
+                {"recipient": "st-north", "email": "duty@north.test", "language": "en"},
+                {"recipient": "north-sgt", "email": "sgt@north.test", "language": "fr",
+                 "gateway_url": gateway, "address": "+33600000001", "gateway_token": "t0k"},
+            ],
+        )  # fmt: skip
+        self.clock = clock
+
+    def run(self, *steps: Any) -> None:
+        """One hub life: start, do ``steps`` (events or 'tick'), stop."""
+        app = create_app(self.settings, self.config, clock=self.clock, ingest=False)
+        hub: Hub = app.state.hub
+        with TestClient(app):
+            assert hub.incidents is not None
+            ingestor = Ingestor(hub.sessions, hub.matcher, self.clock, IngestStats(),
+                                hub.incidents.on_stored)  # fmt: skip
+            for step in steps:
+                if step == "tick":
+                    hub.incidents.tick(self.clock())
+                else:
+                    assert not ingestor.ingest(
+                        [Inbound(_topic(step), step.model_dump_json().encode())]
+                    ).dead
+            self.deliveries = _rows(hub)
+
+
+def _rows(hub: Hub) -> list[Delivery]:
+    import sqlalchemy as sa
+
+    with hub.sessions() as session:
+        return list(session.scalars(sa.select(Delivery).order_by(Delivery.id)))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_email_and_gateway_alerts_are_sent_once_across_restarts_and_escalate(
+    request: pytest.FixtureRequest,
+    backend: str,
+    tmp_path: Path,
+    smtp: tuple[Mailbox, int],
+    gateway: Gateway,
+) -> None:
+    box, port = smtp
+    pg = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    with database(backend, tmp_path, pg) as url:
+        clock = FakeClock(T0)
+        hubs = Hubs(url, port, gateway.url, clock)
+        hubs.run(event(EventKind.INTRUSION, 0, "gate"))  # queued, then the hub stops
+        assert [d.status for d in hubs.deliveries if d.channel == "email"] == ["pending"]
+        assert box.messages == []
+        hubs.run("tick")  # restarted: sends what was queued
+        hubs.run("tick", "tick")  # and again: nothing is sent twice
+        assert len(box.messages) == 1
+        mail = box.messages[0]
+        assert mail["To"] == "duty@north.test" and mail["Content-Language"] == "en"
+        assert mail["Subject"].startswith("[Ringwatch] New alert: ORANGE")
+        body = mail.get_content()
+        assert isinstance(body, str) and "https://ringwatch.test/#/incident/" in body
+        assert gateway.posts == [], "the station has no gateway contact"
+
+        # The first stage (1 minute) is missed: the supervisor hears it in French, by
+        # e-mail and on the phone; the gateway's first answer is a 503, retried after 2 s.
+        clock.advance(61)
+        hubs.run("tick")
+        clock.advance(2)
+        hubs.run("tick")
+        hubs.run("tick", "tick")  # another restart: nothing more
+    mails = [m for m in box.messages if m["To"] == "sgt@north.test"]
+    assert len(mails) == 1 and mails[0]["Content-Language"] == "fr"
+    assert "MANQUÉE" in mails[0]["Subject"]
+    assert len(gateway.posts) == 2, "one failed attempt, one success, nothing after"
+    keys = {h["Idempotency-Key"] for h, _ in gateway.posts}
+    assert len(keys) == 1 and {h["X-Ringwatch-Token"] for h, _ in gateway.posts} == {"t0k"}
+    sms = gateway.posts[1][1]
+    assert (sms["to"], sms["language"], sms["reason"]) == ("+33600000001", "fr", "missed")
+    [sent] = [d for d in hubs.deliveries if d.channel == "gateway"]
+    assert (sent.status, sent.attempts) == ("sent", 2)
+    ids = {m["Message-ID"] for m in box.messages}
+    assert len(ids) == len(box.messages) == 2
+    assert len({d.incident_id for d in hubs.deliveries}) == 1
