@@ -79,6 +79,7 @@ class Hub:
         migrate(self.engine)
         with self.sessions.begin() as session:
             crud.apply_config(session, self.config)
+        self.matcher.warm(self.sessions)  # decrypted templates in memory before any face
         self.incidents = IncidentRuntime(
             self.sessions,
             self.config.incidents,

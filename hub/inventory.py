@@ -93,6 +93,21 @@ class MatchingConfig(_Section):
         default_factory=default_threshold, gt=0, lt=1, description="Cosine for a match."
     )
     top_k: int = Field(default=3, ge=1, le=50, description="Matches kept per face.")
+    exact_below: int = Field(
+        default=20_000,
+        ge=0,
+        description="Below this many active templates every one is scored (exact search).",
+    )
+    candidates: int = Field(
+        default=1024,
+        ge=16,
+        le=16_384,
+        description="Approximate search: candidates re-scored by exact cosine per face.",
+    )
+    snapshot_file: str | None = Field(
+        default=None,
+        description="Encrypted snapshot of the index, loaded at start and written at stop.",
+    )
 
 
 class IngestConfig(_Section):

@@ -270,3 +270,14 @@ class Counter(Base):
     __tablename__ = "counters"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RegistryChange(Base):
+    """One registry change (a person's entry or templates), numbered by the registry
+    generation it made: hub workers re-read only the persons changed since they last
+    looked (issue 17)."""
+
+    __tablename__ = "registry_changes"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    person_id: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[dt.datetime]
