@@ -26,9 +26,13 @@ only at the next full load or snapshot.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import json
+import os
+import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -141,15 +145,19 @@ class LiveIndex:
 
     def add(self, template_ids: I64, person_ids: I64, review_due: I32, vectors: F32) -> None:
         """Append templates (no rebuild): their codes join the scan at once."""
+        if len(template_ids):
+            codes = sign_codes(np.ascontiguousarray(vectors, np.float32), self.planes)
+            self.add_encoded(template_ids, person_ids, review_due, vectors, codes)
+
+    def add_encoded(
+        self, template_ids: I64, person_ids: I64, review_due: I32, vectors: F32, codes: U8
+    ) -> None:
+        """Append templates whose codes are known (from a snapshot)."""
         count = len(template_ids)
-        if count == 0:
-            return
         self._reserve(self._n + count)
         new = slice(self._n, self._n + count)
-        self.vectors[new] = vectors
-        self.codes[new] = sign_codes(self.vectors[new], self.planes)
-        self.template_ids[new] = template_ids
-        self.person_ids[new] = person_ids
+        self.vectors[new], self.codes[new] = vectors, codes
+        self.template_ids[new], self.person_ids[new] = template_ids, person_ids
         self.review_due[new] = review_due
         self.live[new] = review_due >= self.today
         self._n += count
@@ -241,4 +249,129 @@ class LiveIndex:
         return int(held + len(self._scan_slots) * self.codes.shape[1])
 
 
-__all__ = ["BITS", "LiveIndex", "Match", "best_persons", "hyperplanes", "sign_codes"]
+# --- snapshot: the index saved encrypted at rest ------------------------------------------
+
+MAGIC = b"RWANN\x00\x01\x00"
+PIECE = 8 << 20  # plaintext bytes per AES-GCM piece: loading holds one piece extra
+_ARRAYS = ("template_ids", "person_ids", "review_due", "vectors", "codes")
+
+
+class SnapshotError(Exception):
+    """A snapshot that cannot be used (missing, another key, damaged, another layout)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    index: LiveIndex
+    generation: int
+
+
+def save_snapshot(index: LiveIndex, generation: int, path: Path, key: bytes) -> int:
+    """Write the live templates (ids, review dates, vectors, codes) to ``path``, encrypted
+    with AES-256-GCM in pieces; atomic (written beside, then renamed). Returns bytes."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    live = np.flatnonzero(index.live[: index.slots])
+    header = json.dumps(
+        {
+            "generation": generation,
+            "today": index.today,
+            "count": len(live),
+            "dim": index.dim,
+            "bits": index.planes.shape[1],
+            "seed": HYPERPLANE_SEED,
+        }
+    ).encode()
+    aead, tmp = AESGCM(key), path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as out:
+        out.write(MAGIC + struct.pack("<I", len(header)) + header)
+        for name in _ARRAYS:
+            data = np.ascontiguousarray(getattr(index, name)[live])
+            raw = data.reshape(-1).view(np.uint8)
+            for number, start in enumerate(range(0, max(len(raw), 1), PIECE)):
+                nonce = os.urandom(12)
+                aad = MAGIC + header + f"{name}:{number}".encode()
+                sealed = aead.encrypt(nonce, raw[start : start + PIECE].tobytes(), aad)
+                out.write(nonce + struct.pack("<Q", len(sealed)) + sealed)
+        out.flush()
+        os.fsync(out.fileno())
+    tmp.replace(path)
+    return path.stat().st_size
+
+
+def load_snapshot(path: Path, key: bytes, make: Callable[[int], LiveIndex]) -> Snapshot:
+    """Read a snapshot written by :func:`save_snapshot` into ``make(count)``."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    try:
+        with path.open("rb") as src:
+            if src.read(len(MAGIC)) != MAGIC:
+                raise SnapshotError(f"{path}: not a ringwatch index snapshot (or another version)")
+            header = src.read(struct.unpack("<I", src.read(4))[0])
+            meta = json.loads(header)
+            index = make(int(meta["count"]))
+            if (meta["dim"], meta["bits"], meta["seed"]) != (
+                index.dim,
+                index.planes.shape[1],
+                HYPERPLANE_SEED,
+            ):
+                raise SnapshotError(f"{path}: written for another index layout")
+            arrays = _read_arrays(src, AESGCM(key), header, index, int(meta["count"]))
+    except OSError as exc:
+        raise SnapshotError(f"{path}: {exc.strerror or exc}") from None
+    except InvalidTag:
+        raise SnapshotError(
+            f"{path}: fails authentication (another template_key, or damaged)"
+        ) from None
+    except (ValueError, KeyError, struct.error) as exc:
+        raise SnapshotError(f"{path}: damaged ({type(exc).__name__}: {exc})") from None
+    index.today = int(meta["today"])
+    index.add_encoded(*arrays)
+    return Snapshot(index, int(meta["generation"]))
+
+
+def _read_arrays(
+    src: BinaryIO, aead: Any, header: bytes, index: LiveIndex, count: int
+) -> tuple[I64, I64, I32, F32, U8]:
+    shapes = {
+        "template_ids": ((count,), np.int64),
+        "person_ids": ((count,), np.int64),
+        "review_due": ((count,), np.int32),
+        "vectors": ((count, index.dim), np.float32),
+        "codes": ((count, index.codes.shape[1]), np.uint8),
+    }
+    out: dict[str, npt.NDArray[Any]] = {}
+    for name in _ARRAYS:
+        shape, dtype = shapes[name]
+        array = np.empty(shape, dtype)
+        raw = array.reshape(-1).view(np.uint8)
+        for number, start in enumerate(range(0, max(len(raw), 1), PIECE)):
+            nonce = src.read(12)
+            sealed = src.read(struct.unpack("<Q", src.read(8))[0])
+            plain = aead.decrypt(nonce, sealed, MAGIC + header + f"{name}:{number}".encode())
+            if len(plain) != len(raw[start : start + PIECE]):
+                raise ValueError(f"{name} piece {number} has {len(plain)} bytes")
+            raw[start : start + len(plain)] = np.frombuffer(plain, np.uint8)
+        out[name] = array
+    return (
+        out["template_ids"],
+        out["person_ids"],
+        out["review_due"],
+        out["vectors"],
+        out["codes"],
+    )
+
+
+__all__ = [
+    "BITS",
+    "LiveIndex",
+    "Match",
+    "Snapshot",
+    "SnapshotError",
+    "best_persons",
+    "hyperplanes",
+    "load_snapshot",
+    "save_snapshot",
+    "sign_codes",
+]

@@ -143,6 +143,7 @@ class Hub:
             self.worker.stop()
         if self.broker is not None:
             self.broker.stop()
+        self.matcher.save_snapshot()  # the next start loads it instead of decrypting all
         for tmp in self._tmp:
             tmp.cleanup()
         self.engine.dispose()

@@ -11,9 +11,11 @@ hub workers see it) and the change log written with it.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -22,12 +24,23 @@ from sqlalchemy.orm import Session
 
 from ringwatch.contract.colours import Tier
 from ringwatch.hub import tables as t
-from ringwatch.hub.ann import CHUNK, F32, I64, LiveIndex, Match, best_persons
+from ringwatch.hub.ann import (
+    CHUNK,
+    F32,
+    I64,
+    LiveIndex,
+    Match,
+    SnapshotError,
+    best_persons,
+    load_snapshot,
+    save_snapshot,
+)
 from ringwatch.hub.clock import Clock, utc_now
 from ringwatch.hub.crypto import TemplateCipher
 from ringwatch.hub.inventory import MatchingConfig
 
 GENERATION = "registry_generation"
+log = logging.getLogger(__name__)
 
 
 class TemplateIndex(Protocol):
@@ -89,6 +102,7 @@ class Matcher:
         self._lock = threading.Lock()
         self.full_loads = 0  # how often everything was (re)loaded: once, normally
         self.incremental = 0  # persons re-read from the change log
+        self.snapshot_loads = 0
 
     @property
     def threshold(self) -> float:
@@ -108,9 +122,48 @@ class Matcher:
             return self._sync(session)
 
     def warm(self, sessions: Callable[[], Session]) -> None:
-        """Load the templates now (at start) rather than on the first face."""
+        """Load the templates now (at start) rather than on the first face: from the
+        snapshot file when one is configured and usable, then brought up to date from the
+        change log; else from the database (and then the snapshot is written)."""
         with sessions() as session, self._lock:
+            self._read_snapshot()
+            loads = self.full_loads
             self._sync(session)
+            if self.full_loads > loads:  # none, or unusable: save what was just built
+                self._write_snapshot()
+
+    def save_snapshot(self) -> int | None:
+        """Write the snapshot (at stop); bytes written, or None when none is configured."""
+        with self._lock:
+            return self._write_snapshot()
+
+    def _read_snapshot(self) -> bool:
+        path = self._snapshot_path
+        if path is None or not path.exists():
+            return False
+        try:
+            snap = load_snapshot(path, self.cipher.snapshot_key, self._new_index)
+        except SnapshotError as exc:
+            log.warning("index snapshot not used, loading from the database: %s", exc)
+            return False
+        self._index, self._generation = snap.index, snap.generation
+        self._today = dt.date.fromordinal(snap.index.today)
+        self.snapshot_loads += 1
+        return True
+
+    def _write_snapshot(self) -> int | None:
+        path = self._snapshot_path
+        if path is None or self._index is None:
+            return None
+        try:
+            return save_snapshot(self._index, self._generation, path, self.cipher.snapshot_key)
+        except OSError as exc:
+            log.error("cannot write the index snapshot %s: %s", path, exc)
+            return None
+
+    @property
+    def _snapshot_path(self) -> Path | None:
+        return None if self.config.snapshot_file is None else Path(self.config.snapshot_file)
 
     def _sync(self, session: Session) -> LiveIndex:
         generation = registry_generation(session)
