@@ -87,6 +87,9 @@ def sign_codes(vectors: F32, planes: F32) -> U8:
     """Packed sign bits of ``vectors @ planes``, one row of ``bits / 8`` bytes per vector."""
     width = planes.shape[1] // 8
     out = np.empty((len(vectors), width), np.uint8)
+    if len(vectors) <= 64:  # a query: numpy's own loop, not BLAS' threads (see above)
+        out[:] = np.packbits(np.einsum("ij,jk->ik", vectors, planes) > 0, axis=1)
+        return out
     for start in range(0, len(vectors), CHUNK):
         block = vectors[start : start + CHUNK] @ planes
         out[start : start + len(block)] = np.packbits(block > 0, axis=1)
@@ -131,6 +134,9 @@ class LiveIndex:
     def _new_scan(self) -> Any:
         import faiss  # heavy import, only where the index is used
 
+        # One query scans 32 MB at a million: one core does it; OpenMP's spinning worker
+        # threads made single queries 3-10x slower on a busy 2-core machine (measured).
+        faiss.omp_set_num_threads(1)
         return faiss.IndexBinaryFlat(self.planes.shape[1])
 
     def __len__(self) -> int:
@@ -226,9 +232,17 @@ class LiveIndex:
         return self._search_codes(queries, k)
 
     def _search_exact(self, queries: F32, k: int) -> list[list[Match]]:
-        slots = np.flatnonzero(self.live[: self._n])
-        sims = queries @ self.vectors[slots].T
-        pids, tids = self.person_ids[slots], self.template_ids[slots]
+        n = self._n
+        if self._live_count == n:  # nothing dropped: no copy
+            vectors, pids, tids = self.vectors[:n], self.person_ids[:n], self.template_ids[:n]
+        else:
+            slots = np.flatnonzero(self.live[:n])
+            vectors, pids, tids = (
+                self.vectors[slots],
+                self.person_ids[slots],
+                self.template_ids[slots],
+            )
+        sims = queries @ vectors.T
         return [best_persons(row, pids, tids, k) for row in sims]
 
     def _search_codes(self, queries: F32, k: int) -> list[list[Match]]:
@@ -238,7 +252,7 @@ class LiveIndex:
         for query, row in zip(queries, positions, strict=True):
             slots = self._scan_slots[row[row >= 0]]
             slots = slots[self.live[slots]]  # dropped or expired since: filtered at once
-            sims = self.vectors[slots] @ query
+            sims = np.einsum("ij,j->i", self.vectors[slots], query)  # no BLAS threads
             out.append(best_persons(sims, self.person_ids[slots], self.template_ids[slots], k))
         return out
 

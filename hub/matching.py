@@ -40,6 +40,7 @@ from ringwatch.hub.crypto import TemplateCipher
 from ringwatch.hub.inventory import MatchingConfig
 
 GENERATION = "registry_generation"
+LOAD_ROWS = 20_000  # templates fetched and decrypted at a time on a full load
 log = logging.getLogger(__name__)
 
 
@@ -179,10 +180,14 @@ class Matcher:
         return index
 
     def _full_load(self, session: Session, generation: int, today: dt.date) -> LiveIndex:
-        rows = session.execute(active_templates_query(today)).all()
-        index = self._new_index(len(rows))
+        query = active_templates_query(today)
+        count = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+        index = self._new_index(count)
         index.expire(today)
-        self._add_rows(index, rows)
+        # Streamed: a million encrypted rows at once would hold ~0.8 GB of tokens.
+        result = session.execute(query.execution_options(yield_per=LOAD_ROWS))
+        for part in result.partitions():
+            self._add_rows(index, part)
         self._index, self._generation, self._today = index, generation, today
         self.full_loads += 1
         return index
