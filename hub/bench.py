@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,17 +131,15 @@ def run_bench(
     sizes: list[int],
     real: RealFaces | None = None,
     cold_start: bool = False,
-) -> str:
-    """The ingest table (``events`` > 0), the 1:N table over ``sizes`` and, with
-    ``cold_start``, a worker's start at the largest size."""
-    out = []
+) -> Iterator[str]:
+    """The tables, each as soon as it is measured: ingest (``events`` > 0), 1:N over
+    ``sizes`` and, with ``cold_start``, a worker's start at the largest size."""
     if events > 0:
-        out.append(ingest_table(events, pg_url))
+        yield ingest_table(events, pg_url)
     if sizes:
-        out.append(match_table(sizes, real))
+        yield match_table(sizes, real)
     if cold_start and sizes:
-        out.append(cold_start_table(max(sizes)))
-    return "\n".join(out)
+        yield cold_start_table(max(sizes))
 
 
 def ingest_table(events: int, pg_url: str | None) -> str:

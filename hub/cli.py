@@ -161,7 +161,8 @@ def _bench(args: argparse.Namespace) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     models = args.models or default_models_dir()
     real = None if args.faces_data is None else RealFaces.from_lfw(models, args.faces_data)
-    print(run_bench(args.events, args.pg_url, sizes, real, args.cold_start))
+    for table in run_bench(args.events, args.pg_url, sizes, real, args.cold_start):
+        print(table, flush=True)
     if args.faces_data is not None and not args.no_thresholds:
         from ringwatch.hub.bench import threshold_table
 

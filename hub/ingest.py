@@ -286,8 +286,9 @@ class Ingestor:
 
     def ingest(self, batch: Sequence[Inbound]) -> BatchResult:
         """Parse, store and commit ``batch``. Database outages raise (the caller retries
-        without acking); a duplicate stored concurrently by another worker is handled by
-        retrying the batch one message at a time."""
+        without acking); an event stored concurrently by another worker is skipped by the
+        insert itself (``ON CONFLICT DO NOTHING``) and counted a duplicate; any other
+        integrity error retries the batch one message at a time."""
         self.stats.add(received=len(batch))
         items = [parse(m) for m in batch]
         try:
