@@ -325,7 +325,8 @@ def cold_start_table(size: int) -> str:
             matcher = Matcher(cipher, utc_now, config)
             matcher.warm(sessions)
             took = time.perf_counter() - t0
-            rows.append([f"start: {label}", f"{took:.1f} s, RSS +{_rss_mb() - rss:.0f} MB"])
+            how = f"full loads {matcher.full_loads}, snapshot loads {matcher.snapshot_loads}"
+            rows.append([f"start: {label}", f"{took:.1f} s, RSS +{_rss_mb() - rss:.0f} MB ({how})"])
             del matcher
         rows.append(["snapshot file (AES-256-GCM)", f"{snap.stat().st_size / 2**20:.0f} MB"])
         engine.dispose()
