@@ -87,6 +87,7 @@ class Hub:
         migrate(self.engine)
         with self.sessions.begin() as session:
             crud.apply_config(session, self.config)
+        self.matcher.warm(self.sessions)  # decrypted templates in memory before any face
         self.incidents = IncidentRuntime(
             self.sessions,
             self.config.incidents,
@@ -164,6 +165,7 @@ class Hub:
             self.worker.stop()
         if self.broker is not None:
             self.broker.stop()
+        self.matcher.save_snapshot()  # the next start loads it instead of decrypting all
         for tmp in self._tmp:
             tmp.cleanup()
         self.engine.dispose()

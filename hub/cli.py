@@ -43,9 +43,23 @@ def register(sub: Any) -> None:
     user.set_defaults(func=_create_user)
 
     bench = cmds.add_parser("bench", help="ingest rate and 1:N match time, as a table")
-    bench.add_argument("--events", type=int, default=2000, help="events per ingest run")
+    bench.add_argument(
+        "--events", type=int, default=2000, help="events per ingest run (0: no ingest run)"
+    )
     bench.add_argument("--pg-url", default=None, help="also measure on this PostgreSQL URL")
-    bench.add_argument("--sizes", default="10000,100000", help="template counts for 1:N")
+    bench.add_argument(
+        "--sizes", default="10000,100000,1000000", help="template counts for 1:N ('' = none)"
+    )
+    bench.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="also time a worker's start at the largest size (decrypt all, then snapshot)",
+    )
+    bench.add_argument(
+        "--no-thresholds",
+        action="store_true",
+        help="with --faces-data: skip the threshold trade-off table (LFW faces still mixed in)",
+    )
     bench.add_argument(
         "--faces-data",
         type=Path,
@@ -161,15 +175,18 @@ def _create_user(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ringwatch.hub.bench import run_bench
+    from ringwatch.hub.bench import RealFaces, run_bench
+    from ringwatch.models.manifest import default_models_dir
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    print(run_bench(args.events, args.pg_url, sizes))
-    if args.faces_data is not None:
+    models = args.models or default_models_dir()
+    real = None if args.faces_data is None else RealFaces.from_lfw(models, args.faces_data)
+    for table in run_bench(args.events, args.pg_url, sizes, real, args.cold_start):
+        print(table, flush=True)
+    if args.faces_data is not None and not args.no_thresholds:
         from ringwatch.hub.bench import threshold_table
-        from ringwatch.models.manifest import default_models_dir
 
-        print(threshold_table(args.models or default_models_dir(), args.faces_data))
+        print(threshold_table(models, args.faces_data))
     return 0
 
 

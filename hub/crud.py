@@ -7,6 +7,7 @@ change and its audit entry are committed together or not at all.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,7 +193,7 @@ def create_person(
     session.add(person)
     session.flush()
     audit(session, actor, "create", "person", person.id, now, None, tier=data.tier.value)
-    bump_generation(session)
+    bump_generation(session, person.id)
     return person
 
 
@@ -209,7 +210,7 @@ def update_person(
     action = "delist" if changes.get("tier") is Tier.GREEN else "update"
     after = {key: _plain(getattr(person, key)) for key in changes}
     audit(session, actor, action, "person", person.id, now, data.why, before=before, after=after)
-    bump_generation(session)
+    bump_generation(session, person.id)
     return person
 
 
@@ -237,7 +238,7 @@ def add_template(
     audit(
         session, actor, "enrol", "template", row.id, now, None, person_id=person.id, quality=quality
     )
-    bump_generation(session)
+    bump_generation(session, person.id)
     return row
 
 
@@ -246,7 +247,7 @@ def delete_template(
 ) -> None:
     audit(session, actor, "delete", "template", template.id, now, why, person_id=template.person_id)
     session.delete(template)
-    bump_generation(session)
+    bump_generation(session, template.person_id)
 
 
 def _plain(value: object) -> object:
@@ -328,3 +329,56 @@ def add_live_template(
         sighting_id=sighting.id,
     )
     return row
+
+
+def insert_new_events(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert the ``events`` rows whose id is not stored yet; the ids it inserted.
+
+    A row whose id is stored already (an earlier batch, or another worker a moment ago) is
+    skipped, not an error: exactly-once holds because only the returned ids count as new.
+    No ORM objects. PostgreSQL: one ``INSERT .. SELECT FROM unnest(arrays) ON CONFLICT DO
+    NOTHING RETURNING id`` from ``json_populate_recordset`` (one statement, one text
+    parameter: psycopg's Python-side handling of many-row VALUES or of array parameters
+    cost more than the insert itself). SQLite: multi-row
+    VALUES with the same clause. Other databases: look up, then insert."""
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return set(session.scalars(_PG_INSERT_EVENTS, _batch_json(rows)))
+    table = t.Event.__table__
+    assert isinstance(table, sa.Table)
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        insert = sqlite_insert(table).on_conflict_do_nothing(index_elements=["id"])
+        return set(session.scalars(insert.returning(table.c.id), rows))
+    known = existing_event_ids(session, [r["id"] for r in rows])
+    new = [r for r in rows if r["id"] not in known]
+    if new:
+        session.execute(sa.insert(table), new)
+    return {r["id"] for r in new}
+
+
+_EVENT_COLUMNS = ", ".join(t.Event.__table__.columns.keys())
+_PG_INSERT_EVENTS = sa.text(
+    f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} "
+    "FROM json_populate_recordset(NULL::events, CAST(:rows AS json)) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+
+
+def _batch_json(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The rows as one JSON array for ``json_populate_recordset``, converted as the column
+    types would (naive UTC times, bytea as hex) since the JSON text bypasses them."""
+    return {"rows": json.dumps([_json_row(r) for r in rows], separators=(",", ":"))}
+
+
+def _json_row(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for name, value in row.items():
+        if isinstance(value, dt.datetime):
+            out[name] = value.astimezone(dt.UTC).replace(tzinfo=None).isoformat()
+        elif isinstance(value, bytes):
+            out[name] = "\\x" + value.hex()
+    return out

@@ -15,6 +15,7 @@ from ringwatch.errors import ConfigError
 
 _INFO = b"ringwatch hub face templates v1"
 _SALT = b"ringwatch-template-key"
+_SNAPSHOT_INFO = b"ringwatch hub index snapshot v1"
 
 
 class TemplateCipher:
@@ -25,6 +26,9 @@ class TemplateCipher:
             secret.encode()
         )
         self._fernet = Fernet(base64.urlsafe_b64encode(key))
+        self.snapshot_key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=_SALT, info=_SNAPSHOT_INFO
+        ).derive(secret.encode())  # AES-256-GCM key of the saved 1:N index (hub/ann.py)
 
     def encrypt(self, data: bytes) -> bytes:
         return self._fernet.encrypt(data)

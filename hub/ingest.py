@@ -11,6 +11,7 @@ crop; a matching face's crop is kept on its sighting.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -38,9 +39,10 @@ from ringwatch.contract.messages import (
 from ringwatch.contract.topics import EventKind, Topic, TopicKind, parse_topic
 from ringwatch.hub import crud
 from ringwatch.hub import tables as t
+from ringwatch.hub.ann import Match
 from ringwatch.hub.clock import Clock
 from ringwatch.hub.db import SessionFactory
-from ringwatch.hub.matching import Match, Matcher
+from ringwatch.hub.matching import Matcher
 
 KEPT_PAYLOAD_CHARS = 64 * 1024
 PREVIEW_CHARS = 2048
@@ -69,6 +71,14 @@ class Rejected:
     reason: str
     detail: str
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CameraRow:
+    """What ingest needs of a camera (no ORM object per batch)."""
+
+    device_id: str
+    default_ring: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +143,7 @@ class BatchResult:
 def parse(message: Inbound) -> Parsed | Rejected:
     """Check a message against the contract; never raises."""
     try:
-        topic = parse_topic(message.topic)
+        topic = _parse_topic(message.topic)
     except ContractError as exc:
         return Rejected(message.topic, "bad_topic", str(exc), message.payload)
     if len(message.payload) > MAX_MESSAGE_BYTES:
@@ -152,6 +162,9 @@ def parse(message: Inbound) -> Parsed | Rejected:
         return Rejected(message.topic, "topic_mismatch", mismatch, message.payload)
     return Parsed(topic, decoded, message)
 
+
+# A device publishes on a handful of topics: parse each once (errors are not cached).
+_parse_topic = functools.lru_cache(maxsize=4096)(parse_topic)
 
 _MODELS: dict[TopicKind, type[Event | Health | SensorReading | DeviceStatus]] = {
     TopicKind.EVENTS: Event,
@@ -273,8 +286,9 @@ class Ingestor:
 
     def ingest(self, batch: Sequence[Inbound]) -> BatchResult:
         """Parse, store and commit ``batch``. Database outages raise (the caller retries
-        without acking); a duplicate stored concurrently by another worker is handled by
-        retrying the batch one message at a time."""
+        without acking); an event stored concurrently by another worker is skipped by the
+        insert itself (``ON CONFLICT DO NOTHING``) and counted a duplicate; any other
+        integrity error retries the batch one message at a time."""
         self.stats.add(received=len(batch))
         items = [parse(m) for m in batch]
         try:
@@ -319,10 +333,8 @@ class _BatchWriter:
 
     def write(self, items: Sequence[Parsed | Rejected]) -> BatchResult:
         parsed = [i for i in items if isinstance(i, Parsed)]
-        sites = {i.message.site for i in parsed}
-        self.devices = self._devices(sites)
-        self.cameras = self._cameras(sites)
-        self.site_ids = set(self.session.scalars(sa.select(t.Site.id).where(t.Site.id.in_(sites))))
+        self.sites = {i.message.site for i in parsed}
+        self.cameras = self._cameras(self.sites)
         events: list[Event] = []
         for item in items:
             if isinstance(item, Rejected):
@@ -334,13 +346,22 @@ class _BatchWriter:
         self._store_events(events)
         return self.result
 
-    def _devices(self, sites: set[str]) -> dict[DeviceKey, t.Device]:
-        rows = self.session.scalars(sa.select(t.Device).where(t.Device.site_id.in_(sites)))
+    # Looked up once per batch, and only when the batch needs them: a batch of events
+    # from known cameras costs one query here (a camera's row names its device).
+
+    @functools.cached_property
+    def devices(self) -> dict[DeviceKey, t.Device]:
+        rows = self.session.scalars(sa.select(t.Device).where(t.Device.site_id.in_(self.sites)))
         return {(d.site_id, d.id): d for d in rows}
 
-    def _cameras(self, sites: set[str]) -> dict[DeviceKey, t.Camera]:
-        rows = self.session.scalars(sa.select(t.Camera).where(t.Camera.site_id.in_(sites)))
-        return {(c.site_id, c.id): c for c in rows}
+    @functools.cached_property
+    def site_ids(self) -> set[str]:
+        return set(self.session.scalars(sa.select(t.Site.id).where(t.Site.id.in_(self.sites))))
+
+    def _cameras(self, sites: set[str]) -> dict[DeviceKey, CameraRow]:
+        columns = (t.Camera.site_id, t.Camera.id, t.Camera.device_id, t.Camera.default_ring)
+        rows = self.session.execute(sa.select(*columns).where(t.Camera.site_id.in_(sites)))
+        return {(r[0], r[1]): CameraRow(r[2], r[3]) for r in rows}
 
     def _dead(self, item: Rejected) -> None:
         crud.add_dead_letter(
@@ -376,13 +397,13 @@ class _BatchWriter:
         event = item.message
         assert isinstance(event, Event)
         camera = self.cameras.get((event.site, event.camera))
-        if (event.site, event.device) not in self.devices:
+        if camera is not None and camera.device_id == event.device:
+            events.append(event)  # the camera's device exists (foreign key)
+        elif (event.site, event.device) not in self.devices:
             self._reject(item, "unknown_device", f"device {event.site}/{event.device} unknown")
-        elif camera is None or camera.device_id != event.device:
+        else:
             detail = f"camera {event.camera} is not a camera of {event.site}/{event.device}"
             self._reject(item, "unknown_camera", detail)
-        else:
-            events.append(event)
 
     def _other(self, item: Parsed) -> None:
         msg = item.message
@@ -410,20 +431,18 @@ class _BatchWriter:
             device.agent_version = msg.agent_version or device.agent_version
 
     def _store_events(self, events: list[Event]) -> None:
-        known = crud.existing_event_ids(self.session, [e.event_id for e in events])
-        fresh: dict[str, Event] = {}
+        """One multi-row insert that skips ids already stored (by an earlier batch or,
+        concurrently, by another worker): what it inserted is what is new."""
+        unique: dict[str, Event] = {}
         for event in events:
             self.result.receipts[(event.site, event.device)].append(event.event_id)
-            if event.event_id in known or event.event_id in fresh:
-                self.result.duplicates += 1
-            else:
-                fresh[event.event_id] = event
-        for event in fresh.values():
-            self.session.add(_event_row(event, self.now))
-        self.result.stored += len(fresh)
-        self.fresh = list(fresh.values())
-        self.session.flush()
-        self._match([e for e in fresh.values() if e.embedding is not None])
+            unique.setdefault(event.event_id, event)
+        rows = [_event_values(e, self.now) for e in unique.values()]
+        inserted = crud.insert_new_events(self.session, rows)
+        self.fresh = [e for event_id, e in unique.items() if event_id in inserted]
+        self.result.stored += len(self.fresh)
+        self.result.duplicates += len(events) - len(self.fresh)
+        self._match([e for e in self.fresh if e.embedding is not None])
 
     def _match(self, faces: list[Event]) -> None:
         if not faces:
@@ -472,25 +491,27 @@ class _BatchWriter:
         self.result.sightings += 1
 
 
-def _event_row(event: Event, now: dt.datetime) -> t.Event:
-    stored = event.without_biometrics()
-    payload = stored.model_dump(mode="json", exclude_none=True, exclude={"snapshot_jpeg"})
-    return t.Event(
-        id=event.event_id,
-        site_id=event.site,
-        device_id=event.device,
-        camera_id=event.camera,
-        kind=event.kind.value,
-        phase=event.phase.value,
-        ring=None if event.ring is None else event.ring.value,
-        zone_id=event.zone_id,
-        track_id=event.track_id,
-        level=None if event.level is None else event.level.value,
-        captured_at=event.captured_at,
-        received_at=now,
-        snapshot_jpeg=event.snapshot_jpeg,
-        payload=payload,
-    )
+_NOT_STORED = {"embedding", "face_crop_jpeg", "snapshot_jpeg"}  # snapshot: its own column
+
+
+def _event_values(event: Event, now: dt.datetime) -> dict[str, Any]:
+    """The ``events`` row of an event: no embedding and no face crop (biometrics)."""
+    return {
+        "id": event.event_id,
+        "site_id": event.site,
+        "device_id": event.device,
+        "camera_id": event.camera,
+        "kind": event.kind.value,
+        "phase": event.phase.value,
+        "ring": None if event.ring is None else event.ring.value,
+        "zone_id": event.zone_id,
+        "track_id": event.track_id,
+        "level": None if event.level is None else event.level.value,
+        "captured_at": event.captured_at,
+        "received_at": now,
+        "snapshot_jpeg": event.snapshot_jpeg,
+        "payload": event.model_dump(mode="json", exclude_none=True, exclude=_NOT_STORED),
+    }
 
 
 __all__ = [

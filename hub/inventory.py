@@ -100,6 +100,21 @@ class MatchingConfig(_Section):
         description="Templates the threshold is calibrated for (FPIR <= 1%) when threshold is"
         " not set; unset: the number of matchable templates (hub/match_threshold.py).",
     )
+    exact_below: int = Field(
+        default=20_000,
+        ge=0,
+        description="Below this many active templates every one is scored (exact search).",
+    )
+    candidates: int = Field(
+        default=1024,
+        ge=16,
+        le=16_384,
+        description="Approximate search: candidates re-scored by exact cosine per face.",
+    )
+    snapshot_file: str | None = Field(
+        default=None,
+        description="Encrypted snapshot of the index, loaded at start and written at stop.",
+    )
 
 
 class IngestConfig(_Section):

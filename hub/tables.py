@@ -284,3 +284,14 @@ class TemplateSource(Base):
     consent: Mapped[str] = mapped_column(Text)
     confirmed_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[dt.datetime]
+
+
+class RegistryChange(Base):
+    """One registry change (a person's entry or templates), numbered by the registry
+    generation it made: hub workers re-read only the persons changed since they last
+    looked (issue 17)."""
+
+    __tablename__ = "registry_changes"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    person_id: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[dt.datetime]
