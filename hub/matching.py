@@ -108,7 +108,7 @@ class Matcher:
 
     @property
     def threshold(self) -> float:
-        return match_threshold(self.config, len(self._index))
+        return match_threshold(self.config, 0 if self._index is None else len(self._index))
 
     def match(self, session: Session, embeddings: F32) -> list[list[Match]]:
         """Per embedding, the persons at or above the threshold (best first, at most top_k)."""

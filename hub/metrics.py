@@ -27,8 +27,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ringwatch.contract.messages import Event
+from ringwatch.hub.ann import Match
 from ringwatch.hub.incident_tables import Delivery, Incident, IncidentStage
-from ringwatch.hub.matching import Match, Matcher
+from ringwatch.hub.matching import Matcher
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
