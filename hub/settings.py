@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,6 +61,9 @@ class HubSettings(BaseSettings):
         default=DEFAULT_SECRET, min_length=8, description="Key for face templates at rest."
     )
     colour_policy: ColourPolicy = Field(default_factory=ColourPolicy)
+    language: Literal["zh-CN", "en"] = Field(
+        default="zh-CN", description="Console language of a user who has not chosen one."
+    )
 
     def check_secrets(self) -> None:
         """Refuse secrets left at their defaults or shorter than ``MIN_SECRET_CHARS``
