@@ -43,6 +43,12 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"^tier green means delisted$", "error.green_tier"),
         (r"^photo is in use$", "error.photo_in_use"),
         (r"^user name already taken$", "error.username_taken"),
+        (r"^(?P<device>\S+): not connected to the broker$", "error.no_broker"),
+        (r"^device (?P<device>\S+): (?P<error>.+)$", "error.device_said"),
+        (r"^the hub is starting$", "error.starting"),
+        (r"^camera (?P<camera>\S+) is not registered on the hub$", "error.unknown_camera"),
+        (r"^site file has no camera '(?P<camera>[^']+)'", "error.file_no_camera"),
+        (r"^site file: (?P<error>.+)$", "error.site_file"),
     )
 )
 
@@ -94,13 +100,16 @@ def error_sentence(language: str, detail: Any) -> str:
         return "; ".join(_validation(language, d) for d in detail if isinstance(d, dict))
     if isinstance(detail, dict) and "code" in detail:
         key = f"photo.{detail['code']}"
-        return text(language, key if key in catalogue("en") else "error.other")
+        if key in catalogue("en"):
+            return text(language, key)
+        return text(language, "error.other", detail=detail.get("message", detail["code"]))
     if isinstance(detail, str):
         for pattern, key in PATTERNS:
             m = pattern.search(detail)
             if m:
                 return text(language, key, **m.groupdict(default=""))
-    return text(language, "error.other")
+        return text(language, "error.other", detail=detail)
+    return text(language, "error.other", detail=str(detail)[:300])
 
 
 def _validation(language: str, error: Mapping[str, Any]) -> str:

@@ -201,7 +201,9 @@ class PersonPublic(_Out):
     created_at: dt.datetime
     updated_at: dt.datetime
     review_due: dt.date
-    matchable: bool = Field(description="Not delisted and review not past due.")
+    matchable: bool = Field(
+        description="Not delisted, review not past due, and at least one enrolled photo."
+    )
     templates: int = 0
 
 
