@@ -30,6 +30,7 @@ from ringwatch.hub.incident_tables import Incident
 from ringwatch.hub.ingest import Inbound, Ingestor, IngestStats
 from ringwatch.hub.inventory import HubConfig
 from ringwatch.hub.settings import HubSettings
+from tests.hub_fixtures import database
 from tests.services import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ SECRET = "browser-test-secret"
 ADMIN = ("admin", "admin-password")
 SITE, DEVICE = "campus-n", "box-1"
 CONFIG: dict[str, Any] = {
-    "incidents": {"reraise_shed_after_s": 2, "tick_s": 0.5},
+    "incidents": {"reraise_shed_after_s": 2},
     "stations": [{"id": "st-north", "name": "North Station"}],
     "managers": [{"id": "pm-acme", "name": "Acme Property"}],
     "sites": [
@@ -54,6 +55,7 @@ CONFIG: dict[str, Any] = {
                     "id": DEVICE,
                     "cameras": [
                         {"id": "gate", "default_ring": "perimeter"},
+                        {"id": "door", "default_ring": "inner"},
                         {"id": "shed-cam", "role": "shed", "shed": "shed-a"},
                     ],
                 }
@@ -143,18 +145,23 @@ def _admin(hub: Hub) -> None:
 
 @pytest.fixture(scope="module")
 def dash(
-    tmp_path_factory: pytest.TempPathFactory, models_dir: Path, data_dir: Path
+    tmp_path_factory: pytest.TempPathFactory, models_dir: Path, data_dir: Path, pg_url: str
 ) -> Iterator[Dash]:
+    """One hub on a fresh PostgreSQL schema (SQLite's single writer turns a browser test's
+    many parallel requests into "database is locked" retries) and one browser."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"the browser tests need Debian's chromium at {CHROMIUM} (apt-get install)")
     SHOTS.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path_factory.mktemp("dashboard")
-    settings = HubSettings(
-        database_url=f"sqlite:///{tmp / 'hub.sqlite3'}", jwt_secret=SECRET, template_key=SECRET
-    )
-    app = create_app(
-        settings, HubConfig.model_validate(CONFIG), models_dir=models_dir, ingest=False
-    )
+    with database("postgresql", tmp, pg_url) as url:
+        settings = HubSettings(database_url=url, jwt_secret=SECRET, template_key=SECRET)
+        app = create_app(
+            settings, HubConfig.model_validate(CONFIG), models_dir=models_dir, ingest=False
+        )
+        yield from _run(app, data_dir)
+
+
+def _run(app: Any, data_dir: Path) -> Iterator[Dash]:
     hub: Hub = app.state.hub
     port = free_port()
     server, thread = _serve(app, port)
@@ -219,6 +226,7 @@ LATIN_OK = {
     "campus",
     "box",
     "gate",
+    "door",
     "shed",
     "cam",
     "north",
@@ -402,7 +410,7 @@ def test_closing_with_steps_left_asks_for_a_reason_and_a_burning_shed_raises_aga
     shot(page, "12-board-shed-raised-again-zh")
 
 
-def inject_match(dash: Dash, enrol: bool = True) -> None:
+def inject_match(dash: Dash, enrol: bool = True, camera: str = "gate") -> None:
     """Enrol lin-manuel-miranda.png through the API (the real face pipeline), then send a
     face event of him from the gate camera's perimeter ring through the hub's ingest."""
     photo = (dash.data / "faces/watchlist_demo/lin-manuel-miranda.png").read_bytes()
@@ -432,9 +440,9 @@ def inject_match(dash: Dash, enrol: bool = True) -> None:
         *[
             event(
                 EventKind.FACE,
-                "gate",
+                camera,
                 phase="update",
-                ring="perimeter",
+                ring="perimeter" if camera == "gate" else "inner",
                 track_id=7,
                 embedding=[float(v) for v in face.embedding],
                 face_quality=0.9,
@@ -495,6 +503,16 @@ def test_reject_a_match_then_the_same_person_on_that_camera_is_kept_quiet(
     expect(gate).to_contain_text("100.0%")
     expect(gate.locator(".suppressed")).to_have_text("3")
     shot(page, "13-false-match-report-zh")
+
+    # Seen on another camera: not kept quiet; confirmed right from the board's row.
+    inject_match(dash, enrol=False, camera="door")
+    page.click("nav a[href='#/board']")
+    fresh = page.locator("tr.incident[data-kind=watchlist][data-status=open]")
+    expect(fresh).to_have_count(1, timeout=15_000)
+    fresh.locator("button.confirm").click()
+    confirmed = page.locator("tr.incident[data-kind=watchlist][data-status=confirmed]")
+    expect(confirmed).to_contain_text("已确认")
+    shot(page, "15-board-match-confirmed-from-the-row-zh")
 
 
 def test_enrol_with_a_refused_photo_only_is_not_matched(page: Page, dash: Dash) -> None:

@@ -298,12 +298,12 @@ export function auditRows(entries, site) {
     h(
       "tr",
       {},
-      h("td", {}, fmtTime(a.at, site)),
-      h("td", { class: "raw" }, a.actor),
-      h("td", {}, term("role", a.role)),
-      h("td", {}, term("action", a.action)),
-      h("td", { class: "raw" }, a.reason || ""),
-      h("td", { class: "muted detail raw" }, JSON.stringify(a.detail)),
+      h("td", { dataset: { label: t("audit.col.when") } }, fmtTime(a.at, site)),
+      h("td", { class: "raw", dataset: { label: t("audit.col.who") } }, a.actor),
+      h("td", { dataset: { label: t("audit.col.role") } }, term("role", a.role)),
+      h("td", { dataset: { label: t("audit.col.action") } }, term("action", a.action), a.entity && a.entity !== "incident" ? ` · ${term("entity", a.entity)}` : ""),
+      h("td", { class: "raw", dataset: { label: a.reason ? t("audit.col.reason") : "" } }, a.reason || ""),
+      h("td", { class: "muted detail raw", dataset: { label: t("audit.col.detail") } }, JSON.stringify(a.detail)),
     ),
   );
 }
@@ -318,7 +318,7 @@ function auditTrail(i, entries) {
       { class: "table-wrap" },
       h(
         "table",
-        {},
+        { class: "cards audit" },
         h("thead", {}, h("tr", {}, ["when", "who", "role", "action", "reason", "detail"].map((c) => h("th", {}, t(`audit.col.${c}`))))),
         h("tbody", {}, auditRows(entries, i.site)),
       ),

@@ -62,7 +62,7 @@ export async function auditPage() {
     h(
       "div",
       { class: "table-wrap" },
-      h("table", {}, h("thead", {}, h("tr", {}, ["when", "who", "role", "action", "reason", "detail"].map((c) => h("th", {}, t(`audit.col.${c}`))))), body),
+      h("table", { class: "cards audit" }, h("thead", {}, h("tr", {}, ["when", "who", "role", "action", "reason", "detail"].map((c) => h("th", {}, t(`audit.col.${c}`))))), body),
     ),
   );
 }
