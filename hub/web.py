@@ -55,7 +55,8 @@ def _with_message(request: Request, response: Response) -> Response:
     header = request.headers.get("accept-language")
     if not header or not isinstance(response, JSONResponse):
         return response
-    default = getattr(request.app.state.hub.settings, "language", "en")
+    hub = getattr(request.app.state, "hub", None)
+    default = getattr(getattr(hub, "settings", None), "language", "en")
     body = json.loads(bytes(response.body))
     if not isinstance(body, dict) or "detail" not in body:
         return response

@@ -681,6 +681,8 @@ PAGES = {
     "board": ("#/board", "#board"),
     "incident": (None, "#steps"),
     "sheds": ("#/sheds", ".bay"),
+    "devices": ("#/devices", "#devices tr"),
+    "enrol": ("#/enrol", "#enrol"),
     "watch-list": ("#/registry", "#persons"),
     "audit": ("#/audit", "#audit-rows"),
     "false-matches": ("#/false-matches", "#false-matches"),
@@ -691,6 +693,12 @@ PAGES = {
 def test_every_page_at_every_size_fits_and_speaks_one_language(dash: Dash, lang: str) -> None:
     """At 1440x900, 768x1024 and 390x844: no sideways scrolling, the primary actions on
     screen, no missing catalogue key, and (zh-CN) no untranslated English."""
+    now = dt.datetime.now(dt.UTC)
+    reading = SensorReading(
+        site=SITE, shed="shed-a", bay="b1", current_a=2.0, voltage_v=48.0,
+        temperature_c=31.0, measured_at=now,
+    )  # fmt: skip
+    dash.send(health(now), reading)
     if not dash.incidents("shed"):
         dash.send(event(EventKind.SHED, "shed-cam", level="alarm", scores={"fire": 0.8}))
     watch = [i for i in dash.incidents("watchlist")]
