@@ -316,10 +316,17 @@ def no_sideways_scroll(page: Page, where: str) -> None:
 
 
 def fully_visible(page: Page, selector: str) -> None:
-    """The element lies inside the viewport's width (no sideways scrolling needed)."""
-    box = page.locator(selector).first.bounding_box()
-    assert box is not None, f"{selector} is not shown"
+    """The element lies inside the viewport's width (no sideways scrolling needed). The
+    board re-renders on every alert, so the box is read again if the element was replaced."""
     view = page.evaluate("window.innerWidth")
+    box = None
+    for _ in range(20):
+        expect(page.locator(selector).first).to_be_visible(timeout=15_000)
+        box = page.locator(selector).first.bounding_box()
+        if box is not None:
+            break
+        page.wait_for_timeout(100)
+    assert box is not None, f"{selector} is not shown"
     assert box["x"] >= 0 and box["x"] + box["width"] <= view, f"{selector} is off screen: {box}"
 
 
@@ -712,12 +719,12 @@ def test_every_page_at_every_size_fits_and_speaks_one_language(dash: Dash, lang:
             log_in(page, dash)
             for name, (path, ready) in PAGES.items():
                 page.goto(f"{dash.url}/{path or f'#/incident/{target}'}")
-                expect(page.locator(ready).first).to_be_attached()
+                expect(page.locator(ready).first).to_be_attached(timeout=15_000)
                 if name == "board":
                     page.select_option("select[name=state]", "all")
-                    expect(page.locator("tr.incident").first).to_be_visible()
+                    expect(page.locator("tr.incident").first).to_be_visible(timeout=15_000)
                     fully_visible(page, "select[name=state]")
-                    fully_visible(page, "tr.incident .timers")
+                    fully_visible(page, "tr.incident .timer")
                     if page.locator("tr.incident button.ack").count():
                         fully_visible(page, "tr.incident button.ack")
                 page.wait_for_timeout(150)
