@@ -77,7 +77,13 @@ def apply_config(session: Session, config: HubConfig) -> None:
 
 def _apply_site(session: Session, site: SiteEntry) -> None:
     session.merge(
-        t.Site(id=site.id, name=site.name, station_id=site.station, manager_id=site.manager)
+        t.Site(
+            id=site.id,
+            name=site.name,
+            station_id=site.station,
+            manager_id=site.manager,
+            time_zone=site.time_zone,
+        )
     )
     session.flush()
     for device in site.devices:

@@ -102,6 +102,20 @@ class IncidentsConfig(_Section):
     public_url: HttpUrl | None = Field(
         default=None, description="Dashboard URL, for links in e-mails and messages."
     )
+    suppress_after_reject_s: int = Field(
+        default=600,
+        ge=0,
+        le=86_400,
+        description="After a rejected match, that person on that camera opens no new"
+        " incident for this long (0: off); shown, audited, counted in the false-match report.",
+    )
+    reraise_shed_after_s: int = Field(
+        default=30,
+        ge=0,
+        le=3600,
+        description="A shed whose edge still reports fire or an overheating bay this long"
+        " after its incident was closed gets a new incident (0: off).",
+    )
 
     def supervisors_of(self, station: str) -> list[str]:
         return self.supervisors.get(station) or [f"{station}-supervisors"[:64]]

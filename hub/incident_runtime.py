@@ -93,6 +93,7 @@ class IncidentRuntime:
         with self.sessions.begin() as session:
             escalated = len(self.service.escalate_missed(session, now))
             technical = len(self.service.watch_devices(session, now))
+            self.service.shed_watch.check(session, self.service, now)
         dispatched = self.dispatcher.dispatch(now)
         purged = None
         if self._last_purge is None or now - self._last_purge >= RETENTION_EVERY:

@@ -41,6 +41,7 @@ from ringwatch.hub.crud import Actor
 from ringwatch.hub.incident_config import IncidentsConfig
 from ringwatch.hub.incident_tables import Incident, IncidentPoint, IncidentStage
 from ringwatch.hub.routing import Reason, Router
+from ringwatch.hub.shed_watch import ShedWatch
 from ringwatch.hub.stages import (
     ACKNOWLEDGED,
     IncidentKind,
@@ -48,6 +49,7 @@ from ringwatch.hub.stages import (
     deadlines,
     is_missed,
 )
+from ringwatch.hub.suppression import Suppressions
 
 TIMERS = Actor("hub-timers", "system")
 INCIDENTS = Actor("hub-incidents", "system")
@@ -205,6 +207,8 @@ class IncidentService:
             dt.timedelta(seconds=config.technical.offline_after_s),
             config.technical.outbox_rising_samples,
         )
+        self.suppressions = Suppressions(dt.timedelta(seconds=config.suppress_after_reject_s))
+        self.shed_watch = ShedWatch(dt.timedelta(seconds=config.reraise_shed_after_s))
 
     # ingest hook ------------------------------------------------------------------------
 
@@ -232,6 +236,8 @@ class IncidentService:
         ring = Ring(sighting.ring) if sighting.ring else Ring.OUTER  # no ring known: outermost
         key = f"person:{person.id}"
         incident = self._open(session, IncidentKind.WATCHLIST, sighting.site_id, key, sighting)
+        if incident is None and self.suppressions.holds(session, sighting, now):
+            return  # rejected a moment ago on this camera: kept quiet (hub/suppression.py)
         fresh = incident is None
         if incident is None:
             incident = self._create(
@@ -628,6 +634,7 @@ class IncidentService:
             self._cancel_rest(session, incident)
             self._unlink(session, [s.id for s in sightings])
             self._erase_crops(session, incident, sightings, actor, now)
+            self.suppressions.start(session, incident, actor, now)
         action = "confirm" if confirmed else "reject"
         crud.audit(
             session,

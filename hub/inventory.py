@@ -29,6 +29,7 @@ from ringwatch.contract.colours import Ring
 from ringwatch.contract.zones import Ident
 from ringwatch.errors import ConfigError
 from ringwatch.hub.incident_config import IncidentsConfig
+from ringwatch.hub.timezones import DEFAULT_ZONE, TimeZone
 
 
 def default_threshold() -> float:
@@ -79,6 +80,9 @@ class SiteEntry(_Section):
     station: Ident | None = Field(default=None, description="Responsible police station.")
     manager: Ident | None = Field(default=None, description="Property manager (sheds).")
     devices: list[DeviceEntry] = Field(default_factory=list, description="Edge boxes.")
+    time_zone: TimeZone = Field(
+        default=DEFAULT_ZONE, description="IANA zone the console shows this site's times in."
+    )
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> Self:

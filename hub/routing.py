@@ -22,6 +22,7 @@ from ringwatch.contract.colours import Colour, Ring
 from ringwatch.contract.ids import new_event_id
 from ringwatch.contract.messages import AlertLevel, RoutedAlert
 from ringwatch.contract.topics import RecipientKind, alert_topic
+from ringwatch.hub.i18n import incident_titles
 from ringwatch.hub.incident_config import IncidentsConfig
 from ringwatch.hub.incident_tables import Delivery, Incident
 from ringwatch.hub.stages import CAMPUS_KINDS, TECHNICAL_KINDS, IncidentKind
@@ -97,6 +98,7 @@ def alert_body(incident: Incident, reason: Reason, alert_id: str) -> dict[str, A
         "escalating": incident.escalating,
         "late": incident.late,
         "title": incident.title,
+        "titles": incident_titles(incident),  # the title in each console language
         "first_seen": incident.first_seen.isoformat(),
         "last_seen": incident.last_seen.isoformat(),
         "created_at": incident.created_at.isoformat(),
@@ -128,6 +130,7 @@ def routed_alert(
             "status": incident.status,
             "escalating": incident.escalating,
             "late": incident.late,
+            "titles": incident_titles(incident),
         },
     )
 

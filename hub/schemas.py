@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from ringwatch.contract.colours import Ring, Tier
 from ringwatch.contract.zones import Ident
 from ringwatch.hub.roles import Role
+from ringwatch.hub.timezones import TimeZone
 
 
 class _In(BaseModel):
@@ -73,12 +74,14 @@ class SiteIn(_In):
     name: str = Field(min_length=1, max_length=200)
     station_id: Ident | None = None
     manager_id: Ident | None = None
+    time_zone: TimeZone = "Asia/Shanghai"
 
 
 class SiteUpdate(_In):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     station_id: Ident | None = None
     manager_id: Ident | None = None
+    time_zone: TimeZone | None = None
 
 
 class SitePublic(_Out):
@@ -86,6 +89,7 @@ class SitePublic(_Out):
     name: str
     station_id: str | None
     manager_id: str | None
+    time_zone: str
 
 
 class DeviceIn(_In):
@@ -197,7 +201,9 @@ class PersonPublic(_Out):
     created_at: dt.datetime
     updated_at: dt.datetime
     review_due: dt.date
-    matchable: bool = Field(description="Not delisted and review not past due.")
+    matchable: bool = Field(
+        description="Not delisted, review not past due, and at least one enrolled photo."
+    )
     templates: int = 0
 
 

@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -100,6 +100,9 @@ class HubSettings(BaseSettings):
         default=None,
         description="Ed25519 private key (PEM, created if missing) that signs case exports;"
         " unset: derived from evidence_key (or jwt_secret).",
+    )
+    language: Literal["zh-CN", "en"] = Field(
+        default="zh-CN", description="Console language of a user who has not chosen one."
     )
 
     def check_secrets(self) -> None:

@@ -91,6 +91,10 @@ class Site(Base):
     name: Mapped[str] = mapped_column(String(200))
     station_id: Mapped[str | None] = mapped_column(ForeignKey("stations.id"), index=True)
     manager_id: Mapped[str | None] = mapped_column(ForeignKey("managers.id"), index=True)
+    # IANA zone every time of this site is shown in (the console; issue 13).
+    time_zone: Mapped[str] = mapped_column(
+        String(64), default="Asia/Shanghai", server_default="Asia/Shanghai"
+    )
 
 
 class Device(Base):

@@ -189,6 +189,8 @@ def env(
 @pytest.fixture
 def page(env: Env) -> Iterator[Page]:
     context = env.browser.new_context(viewport={"width": 1500, "height": 1000})
+    # These tests read the English texts (the hub's default console language is zh-CN).
+    context.add_init_script("localStorage.setItem('ringwatch.language', 'en')")
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

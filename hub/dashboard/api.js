@@ -1,6 +1,8 @@
 // The hub's API from the browser: the bearer token lives in sessionStorage; the SSE stream
 // is authenticated by an HttpOnly cookie that POST /dashboard/session sets.
 
+import { language, t } from "./i18n.js";
+
 const KEY = "ringwatch.token";
 
 export const auth = {
@@ -16,14 +18,28 @@ export const auth = {
 };
 
 export class ApiError extends Error {
-  constructor(status, detail) {
-    super(describe(detail));
+  /** ``message``: the hub's sentence in the user's language (hub/i18n.py) when it sent one. */
+  constructor(status, detail, message) {
+    super(message || describe(detail));
     this.status = status;
     this.detail = detail;
   }
 }
 
-/** A person-readable message from a FastAPI error detail (string, {code,message} or list). */
+async function failure(res) {
+  let detail = res.statusText;
+  let message = null;
+  try {
+    const body = await res.json();
+    detail = body.detail;
+    message = body.message || null;
+  } catch {
+    /* not JSON */
+  }
+  return new ApiError(res.status, detail, message || t("error.http", { status: res.status }));
+}
+
+/** The raw English detail (only when the hub sent no sentence; kept for the logs). */
 export function describe(detail) {
   if (detail === undefined || detail === null) return "error";
   if (typeof detail === "string") return detail;
@@ -35,7 +51,7 @@ export function describe(detail) {
 }
 
 export async function api(path, { method = "GET", body, form, headers = {} } = {}) {
-  const sent = { ...headers };
+  const sent = { "Accept-Language": language(), ...headers };
   if (auth.token) sent.Authorization = `Bearer ${auth.token}`;
   let payload;
   if (form !== undefined) payload = form;
@@ -47,17 +63,9 @@ export async function api(path, { method = "GET", body, form, headers = {} } = {
   if (res.status === 401 && !path.startsWith("/login")) {
     auth.clear();
     window.dispatchEvent(new CustomEvent("ringwatch:logged-out"));
-    throw new ApiError(401, "your session has ended; log in again");
+    throw new ApiError(401, "session ended", t("error.session_ended"));
   }
-  if (!res.ok) {
-    let detail = res.statusText;
-    try {
-      detail = (await res.json()).detail;
-    } catch {
-      /* not JSON */
-    }
-    throw new ApiError(res.status, detail);
-  }
+  if (!res.ok) throw await failure(res);
   if (res.status === 204) return null;
   const type = res.headers.get("content-type") || "";
   return type.includes("json") ? res.json() : res.blob();
@@ -65,16 +73,8 @@ export async function api(path, { method = "GET", body, form, headers = {} } = {
 
 export async function login(username, password) {
   const form = new URLSearchParams({ username, password });
-  const res = await fetch("/api/v1/login/access-token", { method: "POST", body: form });
-  if (!res.ok) {
-    let detail = res.statusText;
-    try {
-      detail = (await res.json()).detail;
-    } catch {
-      /* not JSON */
-    }
-    throw new ApiError(res.status, detail);
-  }
+  const res = await fetch("/api/v1/login/access-token", { method: "POST", body: form, headers: { "Accept-Language": language() } });
+  if (!res.ok) throw await failure(res);
   auth.set((await res.json()).access_token);
   await api("/dashboard/session", { method: "POST" });
 }

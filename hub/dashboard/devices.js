@@ -1,9 +1,11 @@
-// Devices and cameras (health from the last heartbeat), and sheds (cameras, the latest
-// charger readings of each bay with a small chart, fire/smoke incidents with levels).
+// Devices and cameras (health from the last heartbeat), and sheds (cameras, each bay's
+// readings in words against the threshold it crossed, a chart of the climb, fire/smoke
+// incidents with levels).
 
 import { api } from "./api.js";
 import { onIncident, onLeave } from "./app.js";
 import { h, s, badge, fmtTime } from "./dom.js";
+import { t, term, titleOf } from "./i18n.js";
 
 function num(value, digits = 1, unit = "") {
   return value === null || value === undefined ? "–" : `${Number(value).toFixed(digits)}${unit}`;
@@ -14,80 +16,135 @@ function every(ms, fn) {
   onLeave(() => clearInterval(id));
 }
 
+function cell(key, ...children) {
+  return h("td", { dataset: { label: key ? t(key) : "" } }, ...children);
+}
+
+function online(flag) {
+  return badge(flag ? t("devices.online") : t("devices.offline"), flag ? "online" : "offline");
+}
+
+function deviceRows(d) {
+  return [
+    h(
+      "tr",
+      { class: "device", dataset: { id: d.id } },
+      cell("devices.col.state", online(d.online)),
+      cell("devices.col.device", h("strong", {}, d.id), ` (${d.site})`),
+      cell("devices.col.agent", d.agent_version || "–"),
+      cell("devices.col.heartbeat", fmtTime(d.last_seen_at, d.site)),
+      cell("devices.col.outbox", d.outbox_depth ?? "–", d.outbox_dropped ? t("devices.dropped", { count: d.outbox_dropped }) : ""),
+      cell("devices.col.uptime", d.uptime_s != null ? t("devices.seconds", { s: Math.round(d.uptime_s) }) : "–"),
+      cell(null, ""),
+      cell(null, ""),
+    ),
+    ...d.cameras.map((c) =>
+      h(
+        "tr",
+        { class: "camera", dataset: { id: c.id } },
+        cell("devices.col.state", online(c.online)),
+        h("td", { class: "indent", dataset: { label: t("devices.col.device") } }, t("devices.camera", { id: c.id, role: term("camera_role", c.role) }), c.shed ? ` (${c.shed})` : ""),
+        cell(null, ""),
+        cell(null, ""),
+        cell(null, ""),
+        cell("devices.col.uptime", c.dropped_frames != null ? t("devices.camera_errors", { dropped: c.dropped_frames, reconnects: c.reconnects }) : ""),
+        cell("devices.col.fps", num(c.fps, 1, " fps")),
+        cell("devices.col.latency", num(c.latency_ms, 0, " ms")),
+      ),
+    ),
+  ];
+}
+
 export async function devicesPage() {
   const body = h("tbody", { id: "devices" });
   const load = async () => {
     const devices = await api("/dashboard/devices");
-    body.replaceChildren(
-      ...devices.flatMap((d) => [
-        h(
-          "tr",
-          { class: "device", dataset: { id: d.id } },
-          h("td", {}, badge(d.online ? "online" : "offline", d.online ? "online" : "offline")),
-          h("td", {}, h("strong", {}, d.id), ` (${d.site})`),
-          h("td", {}, d.agent_version || "–"),
-          h("td", {}, fmtTime(d.last_seen_at)),
-          h("td", {}, d.outbox_depth ?? "–", d.outbox_dropped ? ` (${d.outbox_dropped} dropped)` : ""),
-          h("td", {}, d.uptime_s != null ? `${Math.round(d.uptime_s)} s` : "–"),
-          h("td", {}, ""),
-          h("td", {}, ""),
-        ),
-        ...d.cameras.map((c) =>
-          h(
-            "tr",
-            { class: "camera", dataset: { id: c.id } },
-            h("td", {}, badge(c.online ? "online" : "offline", c.online ? "online" : "offline")),
-            h("td", { class: "indent" }, `camera ${c.id} – ${c.role}${c.shed ? ` (${c.shed})` : ""}`),
-            h("td", {}, ""),
-            h("td", {}, ""),
-            h("td", {}, ""),
-            h("td", {}, c.dropped_frames != null ? `${c.dropped_frames} dropped, ${c.reconnects} reconnects` : ""),
-            h("td", {}, num(c.fps, 1, " fps")),
-            h("td", {}, num(c.latency_ms, 0, " ms")),
-          ),
-        ),
-      ]),
-    );
+    body.replaceChildren(...devices.flatMap(deviceRows));
   };
   await load();
   every(5000, load);
+  const cols = ["state", "device", "agent", "heartbeat", "outbox", "uptime", "fps", "latency"];
   return h(
     "section",
     {},
-    h("h1", {}, "Devices and cameras"),
-    h(
-      "table",
-      { class: "devices" },
-      h("thead", {}, h("tr", {}, ["State", "Device / camera", "Agent", "Last heartbeat", "Outbox", "Uptime / errors", "FPS", "Latency"].map((t) => h("th", {}, t)))),
-      body,
-    ),
+    h("h1", {}, t("devices.title")),
+    h("div", { class: "table-wrap" }, h("table", { class: "devices cards" }, h("thead", {}, h("tr", {}, cols.map((c) => h("th", {}, t(`devices.col.${c}`))))), body)),
   );
 }
 
-/** An inline SVG line chart of one series (e.g. a bay's temperature). */
-export function sparkline(values, { width = 220, height = 48, label = "" } = {}) {
+/** An inline SVG line chart of one series (e.g. a bay's temperature), with the threshold. */
+export function sparkline(values, { width = 260, height = 60, label = "", limit = null } = {}) {
   const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": label });
   if (values.length < 2) return svg;
-  const lo = Math.min(...values);
-  const hi = Math.max(...values);
+  const lo = Math.min(...values, limit ?? Infinity);
+  const hi = Math.max(...values, limit ?? -Infinity);
   const span = hi - lo || 1;
-  const pts = values.map((v, n) => `${((n / (values.length - 1)) * (width - 2) + 1).toFixed(1)},${(height - 4 - ((v - lo) / span) * (height - 8)).toFixed(1)}`);
+  const y = (v) => (height - 4 - ((v - lo) / span) * (height - 8)).toFixed(1);
+  const pts = values.map((v, n) => `${((n / (values.length - 1)) * (width - 2) + 1).toFixed(1)},${y(v)}`);
+  if (limit !== null) svg.append(s("line", { x1: 0, x2: width, y1: y(limit), y2: y(limit), class: "limit" }));
   svg.append(s("polyline", { points: pts.join(" "), class: "line" }));
   svg.append(s("text", { x: 2, y: 10, class: "axis" }, hi.toFixed(1)));
   svg.append(s("text", { x: 2, y: height - 1, class: "axis" }, lo.toFixed(1)));
   return svg;
 }
 
-function bay(name, series) {
+/** The limit a bay is judged by: what its edge said in an alert, else the default. */
+function limitsFor(shed, name) {
+  const limits = { ...shed.thresholds };
+  for (const i of [...shed.incidents].reverse()) {
+    for (const a of i.anomalies || []) if (a.bay === name) limits[a.what] = a.limit;
+  }
+  return limits;
+}
+
+function bayWords(name, last, limits) {
+  const out = [];
+  if (last.temperature_c > limits.temperature) out.push(t("bay.too_hot", { bay: name, value: num(last.temperature_c, 1), limit: num(limits.temperature, 0) }));
+  if (last.current_a > limits.current) out.push(t("bay.overcurrent", { bay: name, value: num(last.current_a, 1), limit: num(limits.current, 0) }));
+  if (last.current_a > 0.5 && last.voltage_v < limits.voltage) out.push(t("bay.low_voltage", { bay: name, value: num(last.voltage_v, 1), limit: num(limits.voltage, 0) }));
+  return out;
+}
+
+function bay(shed, name, series) {
   const last = series[series.length - 1] || {};
-  const hot = last.temperature_c >= 60;
+  const limits = limitsFor(shed, name);
+  const alarms = bayWords(name, last, limits);
+  const hot = alarms.length > 0;
+  const since = series.length ? fmtTime(series[0].at, shed.site) : "–";
   return h(
     "div",
-    { class: `bay ${hot ? "hot" : ""}`, dataset: { bay: name } },
-    h("strong", {}, `Bay ${name}`),
-    h("span", { class: "reading" }, `${num(last.current_a, 2, " A")} · ${num(last.voltage_v, 1, " V")} · ${num(last.temperature_c, 1, " °C")}`),
-    sparkline(series.map((r) => r.temperature_c), { label: `bay ${name} temperature` }),
-    h("span", { class: "muted" }, `temperature, last ${series.length} readings (${fmtTime(last.at)})`),
+    { class: `bay ${hot ? "hot" : ""}`.trim(), dataset: { bay: name } },
+    h("strong", {}, t("bay.name", { bay: name }), hot ? badge(t("bay.alarm"), "lvl-alarm") : badge(t("bay.normal"), "online")),
+    h("span", { class: "reading" }, t("bay.reading", { current: num(last.current_a, 2), voltage: num(last.voltage_v, 1), temperature: num(last.temperature_c, 1) })),
+    hot
+      ? alarms.map((a) => h("span", { class: "bay-alarm" }, a))
+      : h("span", { class: "bay-ok" }, t("bay.below", { limit: num(limits.temperature, 0) })),
+    sparkline(series.map((r) => r.temperature_c), { label: t("bay.chart", { bay: name }), limit: limits.temperature }),
+    h("span", { class: "muted" }, t("bay.series", { count: series.length, since, last: fmtTime(last.at, shed.site) })),
+  );
+}
+
+function shedIncidents(shed) {
+  if (!shed.incidents.length) return h("p", { class: "muted" }, t("sheds.none"));
+  return h(
+    "ul",
+    { class: "shed-incidents" },
+    shed.incidents.map((i) =>
+      h(
+        "li",
+        {},
+        badge(term("level", i.level), `lvl-${i.level}`),
+        " ",
+        h("a", { href: `#/incident/${i.id}` }, titleOf(i)),
+        " ",
+        t("sheds.incident_line", {
+          status: term("status", i.status),
+          first: fmtTime(i.first_seen, shed.site),
+          last: fmtTime(i.last_seen, shed.site),
+          levels: [...new Set(i.levels)].map((l) => term("level", l)).join(t("list.sep")),
+        }),
+      ),
+    ),
   );
 }
 
@@ -96,31 +153,16 @@ export async function shedsPage() {
   const load = async () => {
     const sheds = await api("/dashboard/sheds");
     list.replaceChildren(
-      ...(sheds.length ? [] : [h("p", { class: "muted" }, "No sheds in your sites.")]),
+      ...(sheds.length ? [] : [h("p", { class: "muted" }, t("sheds.empty"))]),
       ...sheds.map((shed) =>
         h(
           "section",
           { class: "card shed", dataset: { shed: shed.shed } },
-          h("h2", {}, `Shed ${shed.shed} – ${shed.site}`),
-          h("p", {}, `Cameras: ${shed.cameras.join(", ") || "none"}`),
-          h("div", { class: "bays" }, Object.entries(shed.bays).map(([name, series]) => bay(name, series))),
-          h("h3", {}, "Fire / smoke incidents"),
-          shed.incidents.length
-            ? h(
-                "ul",
-                { class: "shed-incidents" },
-                shed.incidents.map((i) =>
-                  h(
-                    "li",
-                    {},
-                    badge(i.level, `lvl-${i.level}`),
-                    " ",
-                    h("a", { href: `#/incident/${i.id}` }, i.title),
-                    ` – ${i.status}, ${fmtTime(i.first_seen)} → ${fmtTime(i.last_seen)}; levels seen: ${[...new Set(i.levels)].join(", ")}`,
-                  ),
-                ),
-              )
-            : h("p", { class: "muted" }, "None."),
+          h("h2", {}, t("sheds.heading", { shed: shed.shed, site: shed.site })),
+          h("p", {}, t("sheds.cameras", { cameras: shed.cameras.join(t("list.sep")) || "–" })),
+          h("div", { class: "bays" }, Object.entries(shed.bays).map(([name, series]) => bay(shed, name, series))),
+          h("h3", {}, t("sheds.incidents")),
+          shedIncidents(shed),
         ),
       ),
     );
@@ -130,5 +172,5 @@ export async function shedsPage() {
   onIncident((alert) => {
     if (alert.kind === "shed") load().catch(() => {});
   });
-  return h("section", {}, h("h1", {}, "Sheds"), list);
+  return h("section", {}, h("h1", {}, t("sheds.title")), list);
 }

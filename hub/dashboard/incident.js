@@ -1,23 +1,27 @@
 // One incident: evidence (live crop beside the enrolled photo), confirm / reject, the
-// trajectory on a three-ring diagram and as a camera timeline, snapshots, response steps
-// as time-stamped buttons, and the incident's audit trail.
+// trajectory as ring transitions on a three-ring diagram and a camera timeline, snapshots,
+// response steps as time-stamped buttons (undoable for 10 s), closing (a reason when steps
+// are left), and the incident's audit trail.
 
 import { api, imageUrl } from "./api.js";
 import { onIncident, onLeave } from "./app.js";
-import { h, s, badge, colourBadge, fmtTime, fmtClock } from "./dom.js";
-import { runTimers, timerChip } from "./timers.js";
+import { h, s, badge, colourBadge, decisionBadge, fmtTime, fmtClock } from "./dom.js";
+import { t, term, titleOf } from "./i18n.js";
+import { runTimers, stageLabel, timerChip } from "./timers.js";
 import { mediaCard } from "./media.js"; // issue 14: clips, snapshots, case export
 
 const RINGS = ["outer", "perimeter", "inner"];
 const RADIUS = { outer: 130, perimeter: 85, inner: 40 };
 const FILL = { yellow: "#f2c200", orange: "#f07d00", red: "#d40000" };
+const UNDO_MS = 10_000;
+const undoable = new Map(); // "incident/stage" -> until (ms)
 
 function img(path, alt, id) {
   const el = h("img", { alt, id, class: "face" });
-  if (!path) return h("div", { class: "face missing", id }, `${alt}: none`);
+  if (!path) return h("div", { class: "face missing", id }, t("incident.no_image", { what: alt }));
   imageUrl(path).then((url) => {
     if (url) el.src = url;
-    else el.replaceWith(h("div", { class: "face missing" }, `${alt}: not available`));
+    else el.replaceWith(h("div", { class: "face missing" }, t("incident.image_gone", { what: alt })));
   });
   return el;
 }
@@ -26,8 +30,8 @@ function evidence(i, reload) {
   const e = i.detail || {};
   const p = e.person || {};
   const result = h("p", { class: "error", id: "decision-error", role: "alert" });
-  const reason = h("textarea", { id: "reject-reason", name: "reason", rows: 2, placeholder: "Why is this not the person? (required to reject)" });
-  const note = h("input", { id: "confirm-note", name: "note", placeholder: "Note (optional)" });
+  const reason = h("textarea", { id: "reject-reason", name: "reason", rows: 2, placeholder: t("evidence.reject_placeholder") });
+  const note = h("input", { id: "confirm-note", name: "note", placeholder: t("evidence.note_placeholder") });
   const act = async (path, body) => {
     try {
       await api(`/incidents/${i.id}/${path}`, { method: "POST", body });
@@ -37,88 +41,120 @@ function evidence(i, reload) {
     }
   };
   const open = i.status === "open";
+  const decided = i.status === "rejected" ? "evidence.rejected_by" : "evidence.confirmed_by";
   return h(
     "section",
     { class: "card", id: "evidence" },
-    h("h2", {}, "Match evidence"),
+    h("h2", {}, t("evidence.title")),
     h(
       "div",
       { class: "faces" },
-      h("figure", {}, img(e.live_crop, "Live face crop", "live-crop"), h("figcaption", {}, `Live, ${e.camera || i.camera}`)),
-      h("figure", {}, img(e.enrolled_photo, "Enrolled photo", "enrolled-photo"), h("figcaption", {}, "Enrolled")),
+      h("figure", {}, img(e.live_crop, t("evidence.live_crop"), "live-crop"), h("figcaption", {}, t("evidence.live_at", { camera: e.camera || i.camera }))),
+      h("figure", {}, img(e.enrolled_photo, t("evidence.enrolled_photo"), "enrolled-photo"), h("figcaption", {}, t("evidence.enrolled"))),
       h(
         "dl",
         {},
-        h("dt", {}, "Similarity"), h("dd", { id: "similarity" }, e.similarity != null ? `${e.similarity.toFixed(3)} (threshold ${e.threshold?.toFixed(3)})` : "–"),
-        h("dt", {}, "Person"), h("dd", {}, h("a", { href: `#/person/${p.id}` }, p.name || "–")),
-        h("dt", {}, "Tier"), h("dd", {}, colourBadge(p.tier)),
-        h("dt", {}, "Reason"), h("dd", {}, p.reason || "–"),
-        h("dt", {}, "Case reference"), h("dd", { id: "case-ref" }, p.case_reference || "–"),
-        h("dt", {}, "Station"), h("dd", {}, p.station || "–"),
+        h("dt", {}, t("evidence.similarity")), h("dd", { id: "similarity" }, e.similarity != null ? t("evidence.similarity_value", { value: e.similarity.toFixed(3), threshold: e.threshold?.toFixed(3) }) : "–"),
+        h("dt", {}, t("evidence.person")), h("dd", {}, h("a", { href: `#/person/${p.id}` }, p.name || "–")),
+        h("dt", {}, t("evidence.tier")), h("dd", {}, colourBadge(p.tier)),
+        h("dt", {}, t("evidence.reason")), h("dd", {}, p.reason || "–"),
+        h("dt", {}, t("evidence.case_reference")), h("dd", { id: "case-ref" }, p.case_reference || "–"),
+        h("dt", {}, t("evidence.station")), h("dd", {}, p.station || "–"),
       ),
     ),
     open
       ? h(
           "div",
           { class: "decide" },
-          h("p", {}, "A match is a lead, not an identification: compare the faces, then decide."),
-          h("div", { class: "row" }, note, h("button", { type: "button", id: "confirm", class: "good", onclick: () => act("confirm", { reason: note.value || null }) }, "Confirm match")),
-          h("div", { class: "row" }, reason, h("button", { type: "button", id: "reject", class: "bad", onclick: () => act("reject", { reason: reason.value }) }, "Reject match")),
+          h("p", {}, t("evidence.lead_not_id")),
+          h("div", { class: "row" }, note, h("button", { type: "button", id: "confirm", class: "good", onclick: () => act("confirm", { reason: note.value || null }) }, t("evidence.confirm"))),
+          h("div", { class: "row" }, reason, h("button", { type: "button", id: "reject", class: "bad", onclick: () => act("reject", { reason: reason.value }) }, t("evidence.reject"))),
           result,
         )
-      : h("p", { id: "decision" }, `${i.status === "rejected" ? "Rejected" : "Confirmed"} by ${i.decided_by} at ${fmtTime(i.decided_at)}${i.decision_reason ? `: “${i.decision_reason}”` : ""}`),
+      : h("p", { id: "decision" }, t(decided, { who: i.decided_by, at: fmtTime(i.decided_at, i.site) }), i.decision_reason ? t("evidence.quoted", { reason: i.decision_reason }) : ""),
+    suppression(i),
   );
 }
 
-function ringDiagram(points) {
-  const svg = s("svg", { viewBox: "-150 -150 300 300", class: "rings", id: "ring-diagram", role: "img", "aria-label": "trajectory across the three rings" });
+function suppression(i) {
+  const q = i.suppression;
+  if (!q) return null;
+  const key = q.active ? "evidence.suppressed_until" : "evidence.suppressed_ended";
+  return h("p", { class: "warning", id: "suppression" }, t(key, { camera: q.camera, until: fmtTime(q.until, i.site), hits: q.hits }));
+}
+
+/** Consecutive points on the same camera and ring become one segment (a ring transition). */
+export function segments(points) {
+  const out = [];
+  for (const p of points) {
+    const last = out[out.length - 1];
+    if (last && last.camera === p.camera && last.ring === p.ring) {
+      last.to = p.at;
+      last.count += 1;
+      if (p.similarity != null) last.similarity = Math.max(last.similarity ?? 0, Number(p.similarity));
+      last.level = p.level || last.level;
+    } else {
+      out.push({ camera: p.camera, ring: p.ring, colour: p.colour, level: p.level, from: p.at, to: p.at, count: 1, similarity: p.similarity != null ? Number(p.similarity) : null });
+    }
+  }
+  return out;
+}
+
+function ringDiagram(segs, site) {
+  const svg = s("svg", { viewBox: "-150 -150 300 300", class: "rings", id: "ring-diagram", role: "img", "aria-label": t("trajectory.diagram") });
   for (const ring of RINGS) {
     svg.append(s("circle", { r: RADIUS[ring], class: `ring ${ring}` }));
-    svg.append(s("text", { x: 0, y: -RADIUS[ring] + 14, class: "ring-label" }, ring));
+    svg.append(s("text", { x: 0, y: -RADIUS[ring] + 14, class: "ring-label" }, term("ring", ring)));
   }
-  const placed = points.map((p, n) => {
-    const base = RADIUS[p.ring] ?? RADIUS.outer;
-    const r = base - 20;
-    const angle = Math.PI * (0.15 + (0.7 * n) / Math.max(1, points.length - 1)) + Math.PI;
-    return { ...p, x: Math.cos(angle) * r, y: -Math.sin(angle) * r * -1 };
+  const placed = segs.map((p, n) => {
+    const r = (RADIUS[p.ring] ?? RADIUS.outer) - 20;
+    const angle = Math.PI * (0.15 + (0.7 * n) / Math.max(1, segs.length - 1)) + Math.PI;
+    return { ...p, x: Math.cos(angle) * r, y: Math.sin(angle) * r };
   });
   if (placed.length > 1) {
     svg.append(s("polyline", { points: placed.map((p) => `${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(" "), class: "path" }));
   }
   placed.forEach((p, n) => {
-    svg.append(s("circle", { cx: p.x.toFixed(1), cy: p.y.toFixed(1), r: 6, fill: FILL[p.colour] || "#666", class: "point" }, s("title", {}, `${fmtClock(p.at)} ${p.camera} (${p.ring})`)));
-    if (n === placed.length - 1) svg.append(s("text", { x: p.x + 9, y: p.y + 4, class: "now" }, "latest"));
+    svg.append(s("circle", { cx: p.x.toFixed(1), cy: p.y.toFixed(1), r: 6, fill: FILL[p.colour] || "#666", class: "point" }, s("title", {}, `${fmtClock(p.from, site)} ${p.camera} (${term("ring", p.ring)})`)));
+    if (n === placed.length - 1) svg.append(s("text", { x: p.x + 9, y: p.y + 4, class: "now" }, t("trajectory.latest")));
   });
   return svg;
 }
 
 function trajectory(i) {
   const campus = ["watchlist", "intrusion", "loitering"].includes(i.kind);
-  const traj = (i.detail && i.detail.trajectory) || i.points.filter((p) => p.role !== "person").map((p) => ({ ...p, camera: p.camera_id }));
+  const raw = (i.detail && i.detail.trajectory) || i.points.filter((p) => p.role !== "person").map((p) => ({ ...p, camera: p.camera_id }));
+  const segs = segments(raw);
+  const span = (g) => (g.count > 1 ? t("trajectory.span", { from: fmtClock(g.from, i.site), to: fmtClock(g.to, i.site), count: g.count }) : fmtClock(g.from, i.site));
   return h(
     "section",
     { class: "card", id: "trajectory" },
-    h("h2", {}, campus ? "Trajectory" : "Timeline"),
+    h("h2", {}, campus ? t("trajectory.title") : t("trajectory.timeline")),
+    h("p", { class: "muted" }, t("trajectory.summary", { points: raw.length, segments: segs.length })),
     h(
       "div",
       { class: "split" },
-      campus ? ringDiagram(traj) : null,
+      campus ? ringDiagram(segs, i.site) : null,
       h(
-        "table",
-        { class: "timeline", id: "timeline" },
-        h("thead", {}, h("tr", {}, ["Time", "Camera", "Ring", "Colour / level", "Similarity"].map((t) => h("th", {}, t)))),
+        "div",
+        { class: "table-wrap" },
         h(
-          "tbody",
-          {},
-          traj.map((p) =>
-            h(
-              "tr",
-              {},
-              h("td", {}, fmtClock(p.at)),
-              h("td", {}, p.camera),
-              h("td", {}, p.ring || "–"),
-              h("td", {}, p.level || p.colour || "–"),
-              h("td", {}, p.similarity != null ? Number(p.similarity).toFixed(3) : "–"),
+          "table",
+          { class: "timeline", id: "timeline" },
+          h("thead", {}, h("tr", {}, ["time", "camera", "ring", "level", "similarity"].map((c) => h("th", {}, t(`trajectory.col.${c}`))))),
+          h(
+            "tbody",
+            {},
+            segs.map((g) =>
+              h(
+                "tr",
+                { dataset: { count: g.count } },
+                h("td", {}, span(g)),
+                h("td", {}, g.camera),
+                h("td", {}, g.ring ? term("ring", g.ring) : "–"),
+                h("td", {}, g.level ? term("level", g.level) : g.colour ? term("colour", g.colour) : "–"),
+                h("td", {}, g.similarity != null ? g.similarity.toFixed(3) : "–"),
+              ),
             ),
           ),
         ),
@@ -133,14 +169,14 @@ function snapshots(i) {
   return h(
     "section",
     { class: "card", id: "snapshots" },
-    h("h2", {}, "Snapshots"),
+    h("h2", {}, t("snapshots.title")),
     h(
       "div",
       { class: "snaps" },
       events.map((p) => {
-        const fig = h("figure", {}, h("figcaption", {}, `${fmtClock(p.at)} ${p.camera_id}${p.level ? ` – ${p.level}` : ""}`));
+        const fig = h("figure", {}, h("figcaption", {}, `${fmtClock(p.at, i.site)} ${p.camera_id}${p.level ? ` – ${term("level", p.level)}` : ""}`));
         imageUrl(`/api/v1/dashboard/events/${p.event_id}/snapshot`).then((url) => {
-          if (url) fig.prepend(h("img", { src: url, alt: `snapshot ${p.event_id}`, class: "snap" }));
+          if (url) fig.prepend(h("img", { src: url, alt: t("snapshots.alt"), class: "snap" }));
           else fig.remove();
         });
         return fig;
@@ -149,76 +185,108 @@ function snapshots(i) {
   );
 }
 
+function closeForm(i, left, reload, error) {
+  const reason = h("textarea", { id: "close-reason", rows: 2, placeholder: t("close.reason_placeholder") });
+  const panel = h(
+    "div",
+    { class: "confirm-close warning", id: "close-confirm", role: "alertdialog", hidden: true },
+    h("p", {}, t("close.unfinished", { stages: left.map((st) => stageLabel(st, i.kind)).join(t("list.sep")) })),
+    reason,
+    h(
+      "div",
+      { class: "row" },
+      h("button", { type: "button", id: "close-confirmed", class: "bad", onclick: () => send(reason.value) }, t("close.anyway")),
+      h("button", { type: "button", id: "close-cancel", onclick: () => { panel.hidden = true; } }, t("close.cancel")),
+    ),
+  );
+  const send = async (why) => {
+    try {
+      await api(`/incidents/${i.id}/close`, { method: "POST", body: { reason: why || null } });
+      await reload();
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  };
+  const button = h("button", { type: "button", id: "close", onclick: () => {
+    if (left.length) panel.hidden = false;
+    else send(null);
+  } }, t("close.button"));
+  return [button, panel];
+}
+
+function stepItem(i, st, active, act) {
+  const decidedByMatch = i.kind === "watchlist" && st.name === "acknowledged";
+  const doable = active && !st.done_at && !st.cancelled && !decidedByMatch;
+  const until = undoable.get(`${i.id}/${st.name}`) || 0;
+  const canUndo = active && st.done_at && until > Date.now();
+  return h(
+    "li",
+    { dataset: { stage: st.name } },
+    timerChip(st, i.kind, i.site),
+    st.due_at ? h("span", { class: "muted" }, ` ${t("steps.due", { at: fmtClock(st.due_at, i.site) })}`) : null,
+    st.done_at ? h("span", { class: "muted" }, ` ${t("steps.by", { who: st.done_by })}`) : null,
+    st.missed_at ? badge(t("badge.escalated"), "escalating") : null,
+    doable ? h("button", { type: "button", class: "step", onclick: () => act(st.name, "") }, t("steps.mark_done", { label: stageLabel(st, i.kind) })) : null,
+    canUndo ? h("button", { type: "button", class: "undo", onclick: () => act(st.name, "/undo") }, t("steps.undo")) : null,
+    decidedByMatch && !st.done_at && active ? h("span", { class: "muted" }, ` ${t("steps.decide_above")}`) : null,
+  );
+}
+
 function steps(i, stages, reload) {
-  const error = h("p", { class: "error", role: "alert" });
+  const error = h("p", { class: "error", role: "alert", id: "steps-error" });
   const active = ["open", "confirmed"].includes(i.status);
-  const step = async (name) => {
+  const act = async (name, suffix) => {
     try {
-      await api(`/incidents/${i.id}/steps/${name}`, { method: "POST", body: {} });
+      await api(`/incidents/${i.id}/steps/${name}${suffix}`, { method: "POST", body: suffix ? undefined : {} });
+      if (suffix) undoable.delete(`${i.id}/${name}`);
+      else {
+        undoable.set(`${i.id}/${name}`, Date.now() + UNDO_MS);
+        setTimeout(() => reload().catch(() => {}), UNDO_MS + 50);
+      }
       await reload();
     } catch (err) {
       error.textContent = err.message;
     }
   };
-  const close = async () => {
-    try {
-      await api(`/incidents/${i.id}/close`, { method: "POST", body: { reason: null } });
-      await reload();
-    } catch (err) {
-      error.textContent = err.message;
-    }
-  };
+  const left = stages.filter((st) => !st.done_at && !st.cancelled);
   return h(
     "section",
     { class: "card", id: "steps" },
-    h("h2", {}, "Response"),
-    h(
-      "ol",
-      { class: "steps" },
-      stages.map((st) => {
-        const decidedByMatch = i.kind === "watchlist" && st.name === "acknowledged";
-        const doable = active && !st.done_at && !st.cancelled && !decidedByMatch;
-        return h(
-          "li",
-          { dataset: { stage: st.name } },
-          timerChip(st),
-          st.due_at ? h("span", { class: "muted" }, ` due ${fmtClock(st.due_at)}`) : null,
-          st.done_at ? h("span", { class: "muted" }, ` by ${st.done_by}`) : null,
-          st.missed_at ? badge("escalated", "escalating") : null,
-          doable ? h("button", { type: "button", class: "step", onclick: () => step(st.name) }, `Mark “${st.label}” done`) : null,
-          decidedByMatch && !st.done_at && active ? h("span", { class: "muted" }, " (confirm or reject the match above)") : null,
-        );
-      }),
-    ),
-    active ? h("button", { type: "button", id: "close", onclick: close }, "Close incident") : null,
+    h("h2", {}, t("steps.title")),
+    h("ol", { class: "steps" }, stages.map((st) => stepItem(i, st, active, act))),
+    active ? closeForm(i, left, reload, error) : null,
     error,
   );
 }
 
-function routing(deliveries) {
+function routing(i, deliveries) {
   const sent = deliveries.filter((d) => d.channel !== "sse");
   if (!sent.length) return null;
   return h(
     "section",
     { class: "card", id: "routing" },
-    h("h2", {}, "Routed to"),
+    h("h2", {}, t("routing.title")),
     h(
-      "table",
-      {},
-      h("thead", {}, h("tr", {}, ["When", "Why", "Channel", "Recipient", "Status", "Attempts"].map((t) => h("th", {}, t)))),
+      "div",
+      { class: "table-wrap" },
       h(
-        "tbody",
+        "table",
         {},
-        sent.map((d) =>
-          h(
-            "tr",
-            {},
-            h("td", {}, fmtTime(d.created_at)),
-            h("td", {}, d.reason),
-            h("td", {}, d.channel),
-            h("td", {}, d.recipient ? `${d.recipient_kind} ${d.recipient}` : d.target),
-            h("td", {}, d.status, d.last_error ? h("span", { class: "muted" }, ` (${d.last_error})`) : null),
-            h("td", {}, d.attempts),
+        h("thead", {}, h("tr", {}, ["when", "why", "channel", "recipient", "status", "attempts"].map((c) => h("th", {}, t(`routing.col.${c}`))))),
+        h(
+          "tbody",
+          {},
+          sent.map((d) =>
+            h(
+              "tr",
+              {},
+              h("td", {}, fmtTime(d.created_at, i.site)),
+              h("td", {}, term("reason", d.reason)),
+              h("td", {}, term("channel", d.channel)),
+              h("td", {}, d.recipient ? `${term("recipient", d.recipient_kind)} ${d.recipient}` : d.target),
+              h("td", {}, term("delivery", d.status), d.last_error ? h("span", { class: "muted raw" }, ` (${d.last_error})`) : null),
+              h("td", {}, d.attempts),
+            ),
           ),
         ),
       ),
@@ -226,23 +294,59 @@ function routing(deliveries) {
   );
 }
 
-function auditTrail(entries) {
+export function auditRows(entries, site) {
+  return entries.map((a) =>
+    h(
+      "tr",
+      {},
+      h("td", { dataset: { label: t("audit.col.when") } }, fmtTime(a.at, site)),
+      h("td", { class: "raw", dataset: { label: t("audit.col.who") } }, a.actor),
+      h("td", { dataset: { label: t("audit.col.role") } }, term("role", a.role)),
+      h("td", { dataset: { label: t("audit.col.action") } }, term("action", a.action), a.entity && a.entity !== "incident" ? ` · ${term("entity", a.entity)}` : ""),
+      h("td", { class: "raw", dataset: { label: a.reason ? t("audit.col.reason") : "" } }, a.reason || ""),
+      h("td", { class: "muted detail raw", dataset: { label: t("audit.col.detail") } }, JSON.stringify(a.detail)),
+    ),
+  );
+}
+
+function auditTrail(i, entries) {
   return h(
     "section",
     { class: "card", id: "audit" },
-    h("h2", {}, "Audit trail"),
+    h("h2", {}, t("audit.trail")),
     h(
-      "table",
-      {},
-      h("thead", {}, h("tr", {}, ["When", "Who", "Role", "Action", "Reason", "Detail"].map((t) => h("th", {}, t)))),
+      "div",
+      { class: "table-wrap" },
       h(
-        "tbody",
-        {},
-        entries.map((a) =>
-          h("tr", {}, h("td", {}, fmtTime(a.at)), h("td", {}, a.actor), h("td", {}, a.role), h("td", {}, a.action), h("td", {}, a.reason || ""), h("td", { class: "muted" }, JSON.stringify(a.detail))),
-        ),
+        "table",
+        { class: "cards audit" },
+        h("thead", {}, h("tr", {}, ["when", "who", "role", "action", "reason", "detail"].map((c) => h("th", {}, t(`audit.col.${c}`))))),
+        h("tbody", {}, auditRows(entries, i.site)),
       ),
     ),
+  );
+}
+
+function head(i) {
+  const where = t("incident.where", {
+    kind: term("kind", i.kind) + (i.level ? ` · ${term("level", i.level)}` : ""),
+    site: i.site,
+    camera: i.camera || "–",
+    ring: i.ring ? term("ring", i.ring) : "–",
+    first: fmtTime(i.first_seen, i.site),
+    last: fmtTime(i.last_seen, i.site),
+  });
+  const live = ["open", "confirmed"].includes(i.status);
+  return h(
+    "header",
+    { class: `incident-head ${live ? i.colour || "" : "inactive"}` },
+    colourBadge(i.colour),
+    h("h1", {}, titleOf(i)),
+    i.kind === "watchlist" ? decisionBadge(i) : badge(term("status", i.status), i.status),
+    i.kind === "watchlist" && i.status === "closed" ? badge(term("status", "closed"), "closed") : null,
+    live && i.escalating ? badge(t("badge.escalating"), "escalating") : null,
+    i.late ? badge(t("badge.late"), "late") : null,
+    h("p", { class: "muted" }, where),
   );
 }
 
@@ -252,24 +356,14 @@ export async function incidentPage(id) {
     const [i, stages] = await Promise.all([api(`/incidents/${id}`), api(`/dashboard/incidents/${id}/stages`)]);
     const entries = await api(`/dashboard/incidents/${id}/audit`);
     const parts = [
-      h(
-        "header",
-        { class: `incident-head ${i.colour || ""}` },
-        colourBadge(i.colour),
-        h("h1", {}, i.title),
-        badge(i.status, i.status),
-        i.kind === "watchlist" ? badge(i.confirmed ? "confirmed" : i.status === "rejected" ? "rejected" : "UNCONFIRMED", i.confirmed ? "confirmed" : "unconfirmed") : null,
-        i.escalating ? badge("escalating", "escalating") : null,
-        i.late ? badge("late", "late") : null,
-        h("p", { class: "muted" }, `${i.kind}${i.level ? ` (${i.level})` : ""} at ${i.site} – camera ${i.camera || "–"} – ring ${i.ring || "–"} – first seen ${fmtTime(i.first_seen)}, last seen ${fmtTime(i.last_seen)}`),
-      ),
+      head(i),
       i.kind === "watchlist" ? evidence(i, reload) : null,
       steps(i, stages, reload),
       trajectory(i),
       snapshots(i),
       mediaCard(i.id),
-      routing(i.deliveries || []),
-      auditTrail(entries),
+      routing(i, i.deliveries || []),
+      auditTrail(i, entries),
     ];
     page.replaceChildren(...parts.filter(Boolean));
   };

@@ -6,6 +6,7 @@
 // that needs Web Push through a push service, which this hub does not run.
 
 import { h } from "./dom.js";
+import { has, t, term, titleOf } from "./i18n.js";
 import { hubNow } from "./timers.js";
 
 const WARN_KEY = "ringwatch.notify.warn_s"; // seconds left that count as "about to be missed"
@@ -27,12 +28,13 @@ function show(title, body, tag, hash) {
 }
 
 function onAlert(alert) {
-  const where = `${alert.site}${alert.ring ? `, ${alert.ring} ring` : ""}`;
+  const where = alert.ring ? t("notify.where_ring", { site: alert.site, ring: term("ring", alert.ring) }) : alert.site;
+  const title = titleOf(alert);
   const hash = `#/incident/${alert.incident_id}`;
   if ((alert.reason === "new" || alert.reason === "escalation") && alert.colour === "red") {
-    show(`RED incident: ${alert.title}`, where, `red-${alert.alert_id}`, hash);
+    show(t("notify.red", { title }), where, `red-${alert.alert_id}`, hash);
   } else if (alert.reason === "missed") {
-    show(`Stage missed: ${alert.title}`, where, `missed-${alert.alert_id}`, hash);
+    show(t("notify.missed", { title }), where, `missed-${alert.alert_id}`, hash);
   }
 }
 
@@ -43,7 +45,7 @@ function scanTimers() {
     if (left > 0 && left <= warn) {
       const row = chip.closest("[data-id]");
       const what = row ? row.dataset.id : location.hash;
-      show(`${chip.dataset.label}: ${Math.round(left / 1000)} s left`, "A response stage is about to be missed", `due-${what}-${chip.dataset.stage}-${chip.dataset.due}`, null);
+      show(t("notify.due", { stage: chip.dataset.label, seconds: Math.round(left / 1000) }), t("notify.due_body"), `due-${what}-${chip.dataset.stage}-${chip.dataset.due}`, null);
     }
   }
 }
@@ -51,10 +53,12 @@ function scanTimers() {
 function button() {
   const top = document.getElementById("top");
   if (!top || !supported() || document.getElementById("notify-enable")) return;
-  const el = h("button", { type: "button", id: "notify-enable" }, "Notifications: off");
+  const el = h("button", { type: "button", id: "notify-enable" });
   const render = () => {
     const state = Notification.permission;
-    el.textContent = state === "granted" ? "Notifications: on" : state === "denied" ? "Notifications: blocked" : "Notifications: off";
+    const key = state === "granted" ? "notify.on" : state === "denied" ? "notify.blocked" : "notify.off";
+    el.dataset.i18n = key; // filled in by applyStatic when the catalogue loads after this
+    el.textContent = has(key) ? t(key) : "";
     el.disabled = state !== "default";
   };
   el.addEventListener("click", async () => {

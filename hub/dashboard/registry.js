@@ -1,76 +1,80 @@
 // The watch list: list and search, enrol with a photo (refusals shown with their reason),
 // edit, review, delist, and review-due warnings.
 
-import { api } from "./api.js";
-import { h, colourBadge, fmtTime } from "./dom.js";
-import { imageUrl } from "./api.js";
+import { api, imageUrl } from "./api.js";
+import { h, colourBadge, fmtDate, fmtTime } from "./dom.js";
+import { t } from "./i18n.js";
 
 const DAY = 86400000;
 const SOON_DAYS = 30;
 
 function today() {
-  return new Date().toISOString().slice(0, 10);
+  return fmtDate(Date.now());
 }
 
 function plusDays(days) {
-  return new Date(Date.now() + days * DAY).toISOString().slice(0, 10);
+  return fmtDate(Date.now() + days * DAY);
 }
 
-/** "past due" / "due soon" / null for a review date. */
+/** "past_due" / "due_soon" / null for a review date. */
 export function reviewState(reviewDue) {
-  if (reviewDue < today()) return "past due";
-  if (reviewDue <= plusDays(SOON_DAYS)) return "due soon";
+  if (reviewDue < today()) return "past_due";
+  if (reviewDue <= plusDays(SOON_DAYS)) return "due_soon";
   return null;
 }
 
 function reviewBadge(p) {
   const state = reviewState(p.review_due);
   if (!state) return null;
-  return h("span", { class: `badge review ${state === "past due" ? "overdue" : "soon"}` }, `review ${state}`);
+  return h("span", { class: `badge review ${state === "past_due" ? "overdue" : "soon"}` }, t(`review.${state}`));
+}
+
+function personRow(p) {
+  return h(
+    "tr",
+    { class: p.matchable ? "" : "inactive", dataset: { id: p.id } },
+    h("td", { dataset: { label: t("persons.col.name") } }, h("a", { href: `#/person/${p.id}` }, p.display_name)),
+    h("td", { dataset: { label: t("persons.col.tier") } }, colourBadge(p.tier)),
+    h("td", { dataset: { label: t("persons.col.case") } }, p.case_reference),
+    h("td", { dataset: { label: t("persons.col.station") } }, p.station_id),
+    h("td", { dataset: { label: t("persons.col.review") } }, p.review_due, " ", reviewBadge(p)),
+    h("td", { dataset: { label: t("persons.col.matched") } }, p.matchable ? t("common.yes") : t("common.no")),
+    h("td", { dataset: { label: t("persons.col.photos") } }, String(p.templates)),
+  );
 }
 
 export async function registryPage() {
   const rows = h("tbody", { id: "persons" });
   const warning = h("p", { class: "warning", id: "review-warning", hidden: true });
-  const search = h("input", { type: "search", id: "search", placeholder: "Search name or case reference" });
+  const search = h("input", { type: "search", id: "search", placeholder: t("persons.search"), "aria-label": t("persons.search") });
   const load = async () => {
     const q = search.value.trim();
     const persons = await api(`/persons${q ? `?q=${encodeURIComponent(q)}` : ""}`);
     const due = persons.filter((p) => p.tier !== "green" && reviewState(p.review_due));
-    const past = due.filter((p) => reviewState(p.review_due) === "past due");
+    const past = due.filter((p) => reviewState(p.review_due) === "past_due");
     warning.hidden = !due.length;
-    warning.textContent = `${past.length} entr${past.length === 1 ? "y is" : "ies are"} past review (not matched until reviewed); ${due.length - past.length} due within ${SOON_DAYS} days.`;
-    rows.replaceChildren(
-      ...persons.map((p) =>
-        h(
-          "tr",
-          { class: p.matchable ? "" : "inactive", dataset: { id: p.id } },
-          h("td", {}, h("a", { href: `#/person/${p.id}` }, p.display_name)),
-          h("td", {}, colourBadge(p.tier)),
-          h("td", {}, p.case_reference),
-          h("td", {}, p.station_id),
-          h("td", {}, p.review_due, " ", reviewBadge(p)),
-          h("td", {}, p.matchable ? "yes" : "no"),
-          h("td", {}, p.templates),
-        ),
-      ),
-    );
+    warning.textContent = t("persons.review_warning", { past: past.length, soon: due.length - past.length, days: SOON_DAYS });
+    rows.replaceChildren(...persons.map(personRow));
   };
   search.addEventListener("input", () => load().catch(() => {}));
   await load();
   return h(
     "section",
     {},
-    h("h1", {}, "Watch list"),
-    h("div", { class: "filters" }, search, h("a", { href: "#/enrol", class: "button", id: "enrol-link" }, "Enrol a person")),
+    h("h1", {}, t("persons.title")),
+    h("div", { class: "filters" }, search, h("a", { href: "#/enrol", class: "button", id: "enrol-link" }, t("persons.enrol"))),
     warning,
     h(
-      "table",
-      { class: "persons" },
-      h("thead", {}, h("tr", {}, ["Name", "Tier", "Case reference", "Station", "Review due", "Matched", "Photos"].map((t) => h("th", {}, t)))),
-      rows,
+      "div",
+      { class: "table-wrap" },
+      h(
+        "table",
+        { class: "persons cards" },
+        h("thead", {}, h("tr", {}, ["name", "tier", "case", "station", "review", "matched", "photos"].map((c) => h("th", {}, t(`persons.col.${c}`))))),
+        rows,
+      ),
     ),
-    h("p", { class: "muted" }, "Every read, search and change is written to the audit log. There are no fields for ethnicity, religion, politics or health."),
+    h("p", { class: "muted" }, t("persons.privacy")),
   );
 }
 
@@ -79,7 +83,7 @@ function field(label, input) {
 }
 
 function tierSelect(value) {
-  return h("select", { name: "tier" }, ["red", "orange", "yellow"].map((t) => h("option", { value: t, selected: t === value }, t)));
+  return h("select", { name: "tier" }, ["red", "orange", "yellow"].map((c) => h("option", { value: c, selected: c === value }, t(`colour.${c}`))));
 }
 
 let flash = null; // a message carried to the next page (e.g. a refused photo after enrolment)
@@ -90,16 +94,16 @@ export async function enrolPage() {
   const form = h(
     "form",
     { class: "card", id: "enrol" },
-    h("h1", {}, "Enrol a person"),
-    field("Display name", h("input", { name: "display_name", required: true })),
-    field("Tier", tierSelect("orange")),
-    field("Reason", h("textarea", { name: "reason", required: true, rows: 2 })),
-    field("Case reference", h("input", { name: "case_reference", required: true })),
-    field("Legal basis", h("input", { name: "legal_basis", required: true })),
-    field("Responsible station", h("select", { name: "station_id" }, stations.map((s) => h("option", { value: s.id }, s.name)))),
-    field("Review due", h("input", { name: "review_due", type: "date", value: plusDays(180), required: true })),
-    field("Photo (one face, well lit)", h("input", { name: "photo", type: "file", accept: "image/*" })),
-    h("button", { type: "submit" }, "Enrol"),
+    h("h1", {}, t("enrol.title")),
+    field(t("person.display_name"), h("input", { name: "display_name", required: true })),
+    field(t("person.tier"), tierSelect("orange")),
+    field(t("person.reason"), h("textarea", { name: "reason", required: true, rows: 2 })),
+    field(t("person.case_reference"), h("input", { name: "case_reference", required: true })),
+    field(t("person.legal_basis"), h("input", { name: "legal_basis", required: true })),
+    field(t("person.station"), h("select", { name: "station_id" }, stations.map((s) => h("option", { value: s.id }, s.name)))),
+    field(t("person.review_due"), h("input", { name: "review_due", type: "date", value: plusDays(180), required: true })),
+    field(t("enrol.photo"), h("input", { name: "photo", type: "file", accept: "image/*" })),
+    h("button", { type: "submit" }, t("enrol.submit")),
     error,
   );
   form.addEventListener("submit", async (e) => {
@@ -119,7 +123,7 @@ export async function enrolPage() {
       try {
         await upload(person.id, photo);
       } catch (err) {
-        flash = `Photo refused: ${err.message}`;
+        flash = { ok: false, text: err.message };
       }
     }
     location.hash = `#/person/${person.id}`;
@@ -133,34 +137,37 @@ async function upload(personId, file) {
   return api(`/persons/${personId}/photos`, { method: "POST", form });
 }
 
+function facts(p) {
+  const rows = [
+    ["person.reason", p.reason],
+    ["person.case_reference", p.case_reference],
+    ["person.legal_basis", p.legal_basis],
+    ["person.station", p.station_id],
+    ["person.created", t("person.created_value", { who: p.created_by || "–", at: fmtTime(p.created_at) })],
+    ["person.review_due", p.review_due],
+    ["person.matched", p.matchable ? t("common.yes") : t(p.templates ? "person.not_matched" : "person.no_photo")],
+  ];
+  return h("dl", { class: "card facts", id: "person-facts" }, rows.map(([k, v]) => [h("dt", {}, t(k)), h("dd", { dataset: { key: k } }, v ?? "–")]));
+}
+
 export async function personPage(id) {
   const page = h("section", { id: "person-page" });
   const render = async (message) => {
     const [p, photos] = await Promise.all([api(`/persons/${id}`), api(`/persons/${id}/photos`)]);
-    const result = h("p", { id: "photo-result", role: "status", class: message && message.startsWith("Photo refused") ? "error" : "ok" }, message || "");
+    const result = h("p", { id: "photo-result", role: "status", class: message && !message.ok ? "error" : "ok" }, message ? message.text : "");
     const state = reviewState(p.review_due);
-    page.replaceChildren(
+    // replaceChildren(null) would print "null": build the list without the absent parts.
+    const parts = [
       h("h1", {}, p.display_name, " ", colourBadge(p.tier)),
       state && p.tier !== "green"
-        ? h("p", { class: "warning", id: "review-warning" }, state === "past due" ? `Review was due ${p.review_due}: this entry is NOT matched until it is reviewed.` : `Review due ${p.review_due}.`)
+        ? h("p", { class: "warning", id: "review-warning" }, state === "past_due" ? t("person.review_past", { date: p.review_due }) : t("person.review_soon", { date: p.review_due }))
         : null,
-      p.tier === "green" ? h("p", { class: "warning" }, "Delisted: never matched.") : null,
-      h(
-        "dl",
-        { class: "card" },
-        ...[
-          ["Reason", p.reason],
-          ["Case reference", p.case_reference],
-          ["Legal basis", p.legal_basis],
-          ["Station", p.station_id],
-          ["Created by", `${p.created_by}, ${fmtTime(p.created_at)}`],
-          ["Review due", p.review_due],
-          ["Matched", p.matchable ? "yes" : "no"],
-        ].map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
-      ),
+      p.tier === "green" ? h("p", { class: "warning" }, t("person.delisted")) : null,
+      facts(p),
       photoSection(p, photos, result, render),
       editForm(p, render),
-    );
+    ];
+    page.replaceChildren(...parts.filter(Boolean));
   };
   const message = flash;
   flash = null;
@@ -170,28 +177,28 @@ export async function personPage(id) {
 
 function photoSection(p, photos, result, render) {
   const input = h("input", { type: "file", name: "photo", id: "photo-file", accept: "image/*" });
-  const form = h("form", { id: "photo-upload", class: "row" }, input, h("button", { type: "submit" }, "Add photo"));
+  const form = h("form", { id: "photo-upload", class: "row" }, input, h("button", { type: "submit" }, t("photos.add")));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     if (!input.files.length) return;
     try {
       await upload(p.id, input.files[0]);
-      await render("Photo enrolled.");
+      await render({ ok: true, text: t("photos.enrolled") });
     } catch (err) {
-      await render(`Photo refused: ${err.message}`);
+      await render({ ok: false, text: err.message });
     }
   });
   return h(
     "section",
     { class: "card", id: "photos" },
-    h("h2", {}, `Enrolled photos (${photos.length})`),
+    h("h2", {}, t("photos.title", { count: photos.length })),
     h(
       "div",
       { class: "snaps" },
       photos.map((ph) => {
-        const img = h("img", { alt: `photo ${ph.id}`, class: "face" });
+        const img = h("img", { alt: t("photos.alt"), class: "face" });
         imageUrl(`/api/v1/persons/${p.id}/photos/${ph.id}/image`).then((url) => url && (img.src = url));
-        return h("figure", { dataset: { template: ph.id } }, img, h("figcaption", {}, `quality ${ph.quality.toFixed(2)}, ${fmtTime(ph.created_at)}`));
+        return h("figure", { dataset: { template: ph.id } }, img, h("figcaption", {}, t("photos.caption", { quality: ph.quality.toFixed(2), at: fmtTime(ph.created_at) })));
       }),
     ),
     form,
@@ -204,20 +211,20 @@ function editForm(p, render) {
   const form = h(
     "form",
     { class: "card", id: "edit" },
-    h("h2", {}, "Edit, review or delist"),
-    field("Display name", h("input", { name: "display_name", value: p.display_name })),
-    field("Tier", tierSelect(p.tier)),
-    field("Reason", h("textarea", { name: "reason", rows: 2 }, p.reason)),
-    field("Case reference", h("input", { name: "case_reference", value: p.case_reference })),
-    field("Legal basis", h("input", { name: "legal_basis", value: p.legal_basis })),
-    field("Review due", h("input", { name: "review_due", type: "date", value: p.review_due })),
-    field("Why (kept in the audit log)", h("input", { name: "why", required: true, id: "why" })),
+    h("h2", {}, t("edit.title")),
+    field(t("person.display_name"), h("input", { name: "display_name", value: p.display_name })),
+    field(t("person.tier"), tierSelect(p.tier)),
+    field(t("person.reason"), h("textarea", { name: "reason", rows: 2 }, p.reason)),
+    field(t("person.case_reference"), h("input", { name: "case_reference", value: p.case_reference })),
+    field(t("person.legal_basis"), h("input", { name: "legal_basis", value: p.legal_basis })),
+    field(t("person.review_due"), h("input", { name: "review_due", type: "date", value: p.review_due })),
+    field(t("edit.why"), h("input", { name: "why", required: true, id: "why" })),
     h(
       "div",
-      { class: "row" },
-      h("button", { type: "submit", value: "save" }, "Save changes"),
-      h("button", { type: "submit", value: "review", id: "reviewed" }, "Reviewed: keep for 180 days"),
-      h("button", { type: "submit", value: "delist", class: "bad", id: "delist" }, "Delist"),
+      { class: "row wrap" },
+      h("button", { type: "submit", value: "save" }, t("edit.save")),
+      h("button", { type: "submit", value: "review", id: "reviewed" }, t("edit.reviewed")),
+      h("button", { type: "submit", value: "delist", class: "bad", id: "delist" }, t("edit.delist")),
     ),
     error,
   );
@@ -231,7 +238,7 @@ function editForm(p, render) {
     else for (const key of ["display_name", "tier", "reason", "case_reference", "legal_basis", "review_due"]) body[key] = data.get(key);
     try {
       await api(`/persons/${p.id}`, { method: "PATCH", body });
-      await render(action === "delist" ? "Delisted." : "Saved.");
+      await render({ ok: true, text: t(action === "delist" ? "edit.delisted" : "edit.saved") });
     } catch (err) {
       error.textContent = err.message;
     }

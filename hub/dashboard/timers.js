@@ -2,6 +2,7 @@
 // and stop (showing when it was done) once the stage is done.
 
 import { h, fmtClock, fmtSpan } from "./dom.js";
+import { has, t } from "./i18n.js";
 
 let offsetMs = 0; // hub clock minus browser clock
 
@@ -20,26 +21,34 @@ export function stageState(stage) {
   return "running";
 }
 
-export function timerChip(stage) {
+/** A stage's name in the user's language: per kind where the kinds differ, else shared. */
+export function stageLabel(stage, kind) {
+  if (kind && has(`stage.${kind}.${stage.name}`)) return t(`stage.${kind}.${stage.name}`);
+  if (has(`stage.${stage.name}`)) return t(`stage.${stage.name}`);
+  return stage.label || stage.name;
+}
+
+export function timerChip(stage, kind, site) {
+  const label = stageLabel(stage, kind);
   const chip = h("span", {
     class: "timer",
-    dataset: { stage: stage.name, label: stage.label || stage.name, state: stageState(stage), due: stage.due_at || "" },
-    title: stage.due_at ? `due ${fmtClock(stage.due_at)}` : "no deadline (late incident)",
+    dataset: { stage: stage.name, label, state: stageState(stage), due: stage.due_at || "" },
+    title: stage.due_at ? t("timer.due", { at: fmtClock(stage.due_at, site) }) : t("timer.no_deadline"),
   });
-  renderChip(chip, stage);
+  renderChip(chip, stage, label, site);
   return chip;
 }
 
-function renderChip(chip, stage) {
-  const label = stage.label || stage.name;
+function renderChip(chip, stage, label, site) {
   const state = chip.dataset.state;
   if (state === "done") {
     const met = stage.due_at && Date.parse(stage.done_at) <= Date.parse(stage.due_at);
-    chip.textContent = `✓ ${label} ${fmtClock(stage.done_at)}${stage.due_at ? (met ? " (in time)" : " (late)") : ""}`;
+    const when = fmtClock(stage.done_at, site);
+    chip.textContent = stage.due_at ? t(met ? "timer.done_in_time" : "timer.done_late", { label, at: when }) : t("timer.done", { label, at: when });
   } else if (state === "cancelled") {
-    chip.textContent = `${label}: not needed`;
+    chip.textContent = t("timer.not_needed", { label });
   } else if (state === "untimed") {
-    chip.textContent = `${label}: no timer (late)`;
+    chip.textContent = t("timer.untimed", { label });
   } else {
     tick(chip, label);
   }
@@ -48,7 +57,7 @@ function renderChip(chip, stage) {
 function tick(chip, label) {
   const left = Date.parse(chip.dataset.due) - hubNow();
   chip.classList.toggle("overdue", left < 0);
-  chip.textContent = left >= 0 ? `${label} ${fmtSpan(left)} left` : `${label} OVERDUE ${fmtSpan(left)}`;
+  chip.textContent = left >= 0 ? t("timer.left", { label, left: fmtSpan(left) }) : t("timer.overdue", { label, late: fmtSpan(left) });
 }
 
 /** Tick every running chip inside ``root`` once a second; returns a stop function. */
@@ -61,10 +70,10 @@ export function runTimers(root) {
   return () => clearInterval(id);
 }
 
-export function timerChips(stages) {
+export function timerChips(stages, kind, site) {
   return h(
     "span",
     { class: "timers" },
-    stages.map((s) => timerChip(s)),
+    stages.map((s) => timerChip(s, kind, site)),
   );
 }

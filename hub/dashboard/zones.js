@@ -4,7 +4,8 @@
 // pushes to the device. The status shows pending until the device answers.
 
 import { api, auth, imageUrl } from "./api.js";
-import { h, s, fmtTime } from "./dom.js";
+import { h, s, fmtTime, setSiteZones } from "./dom.js";
+import { language, rememberedLanguage, setLanguage, t, term } from "./i18n.js";
 
 const ROLES = ["outer", "perimeter", "inner", "shed"];
 const RINGS = ["outer", "perimeter", "inner"];
@@ -24,6 +25,10 @@ const ed = {
   drag: null,
   poll: null,
 };
+
+function roleName(role) {
+  return RINGS.includes(role) ? term("ring", role) : t("zones.shed_area");
+}
 
 function emptyConfig(defaultRing) {
   return { default_ring: defaultRing || "outer", zones: [], lines: [], masks: [], schedules: {} };
@@ -131,7 +136,7 @@ function render() {
   drawShapes(svg);
   drawDraft(svg);
   document.getElementById("draft-info").textContent = ed.draft.length
-    ? `${ed.draft.length} point(s) — click "Finish shape" (or double-click) to close it`
+    ? t("zones.draft_points", { count: ed.draft.length })
     : "";
 }
 
@@ -181,20 +186,20 @@ function idInput(item, cls) {
 }
 
 function remove(list, item) {
-  return h("button", { type: "button", class: "delete", onclick: () => { list.splice(list.indexOf(item), 1); render(); renderItems(); } }, "Delete");
+  return h("button", { type: "button", class: "delete", onclick: () => { list.splice(list.indexOf(item), 1); render(); renderItems(); } }, t("zones.delete"));
 }
 
 function zoneRow(z) {
   return h(
     "tr",
     { class: "zone-row", dataset: { id: z.id } },
-    h("td", {}, "zone"),
+    h("td", {}, t("zones.item_zone")),
     h("td", {}, idInput(z, "zone-id")),
-    h("td", {}, select(ROLES.map((r) => [r, r]), z.role, { class: "zone-role" }, (v) => { z.role = v; render(); })),
+    h("td", {}, select(ROLES.map((r) => [r, roleName(r)]), z.role, { class: "zone-role" }, (v) => { z.role = v; render(); })),
     h("td", {}, select(scheduleOptions(), z.schedule, { class: "zone-schedule" }, (v) => (z.schedule = v || null))),
-    h("td", {}, h("label", { title: "Dwell longer than this (seconds) raises loitering" }, "loiter s", h("input", { type: "number", min: 1, value: z.loiter_s ?? "", oninput: (e) => (z.loiter_s = e.target.value ? Number(e.target.value) : null) }))),
-    h("td", {}, h("label", {}, h("input", { type: "checkbox", checked: z.intrusion_when_closed, onchange: (e) => (z.intrusion_when_closed = e.target.checked) }), " intrusion when closed")),
-    h("td", {}, `${z.polygon.length} points`, " ", remove(ed.config.zones, z)),
+    h("td", {}, h("label", { title: t("zones.loiter_title") }, t("zones.loiter_s"), h("input", { type: "number", min: 1, value: z.loiter_s ?? "", oninput: (e) => (z.loiter_s = e.target.value ? Number(e.target.value) : null) }))),
+    h("td", {}, h("label", {}, h("input", { type: "checkbox", checked: z.intrusion_when_closed, onchange: (e) => (z.intrusion_when_closed = e.target.checked) }), ` ${t("zones.intrusion_closed")}`)),
+    h("td", {}, t("zones.points", { count: z.polygon.length }), " ", remove(ed.config.zones, z)),
   );
 }
 
@@ -202,11 +207,11 @@ function lineRow(l) {
   return h(
     "tr",
     { class: "line-row", dataset: { id: l.id } },
-    h("td", {}, "line"),
+    h("td", {}, t("zones.item_line")),
     h("td", {}, idInput(l, "line-id")),
-    h("td", {}, select(DIRECTIONS.map((d) => [d, d.replaceAll("_", " ")]), l.direction, { class: "line-direction" }, (v) => { l.direction = v; render(); })),
+    h("td", {}, select(DIRECTIONS.map((d) => [d, t(`zones.direction.${d}`)]), l.direction, { class: "line-direction" }, (v) => { l.direction = v; render(); })),
     h("td", {}, select(scheduleOptions(), l.schedule, { class: "line-schedule" }, (v) => (l.schedule = v || null))),
-    h("td", { colspan: 2 }, "a → b; the arrow shows the right side"),
+    h("td", { colspan: 2 }, t("zones.line_hint")),
     h("td", {}, remove(ed.config.lines, l)),
   );
 }
@@ -215,17 +220,17 @@ function maskRow(m) {
   return h(
     "tr",
     { class: "mask-row", dataset: { id: m.id } },
-    h("td", {}, "mask"),
+    h("td", {}, t("zones.item_mask")),
     h("td", {}, idInput(m, "mask-id")),
-    h("td", { colspan: 4 }, "privacy mask: nothing detected, blurred in every image"),
-    h("td", {}, `${m.polygon.length} points`, " ", remove(ed.config.masks, m)),
+    h("td", { colspan: 4 }, t("zones.mask_hint")),
+    h("td", {}, t("zones.points", { count: m.polygon.length }), " ", remove(ed.config.masks, m)),
   );
 }
 
 function renderItems() {
   const box = document.getElementById("items");
   const rows = [...ed.config.zones.map(zoneRow), ...ed.config.lines.map(lineRow), ...ed.config.masks.map(maskRow)];
-  box.replaceChildren(rows.length ? h("table", {}, h("tbody", {}, rows)) : h("p", { class: "muted" }, "Nothing drawn on this camera yet."));
+  box.replaceChildren(rows.length ? h("table", {}, h("tbody", {}, rows)) : h("p", { class: "muted" }, t("zones.nothing")));
   document.getElementById("default-ring").value = ed.config.default_ring;
   document.getElementById("schedules").value = JSON.stringify(ed.config.schedules, null, 1);
 }
@@ -234,20 +239,22 @@ function renderItems() {
 
 function showStatus(cfg) {
   const el = document.getElementById("zone-status");
-  const online = cfg.device_online === false ? " The device is offline: it gets the config when it comes back." : "";
+  const online = cfg.device_online === false ? ` ${t("zones.offline_note")}` : "";
   el.dataset.state = cfg.state || "none";
   if (!cfg.state) {
-    el.textContent = "No zones saved on the hub for this camera yet: the device runs the zones of its local site file. Saving here makes the hub the source of truth.";
+    el.textContent = t("zones.status_none");
   } else if (cfg.state === "pending") {
-    el.textContent = `pending — version ${cfg.version} saved by ${cfg.updated_by}, waiting for device ${cfg.device} to answer (sent ${cfg.pushes} time(s)).${online}`;
+    el.textContent = t("zones.status_pending", { version: cfg.version, who: cfg.updated_by, device: cfg.device, pushes: cfg.pushes }) + online;
   } else if (cfg.state === "accepted") {
-    el.textContent = `accepted — the device applied version ${cfg.version} without a restart at ${fmtTime(cfg.answered_at)}.`;
+    el.textContent = t("zones.status_accepted", { version: cfg.version, at: fmtTime(cfg.answered_at, ed.site) });
   } else {
-    const kept = cfg.applied_version ? `version ${cfg.applied_version}` : "the zones of its local file";
-    el.textContent = `rejected — the device refused version ${cfg.version}: ${cfg.reason || "no reason given"}. It keeps ${kept}.`;
+    const kept = cfg.applied_version ? t("zones.kept_version", { version: cfg.applied_version }) : t("zones.kept_local");
+    el.textContent = t("zones.status_rejected", { version: cfg.version, reason: cfg.reason || t("zones.no_reason"), kept });
   }
+  const picked = document.querySelector(`#camera option[value="${ed.site}/${ed.camera}"]`);
+  if (picked) picked.textContent = `${ed.site} / ${ed.camera} (${t(`zones.state.${cfg.state || "none"}`)})`;
   document.getElementById("device-state").textContent =
-    cfg.device_online === null ? "status unknown" : cfg.device_online ? "online" : "offline";
+    cfg.device_online === null ? t("zones.device_unknown") : cfg.device_online ? t("devices.online") : t("devices.offline");
 }
 
 function watch() {
@@ -277,7 +284,7 @@ function body() {
   try {
     schedules = JSON.parse(document.getElementById("schedules").value || "{}");
   } catch (err) {
-    throw { message: `schedules: not valid JSON (${err.message})`, errors: [{ path: "schedules", message: `not valid JSON (${err.message})` }] };
+    throw { message: t("zones.bad_schedules", { error: err.message }), errors: [{ path: "schedules", message: t("zones.bad_json", { error: err.message }) }] };
   }
   return { ...ed.config, default_ring: document.getElementById("default-ring").value, schedules };
 }
@@ -295,7 +302,7 @@ async function save() {
   } catch (err) {
     const detail = err.detail || err;
     status.dataset.state = "invalid";
-    status.textContent = `Not saved: the configuration is invalid — ${detail.message || err.message}`;
+    status.textContent = t("zones.not_saved", { error: err.message || detail.message });
     showErrors(detail.message || err.message, detail.errors);
   }
 }
@@ -313,10 +320,10 @@ async function loadSiteFile(e) {
     renderItems();
     render();
     msg.className = "ok";
-    msg.textContent = `Loaded ${zones.zones.length} zone(s), ${zones.lines.length} line(s), ${zones.masks.length} mask(s) from ${file.name}: review them and save to make the hub the source of truth.`;
+    msg.textContent = t("zones.loaded", { zones: zones.zones.length, lines: zones.lines.length, masks: zones.masks.length, file: file.name });
   } catch (err) {
     msg.className = "error";
-    msg.textContent = `Not loaded: ${err.message}`;
+    msg.textContent = t("zones.not_loaded", { error: err.message });
   }
 }
 
@@ -324,18 +331,18 @@ async function loadSiteFile(e) {
 
 async function snapshot() {
   const msg = document.getElementById("snap-msg");
-  msg.textContent = "asking the device for a snapshot…";
+  msg.textContent = t("zones.asking");
   try {
     const shot = await api(`/zones/${ed.site}/${ed.camera}/snapshot`, { method: "POST" });
     ed.size = { w: shot.width, h: shot.height };
     const img = document.getElementById("snapshot");
     img.src = `data:image/jpeg;base64,${shot.jpeg}`;
     img.dataset.loaded = "yes";
-    msg.textContent = `snapshot ${shot.width}×${shot.height} taken ${fmtTime(shot.taken_at)} (privacy masks applied by the device)`;
+    msg.textContent = t("zones.snapshot", { w: shot.width, h: shot.height, at: fmtTime(shot.taken_at, ed.site) });
     render();
     refreshPreview();
   } catch (err) {
-    msg.textContent = `no snapshot: ${err.message}`;
+    msg.textContent = t("zones.no_snapshot", { error: err.message });
   }
 }
 
@@ -364,13 +371,13 @@ function toolbar() {
   return h(
     "div",
     { class: "tools" },
-    tool("select", "Move points"),
-    tool("zone", "Draw zone"),
-    select(ROLES.map((r) => [r, `${r}${RINGS.includes(r) ? " ring" : " area"}`]), "inner", { id: "new-role", title: "Role of the next zone" }, () => {}),
-    tool("line", "Draw line"),
-    tool("mask", "Draw mask"),
-    h("button", { type: "button", id: "finish", onclick: finishShape }, "Finish shape"),
-    h("button", { type: "button", id: "cancel", onclick: () => { ed.draft = []; render(); } }, "Cancel"),
+    tool("select", t("zones.tool.select")),
+    tool("zone", t("zones.tool.zone")),
+    select(ROLES.map((r) => [r, roleName(r)]), "inner", { id: "new-role", title: t("zones.new_role") }, () => {}),
+    tool("line", t("zones.tool.line")),
+    tool("mask", t("zones.tool.mask")),
+    h("button", { type: "button", id: "finish", onclick: finishShape }, t("zones.finish")),
+    h("button", { type: "button", id: "cancel", onclick: () => { ed.draft = []; render(); } }, t("zones.cancel")),
   );
 }
 
@@ -382,7 +389,7 @@ function stage() {
   const stop = () => { if (ed.drag) { ed.drag = null; renderItems(); } };
   svg.addEventListener("pointerup", stop);
   svg.addEventListener("pointerleave", stop);
-  const img = h("img", { id: "snapshot", alt: "camera snapshot", src: blank() });
+  const img = h("img", { id: "snapshot", alt: t("zones.snapshot_alt"), src: blank() });
   return h("div", { class: "stage" }, img, svg);
 }
 
@@ -397,24 +404,24 @@ function editor(cfg, cameras) {
   return h(
     "section",
     {},
-    h("h1", {}, `Zones — camera ${cfg.camera}`, h("span", { class: "muted" }, ` (site ${cfg.site}, device ${cfg.device}: `, h("span", { id: "device-state" }, "…"), ")")),
-    h("div", { class: "row" }, h("label", {}, "Camera ", cameraPicker(cameras)), h("button", { type: "button", id: "snapshot-btn", onclick: snapshot }, "Fresh snapshot"), h("span", { id: "snap-msg", class: "muted" })),
+    h("h1", {}, t("zones.heading", { camera: cfg.camera }), h("span", { class: "muted" }, ` ${t("zones.where", { site: cfg.site, device: cfg.device })} `, h("span", { id: "device-state" }, "…"))),
+    h("div", { class: "row" }, h("label", {}, `${t("zones.camera")} `, cameraPicker(cameras)), h("button", { type: "button", id: "snapshot-btn", onclick: snapshot }, t("zones.fresh_snapshot")), h("span", { id: "snap-msg", class: "muted" })),
     h(
       "div",
       { class: "zone-layout" },
-      h("div", {}, toolbar(), stage(), h("p", { id: "draft-info", class: "muted" }, ""), h("h2", {}, "As the edge draws it"), h("img", { id: "preview", hidden: true, alt: "zones drawn by the edge annotator" })),
+      h("div", {}, toolbar(), stage(), h("p", { id: "draft-info", class: "muted" }, ""), h("h2", {}, t("zones.as_edge")), h("img", { id: "preview", hidden: true, alt: t("zones.preview_alt") })),
       h(
         "div",
         {},
-        h("div", { class: "card" }, h("h2", {}, "Push status"), h("p", { id: "zone-status", "data-state": "none", role: "status" }), h("ul", { id: "zone-errors", role: "alert" }),
-          h("div", { class: "row" }, h("button", { type: "button", id: "save", class: "good", onclick: save }, "Save and push to the device"))),
-        h("div", { class: "card" }, h("h2", {}, "Zones, lines and masks"), h("div", { id: "items" })),
-        h("div", { class: "card" }, h("h2", {}, "Start from the edge's site file"),
-          h("label", {}, "The box's site YAML (its local zones for this camera)", h("input", { type: "file", id: "site-file", accept: ".yaml,.yml,text/yaml", onchange: loadSiteFile })),
+        h("div", { class: "card" }, h("h2", {}, t("zones.push_status")), h("p", { id: "zone-status", "data-state": "none", role: "status" }), h("ul", { id: "zone-errors", role: "alert" }),
+          h("div", { class: "row" }, h("button", { type: "button", id: "save", class: "good", onclick: save }, t("zones.save")))),
+        h("div", { class: "card" }, h("h2", {}, t("zones.items")), h("div", { id: "items" })),
+        h("div", { class: "card" }, h("h2", {}, t("zones.from_file")),
+          h("label", {}, t("zones.file_label"), h("input", { type: "file", id: "site-file", accept: ".yaml,.yml,text/yaml", onchange: loadSiteFile })),
           h("p", { id: "site-file-msg", class: "muted" })),
-        h("div", { class: "card" }, h("h2", {}, "Camera settings"),
-          h("label", {}, "Ring of a detection in no zone", select(RINGS.map((r) => [r, r]), ed.config.default_ring, { id: "default-ring" }, (v) => (ed.config.default_ring = v))),
-          h("label", {}, "Schedules (JSON: name → {timezone, open: [{days, start, end}], holidays})", h("textarea", { id: "schedules", onchange: (e) => { try { ed.config.schedules = JSON.parse(e.target.value || "{}"); renderItems(); } catch { /* shown on save */ } } }))),
+        h("div", { class: "card" }, h("h2", {}, t("zones.camera_settings")),
+          h("label", {}, t("zones.default_ring"), select(RINGS.map((r) => [r, term("ring", r)]), ed.config.default_ring, { id: "default-ring" }, (v) => (ed.config.default_ring = v))),
+          h("label", {}, t("zones.schedules"), h("textarea", { id: "schedules", onchange: (e) => { try { ed.config.schedules = JSON.parse(e.target.value || "{}"); renderItems(); } catch { /* shown on save */ } } }))),
       ),
     ),
   );
@@ -422,7 +429,7 @@ function editor(cfg, cameras) {
 
 function cameraPicker(cameras) {
   return select(
-    [["", "choose…"], ...cameras.map((c) => [`${c.site}/${c.camera}`, `${c.site} / ${c.camera} (${c.state || "local file"})`])],
+    [["", t("zones.choose")], ...cameras.map((c) => [`${c.site}/${c.camera}`, `${c.site} / ${c.camera} (${t(`zones.state.${c.state || "none"}`)})`])],
     ed.site ? `${ed.site}/${ed.camera}` : "",
     { id: "camera" },
     (v) => { if (v) location.hash = `#${v}`; },
@@ -435,7 +442,7 @@ async function open() {
   const m = location.hash.match(/^#([\w.-]+)\/([\w.-]+)$/);
   if (!m) {
     ed.site = null;
-    main.replaceChildren(h("section", {}, h("h1", {}, "Zones"), h("p", {}, "Pick a camera to draw its zones on a live snapshot: ", cameraPicker(cameras))));
+    main.replaceChildren(h("section", {}, h("h1", {}, t("zones.title")), h("p", {}, t("zones.pick"), " ", cameraPicker(cameras))));
     return;
   }
   [ed.site, ed.camera] = [m[1], m[2]];
@@ -456,8 +463,12 @@ async function start() {
     return;
   }
   try {
-    const me = await api("/users/me");
-    document.getElementById("whoami").textContent = `${me.username} (${me.role})`;
+    await setLanguage(rememberedLanguage() || "zh-CN");
+    const [me, prefs, sites] = await Promise.all([api("/users/me"), api("/dashboard/preferences"), api("/sites")]);
+    const chosen = prefs.chosen ? prefs.language : rememberedLanguage() || prefs.language;
+    if (chosen !== language()) await setLanguage(chosen);
+    setSiteZones(sites);
+    document.getElementById("whoami").textContent = t("nav.whoami", { user: me.username, role: term("role", me.role) });
     await open();
   } catch (err) {
     main.replaceChildren(h("p", { class: "error" }, err.message));

@@ -7,11 +7,13 @@ sites; reads of evidence are audited."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import defaultdict
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from ringwatch.hub import crud
@@ -35,6 +37,8 @@ from ringwatch.hub.api.routes.incidents import (
     stream_kinds,
 )
 from ringwatch.hub.app import Hub
+from ringwatch.hub.console_tables import ConsolePreference
+from ringwatch.hub.i18n import LANGUAGES, incident_titles
 from ringwatch.hub.incident_tables import Incident, IncidentStage
 from ringwatch.hub.sse import alert_stream, last_id
 from ringwatch.hub.stages import IncidentKind
@@ -42,7 +46,13 @@ from ringwatch.hub.stages import IncidentKind
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 COOKIE = "ringwatch_session"
 COOKIE_PATH = "/api/v1/dashboard"
-SERIES_POINTS = 60
+SERIES_POINTS = 360  # six minutes of 1 Hz readings: the climb, not only its end
+# The edge's default thresholds (edge/shed.py SensorThresholds); a shed event's detail
+# names the ones its edge used ("b3: temperature 95.0 C > 60"), which win.
+THRESHOLDS = {"temperature": 60.0, "current": 8.0, "voltage": 30.0}
+_ANOMALY = re.compile(
+    r"(?P<bay>[\w.-]+): (?P<what>temperature|current|voltage) [\d.]+ \w+ [<>] (?P<limit>[\d.]+)"
+)
 
 
 @router.post("/session", status_code=status.HTTP_204_NO_CONTENT)
@@ -126,6 +136,38 @@ def board(
         {**r, "stages": [_stage(s, _labels(hub, r["kind"])) for s in stages[r["id"]]]} for r in rows
     ]
     return {"now": hub.clock(), "incidents": incidents}
+
+
+@router.get("/config")
+def console_config(hub: HubDep) -> dict[str, Any]:
+    """What the login page needs before anyone logs in: the hub's default language."""
+    return {"default_language": hub.settings.language, "languages": list(LANGUAGES)}
+
+
+class PreferencesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    language: Literal["zh-CN", "en"] = Field(description="Console language of this user.")
+
+
+@router.get("/preferences")
+def read_preferences(session: SessionDep, hub: HubDep, caller: CallerDep) -> dict[str, Any]:
+    """The caller's console language (the hub's default until they choose one)."""
+    row = session.get(ConsolePreference, caller.user.id)
+    chosen = None if row is None else row.language
+    return {"language": chosen or hub.settings.language, "chosen": chosen is not None}
+
+
+@router.put("/preferences")
+def save_preferences(
+    session: SessionDep, hub: HubDep, caller: CallerDep, body: PreferencesIn
+) -> dict[str, Any]:
+    row = session.get(ConsolePreference, caller.user.id)
+    if row is None:
+        session.add(ConsolePreference(user_id=caller.user.id, language=body.language))
+    else:
+        row.language = body.language
+    session.commit()
+    return {"language": body.language, "chosen": True}
 
 
 def _may_see(caller: Caller, row: Incident) -> bool:
@@ -315,7 +357,9 @@ def sheds(
                 "levels": row.detail.get("levels", []),
                 "status": row.status,
                 "title": row.title,
+                "titles": incident_titles(row),
                 "first_seen": row.first_seen,
+                "anomalies": _anomalies(row.detail.get("sensor_detail")),
                 "last_seen": row.last_seen,
                 "camera": row.camera_id,
             }
@@ -326,8 +370,19 @@ def sheds(
             "shed": shed,
             "cameras": sorted(cams),
             "bays": _bay_series(session, site, shed, points),
+            "thresholds": THRESHOLDS,
             "incidents": by_shed[(site, shed)][:20],
         }
         for (site, shed), cams in sorted(found.items())
         if caller.scope.sees_site(site)
+    ]
+
+
+def _anomalies(detail: object) -> list[dict[str, Any]]:
+    """The edge's reasons ("b3: temperature 95.0 C > 60") as bay, what and the limit."""
+    if not isinstance(detail, str):
+        return []
+    return [
+        {"bay": m["bay"], "what": m["what"], "limit": float(m["limit"])}
+        for m in _ANOMALY.finditer(detail)
     ]

@@ -26,14 +26,18 @@ from ringwatch.hub.api.deps import (
     not_found,
     require,
 )
+from ringwatch.hub.i18n import incident_titles
 from ringwatch.hub.incident_reports import false_matches, response_times
 from ringwatch.hub.incident_runtime import IncidentRuntime
 from ringwatch.hub.incident_tables import Delivery, Incident, IncidentPoint, IncidentStage
 from ringwatch.hub.incidents import IncidentError, UnknownStage
 from ringwatch.hub.roles import Role
+from ringwatch.hub.routing import Reason
 from ringwatch.hub.sse import alert_stream, last_id
 from ringwatch.hub.stages import CAMPUS_KINDS, TECHNICAL_KINDS, IncidentKind
+from ringwatch.hub.suppression import suppressed_counts, suppression_of
 from ringwatch.hub.webhooks import delivery_summary
+from ringwatch.hub.workflow import check_close, undo_step
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 Actor_ = Annotated[
@@ -112,6 +116,7 @@ def summary(row: Incident) -> dict[str, Any]:
         "decision_reason": row.decision_reason,
         "closed_at": row.closed_at,
         "detail": row.detail,
+        "titles": incident_titles(row),
     }
 
 
@@ -193,8 +198,11 @@ def response_time_report(
 
 @router.get("/reports/false-matches")
 def false_match_report(session: SessionDep, caller: Reporter) -> list[dict[str, Any]]:
-    """Per camera and threshold: decided matches, rejected as false, and the rate."""
-    return false_matches(session, caller.scope.sites)
+    """Per camera and threshold: decided matches, rejected as false, and the rate; with
+    ``suppressed_on_camera``, the sightings kept quiet after rejections on that camera."""
+    rows = false_matches(session, caller.scope.sites)
+    counts = suppressed_counts(session, caller.scope.sites)
+    return [{**r, "suppressed_on_camera": counts.get(r["camera"], 0)} for r in rows]
 
 
 def _one(session: SessionDep, caller: Caller, incident_id: str) -> Incident:
@@ -233,6 +241,7 @@ def read_incident(
         "points": [_point(p) for p in points],
         "stages": [_stage(s, hub.clock()) for s in stages],
         "deliveries": [delivery_summary(d) for d in deliveries],
+        "suppression": suppression_of(session, incident_id, hub.clock()),
     }
 
 
@@ -322,7 +331,34 @@ def close(
     incident_id: str,
     body: Decision,
 ) -> dict[str, Any]:
+    """Close; with stages not done yet, only with a reason (they become "not needed")."""
     row = _one(session, caller, incident_id)
     now = hub.clock()
-    _act(session, lambda: incidents.service.close(session, row, caller.actor, body.reason, now))
+
+    def checked_close() -> None:
+        check_close(session, row, body.reason)
+        incidents.service.close(session, row, caller.actor, body.reason, now)
+
+    _act(session, checked_close)
+    return summary(row)
+
+
+@router.post("/{incident_id}/steps/{stage}/undo")
+def undo(
+    session: SessionDep,
+    hub: HubDep,
+    caller: Actor_,
+    incidents: RuntimeDep,
+    incident_id: str,
+    stage: str,
+) -> dict[str, Any]:
+    """Take back a step the caller marked done less than 10 s ago (audited)."""
+    row = _one(session, caller, incident_id)
+    now = hub.clock()
+
+    def take_back() -> None:
+        undo_step(session, row, stage, caller.actor, now)
+        incidents.service.router.route(session, row, Reason.STEP, now, sse_only=True)
+
+    _act(session, take_back)
     return summary(row)

@@ -28,7 +28,8 @@ Editor = Annotated[Caller, Depends(require(Role.ADMIN, Role.STATION_OFFICER))]
 
 
 def public(person: t.Person, templates: int, today: dt.date) -> PersonPublic:
-    matchable = person.tier != Tier.GREEN.value and person.review_due >= today
+    # No enrolled photo (e.g. the only one was refused): nothing to match against.
+    matchable = person.tier != Tier.GREEN.value and person.review_due >= today and templates > 0
     return PersonPublic.model_validate(
         {
             **{c: getattr(person, c) for c in _COLUMNS},
