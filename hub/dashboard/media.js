@@ -28,8 +28,8 @@ function picture(item) {
 async function exportCase(id, status) {
   status.textContent = "Preparing the case file…";
   try {
-    const lang = (document.documentElement.lang || "en").slice(0, 2);
-    const blob = await api(`/incidents/${id}/export?lang=${lang === "fr" ? "fr" : "en"}`);
+    const lang = (document.documentElement.lang || "en").toLowerCase().startsWith("zh") ? "zh-CN" : "en";
+    const blob = await api(`/incidents/${id}/export?lang=${lang}`);
     const link = h("a", { href: URL.createObjectURL(blob), download: `case-${id}.zip`, hidden: true });
     document.body.append(link);
     link.click();
