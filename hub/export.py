@@ -5,8 +5,8 @@ stored events), every clip and snapshot under ``media/``, the match evidence
 (``matches.json`` with similarity, threshold, the person's legal basis and case reference,
 and the live crop beside the enrolled photo under ``matches/``), ``decisions.json``,
 ``routing.json`` (every delivery and attempt), ``audit.json``, a human-readable
-``summary.html`` in the requested language, and ``manifest.json``: the SHA-256 and size of
-every other file, signed with the hub's Ed25519 key in ``manifest.sig``.
+``summary.html`` in the requested language (en or zh-CN), and ``manifest.json``: the
+SHA-256 and size of every other file, signed with the hub's Ed25519 key in ``manifest.sig``.
 
 :func:`verify_export` checks the signature against a trusted public key (the hub's, from
 ``ringwatch hub export-key``) and every file against the manifest; any added, removed or
@@ -42,6 +42,7 @@ from ringwatch.hub.incident_tables import Delivery, DeliveryAttempt, Incident, I
 from ringwatch.hub.incident_tables import IncidentStage as Stage
 from ringwatch.hub.media import MediaStore, media_of_events
 from ringwatch.hub.settings import HubSettings
+from ringwatch.hub.terms import DEFAULT_LANGUAGE, term
 
 FORMAT = "ringwatch-case-export/1"
 MANIFEST, SIGNATURE = "manifest.json", "manifest.sig"
@@ -135,7 +136,7 @@ class ExportInput:
     incident: Incident
     media_visible: Callable[[Any], bool]
     with_matches: bool
-    language: str
+    language: str  # en or zh-CN (the summary's)
     exported_by: str
     now: dt.datetime
 
@@ -287,17 +288,25 @@ TEXT: dict[str, dict[str, str]] = {
     "en": {"title": "Case file", "incident": "Incident", "status": "Status", "site": "Site",
            "first": "First seen", "last": "Last seen", "timeline": "Trajectory",
            "media": "Clips and snapshots", "matches": "Watch-list matches",
-           "decisions": "Decisions", "stages": "Response stages", "similarity": "similarity",
-           "threshold": "threshold", "legal": "legal basis", "case": "case reference",
+           "decisions": "Decisions", "stages": "Response stages", "stage": "stage",
+           "similarity": "similarity", "threshold": "threshold", "legal": "legal basis",
+           "case": "case reference",
            "verify": "Check this file with: ringwatch hub verify-export FILE --public-key KEY"},
-    "fr": {"title": "Dossier", "incident": "Incident", "status": "Statut", "site": "Site",
-           "first": "Vu la première fois", "last": "Vu la dernière fois",
-           "timeline": "Trajectoire", "media": "Vidéos et images",
-           "matches": "Correspondances (liste de surveillance)", "decisions": "Décisions",
-           "stages": "Étapes de réponse", "similarity": "similarité", "threshold": "seuil",
-           "legal": "base légale", "case": "référence du dossier",
-           "verify": "Vérifier ce fichier : ringwatch hub verify-export FICHIER --public-key CLÉ"},
+    "zh-CN": {"title": "案卷", "incident": "事件", "status": "状态", "site": "地点",
+              "first": "首次发现时间", "last": "最后发现时间", "timeline": "视频追踪轨迹",
+              "media": "录像片段和快照", "matches": "布控比中记录",
+              "decisions": "处置记录", "stages": "处置环节", "stage": "处置环节",
+              "similarity": "相似度", "threshold": "阈值", "legal": "法律依据",
+              "case": "案件编号",
+              "verify": "校验本案卷：ringwatch hub verify-export 案卷文件 --public-key 公钥文件"},
 }  # fmt: skip
+
+
+def _what(language: str, tx: dict[str, str], what: str) -> str:
+    """A decision's ``what`` (an incident status, or ``stage <name>``) in ``language``."""
+    if what.startswith("stage "):
+        return f"{tx['stage']} {term(language, 'stage', what.removeprefix('stage '))}"
+    return term(language, "status", what)
 
 
 def summary_html(
@@ -309,25 +318,33 @@ def summary_html(
     decisions: list[dict[str, Any]],
     language: str,
 ) -> str:
-    """A self-contained page (no scripts) summarising the case in ``language`` (en, fr)."""
-    tx = TEXT.get(language, TEXT["en"])
+    """A self-contained page (no scripts) summarising the case in ``language`` (en, zh-CN):
+    labels and the stored values (status, rings, colours, stages...) in its words."""
+    lang = language if language in TEXT else DEFAULT_LANGUAGE
+    tx = TEXT[lang]
     e = html.escape
+
+    def w(what: str, value: str | None) -> str:
+        return term(lang, what, value)
 
     def rows(items: list[list[Any]]) -> str:
         return "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>"
                        for r in items)  # fmt: skip
 
     parts = [
-        f"<!doctype html><html lang='{e(language)}'><meta charset='utf-8'>",
+        f"<!doctype html><html lang='{e(lang)}'><meta charset='utf-8'>",
         f"<title>{e(tx['title'])} {e(inc.id)}</title><h1>{e(tx['title'])}: {e(inc.title)}</h1>",
-        "<table>" + rows([[tx["incident"], inc.id], [tx["status"], inc.status],
+        "<table>" + rows([[tx["incident"], f"{inc.id} ({w('kind', inc.kind)})"],
+                          [tx["status"], w("status", inc.status)],
                           [tx["site"], inc.site_id], [tx["first"], inc.first_seen],
                           [tx["last"], inc.last_seen]]) + "</table>",
         f"<h2>{e(tx['timeline'])}</h2><table>"
-        + rows([[p.at, p.role, p.camera_id, p.ring or "", p.colour or ""] for p in points])
+        + rows([[p.at, w("role", p.role), p.camera_id, w("ring", p.ring), w("colour", p.colour)]
+                for p in points])
         + "</table>",
         f"<h2>{e(tx['media'])}</h2><ul>"
-        + "".join(f"<li>{e(m['kind'])}: {e(m['file'])}</li>" for m in media) + "</ul>",
+        + "".join(f"<li>{e(w('media', m['kind']))}: {e(m['file'])}</li>" for m in media)
+        + "</ul>",
         f"<h2>{e(tx['matches'])}</h2><table>"
         + rows([[m["captured_at"], m.get("person", {}).get("display_name", ""),
                  f"{tx['similarity']} {m['similarity']:.3f}", f"{tx['threshold']} {m['threshold']}",
@@ -335,10 +352,11 @@ def summary_html(
                  f"{tx['case']}: {m.get('person', {}).get('case_reference', '')}"]
                 for m in matches]) + "</table>",
         f"<h2>{e(tx['decisions'])}</h2><table>"
-        + rows([[d["at"], d["what"], d["by"], d["reason"] or ""] for d in decisions]) + "</table>",
+        + rows([[d["at"], _what(lang, tx, d["what"]), d["by"], d["reason"] or ""]
+                for d in decisions]) + "</table>",
         f"<h2>{e(tx['stages'])}</h2><table>"
-        + rows([[s.name, s.due_at or "", s.done_at or "", s.done_by or "", s.missed_at or ""]
-                for s in stages]) + "</table>",
+        + rows([[w("stage", s.name), s.due_at or "", s.done_at or "", s.done_by or "",
+                 s.missed_at or ""] for s in stages]) + "</table>",
         f"<p>{e(tx['verify'])}</p></html>",
     ]  # fmt: skip
     return "\n".join(parts)

@@ -2,7 +2,7 @@
 
 Who gets what is config (``incidents.contacts``): each contact names a routing recipient (a
 station, a manager, a supervisor recipient such as ``north-sgt``, the technicians), and an
-e-mail address and/or a gateway address, and a language. When the
+e-mail address and/or a gateway address, and a language (``en`` or ``zh-CN``). When the
 :class:`~ringwatch.hub.routing.Router` queues an alert for a recipient it also queues one
 ``email`` / ``gateway`` delivery per contact (:func:`contact_deliveries`), rendered in the
 contact's language at that moment, in the same transaction as the incident change. The
@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict
 from ringwatch.errors import ConfigError
 from ringwatch.hub.incident_tables import Delivery
 from ringwatch.hub.notify_config import ContactConfig
+from ringwatch.hub.terms import DEFAULT_LANGUAGE, term
 from ringwatch.hub.webhooks import HttpResult, Sender, UrllibTransport, WebhookTransport
 
 if TYPE_CHECKING:
@@ -51,34 +52,45 @@ TEXT: dict[str, dict[str, str]] = {
         "new": "New alert", "update": "Update", "escalation": "Escalating",
         "missed": "Response stage MISSED", "confirmed": "Match confirmed",
         "rejected": "Match rejected", "step": "Step done", "closed": "Closed",
-        "at": "at", "camera": "camera", "ring": "ring", "open": "Open",
+        "subject": "{head}: {colour} {title}", "headline": "{head}: {title}",
+        "where": "{kind} at {site}, camera {camera}, ring {ring}",
+        "when": "{status} / {created_at}", "open": "Open: {link}",
         "footer": "Sent by Ringwatch. Reply is not monitored.",
     },
-    "fr": {
-        "new": "Nouvelle alerte", "update": "Mise à jour", "escalation": "Aggravation",
-        "missed": "Étape de réponse MANQUÉE", "confirmed": "Correspondance confirmée",
-        "rejected": "Correspondance rejetée", "step": "Étape faite", "closed": "Clôturé",
-        "at": "à", "camera": "caméra", "ring": "zone", "open": "Ouvrir",
-        "footer": "Envoyé par Ringwatch. Ne pas répondre.",
+    "zh-CN": {
+        "new": "新告警", "update": "告警更新", "escalation": "告警已升级",
+        "missed": "处置环节超时", "confirmed": "比中已确认",
+        "rejected": "比中已排除", "step": "处置环节已完成", "closed": "已结束处置",
+        "subject": "{head}：{colour} {title}", "headline": "{head}：{title}",
+        "where": "{kind}，地点 {site}，摄像机 {camera}，防控圈 {ring}",
+        "when": "状态 {status}，发生时间 {created_at}", "open": "查看详情：{link}",
+        "footer": "本消息由 Ringwatch 系统自动发送，请勿直接回复。",
     },
 }  # fmt: skip
 LANGUAGES = tuple(TEXT)
 
 
 def render(alert: dict[str, Any], language: str, link: str | None) -> tuple[str, str]:
-    """(subject, text) of one alert in ``language``."""
-    tx = TEXT.get(language, TEXT["en"])
+    """(subject, text) of one alert in ``language`` (en, zh-CN)."""
+    lang = language if language in TEXT else DEFAULT_LANGUAGE
+    tx = TEXT[lang]
     head = tx.get(alert["reason"], alert["reason"])
-    colour = (alert.get("colour") or alert.get("level") or "").upper()
-    subject = f"[Ringwatch] {head}: {colour} {alert['title']}".replace("  ", " ")[:200]
+    colour = (
+        term(lang, "colour", alert["colour"]) if alert.get("colour")
+        else term(lang, "level", alert.get("level"))
+    )  # fmt: skip
+    subject = tx["subject"].format(head=head, colour=colour, title=alert["title"])
     lines = [
-        f"{head}: {alert['title']}",
-        f"{alert['kind']} {tx['at']} {alert['site']}, {tx['camera']} {alert.get('camera') or '-'}"
-        f", {tx['ring']} {alert.get('ring') or '-'}",
-        f"{alert['status']} / {alert['created_at']}",
-    ]
+        tx["headline"].format(head=head, title=alert["title"]),
+        tx["where"].format(kind=term(lang, "kind", alert["kind"]), site=alert["site"],
+                           camera=alert.get("camera") or "-",
+                           ring=term(lang, "ring", alert.get("ring")) or "-"),
+        tx["when"].format(status=term(lang, "status", alert["status"]),
+                          created_at=alert["created_at"]),
+    ]  # fmt: skip
     if link:
-        lines.append(f"{tx['open']}: {link}")
+        lines.append(tx["open"].format(link=link))
+    subject = f"[Ringwatch] {' '.join(subject.split())}"[:200]
     return subject, "\n".join([*lines, "", tx["footer"]])
 
 

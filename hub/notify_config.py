@@ -1,5 +1,6 @@
 """The ``incidents.contacts`` config section: who hears a routing recipient's alerts by e-mail
-or through an SMS/IM gateway, in which language (issue 14; sent by :mod:`ringwatch.hub.notify`).
+or through an SMS/IM gateway, in which language: ``en`` (the default) or ``zh-CN`` (issue 14;
+sent by :mod:`ringwatch.hub.notify`).
 
 Example::
 
@@ -7,8 +8,8 @@ Example::
       public_url: https://ringwatch.example
       contacts:
         - {recipient: st-north, email: duty@north.example, language: en}
-        - {recipient: north-sgt, gateway_url: "https://sms.example/send", address: "+441234",
-           language: fr}
+        - {recipient: north-sgt, gateway_url: "https://sms.example/send", address: "+8613800000000",
+           language: zh-CN}
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from ringwatch.contract.zones import Ident
+from ringwatch.hub.terms import DEFAULT_LANGUAGE, LANGUAGE_PATTERN
 
 
 class _Section(BaseModel):
@@ -37,7 +39,9 @@ class ContactConfig(_Section):
     gateway_token: str | None = Field(
         default=None, max_length=500, description="X-Ringwatch-Token sent to the gateway."
     )
-    language: str = Field(default="en", pattern="^(en|fr)$", description="en or fr.")
+    language: str = Field(
+        default=DEFAULT_LANGUAGE, pattern=LANGUAGE_PATTERN, description="en or zh-CN."
+    )
     kinds: list[str] | None = Field(default=None, description="Incident kinds (all if unset).")
 
     @model_validator(mode="after")

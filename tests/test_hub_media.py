@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -182,8 +183,10 @@ def test_uploads_are_refused_without_the_devices_own_valid_signature(desk: Desk)
         assert session.scalar(sa.select(sa.func.count()).select_from(MediaItem)) == 1
 
 
-def _export(desk: Desk, incident_id: str, who: str = "admin") -> tuple[int, bytes]:
-    res = desk.client.get(f"/api/v1/incidents/{incident_id}/export?lang=fr",
+def _export(
+    desk: Desk, incident_id: str, who: str = "admin", lang: str = "zh-CN"
+) -> tuple[int, bytes]:
+    res = desk.client.get(f"/api/v1/incidents/{incident_id}/export?lang={lang}",
                           headers=desk.users[who])  # fmt: skip
     return res.status_code, res.content
 
@@ -221,10 +224,30 @@ def test_case_export_is_complete_signed_and_tampering_is_detected(
         (d["what"], d["by"], d["reason"]) for d in decisions
     ]
     assert json.loads(zf.read("routing.json")), "the alert deliveries are in it"
-    assert "Dossier" in zf.read("summary.html").decode()
+    summary = zf.read("summary.html").decode()
+    assert "<html lang='zh-CN'>" in summary
+    for words in (
+        "<h1>案卷: Watch-list: Red Person</h1>",
+        "重点人员比中",
+        "布控比中记录",
+        "相似度",
+        "法律依据: court order (test)",
+        "案件编号: CASE-Red Person",
+        "已确认",
+        "处置环节",
+        "签收",
+        "录像片段",
+        "人像比中",
+    ):
+        assert words in summary, words
+    assert not re.search(r"[àâçéèêëîïôûùüÿœ]|Dossier|Statut|Décision", summary), "no French"
     assert b"embedding" not in zf.read("timeline.json")
     exports = desk.rows(t.AuditEntry, t.AuditEntry.action == "export")
     assert [(a.actor, a.entity_id) for a in exports] == [("north-officer", incident.id)]
+    assert _export(desk, incident.id, "north-officer", "fr")[0] == 422
+    code, english = _export(desk, incident.id, "north-officer", "en")
+    assert code == 200, "French is refused, English is the other language"
+    assert "<h1>Case file: " in zipfile.ZipFile(io.BytesIO(english)).read("summary.html").decode()
 
     trusted = public_pem(signing_key(desk.hub.settings))
     assert verify_export(data, trusted).ok

@@ -1,12 +1,13 @@
 """E-mail (a real SMTP server: aiosmtpd) and SMS/IM gateway (a real HTTP server) alerts:
-per recipient, in the recipient's language, retried like webhooks, exactly once across hub
-restarts, and a missed stage escalated to the supervisor's phone."""
+per recipient, in the recipient's language (en or zh-CN), retried like webhooks, exactly once
+across hub restarts, and a missed stage escalated to the supervisor's phone."""
 
 from __future__ import annotations
 
 import email
 import email.policy
 import json
+import re
 import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -17,12 +18,22 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
+from ringwatch.contract.colours import Colour, Tier
+from ringwatch.contract.media import MediaKind
+from ringwatch.contract.messages import AlertLevel
 from ringwatch.contract.topics import EventKind
+from ringwatch.contract.zones import ZoneRole
+from ringwatch.hub import export, notify, terms
 from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.incident_tables import Delivery
+from ringwatch.hub.incidents import Status
 from ringwatch.hub.ingest import Inbound, Ingestor, IngestStats
+from ringwatch.hub.notify_config import ContactConfig
+from ringwatch.hub.routing import Reason
 from ringwatch.hub.settings import HubSettings
+from ringwatch.hub.stages import IncidentKind, default_plans
 from tests.hub_fixtures import SECRET, database
 from tests.services import free_port
 from tests.test_incidents import T0, FakeClock, _topic, event, incident_config
@@ -102,8 +113,8 @@ class Hubs:
             public_url="https://ringwatch.test",
             contacts=[
                 {"recipient": "st-north", "email": "duty@north.test", "language": "en"},
-                {"recipient": "north-sgt", "email": "sgt@north.test", "language": "fr",
-                 "gateway_url": gateway, "address": "+33600000001", "gateway_token": "t0k"},
+                {"recipient": "north-sgt", "email": "sgt@north.test", "language": "zh-CN",
+                 "gateway_url": gateway, "address": "+8613800000001", "gateway_token": "t0k"},
             ],
         )  # fmt: skip
         self.clock = clock
@@ -159,7 +170,7 @@ def test_email_and_gateway_alerts_are_sent_once_across_restarts_and_escalate(
         assert isinstance(body, str) and "https://ringwatch.test/#/incident/" in body
         assert gateway.posts == [], "the station has no gateway contact"
 
-        # The first stage (1 minute) is missed: the supervisor hears it in French, by
+        # The first stage (1 minute) is missed: the supervisor hears it in Chinese, by
         # e-mail and on the phone; the gateway's first answer is a 503, retried after 2 s.
         clock.advance(61)
         hubs.run("tick")
@@ -167,15 +178,82 @@ def test_email_and_gateway_alerts_are_sent_once_across_restarts_and_escalate(
         hubs.run("tick")
         hubs.run("tick", "tick")  # another restart: nothing more
     mails = [m for m in box.messages if m["To"] == "sgt@north.test"]
-    assert len(mails) == 1 and mails[0]["Content-Language"] == "fr"
-    assert "MANQUÉE" in mails[0]["Subject"]
+    assert len(mails) == 1 and mails[0]["Content-Language"] == "zh-CN"
+    subject, zh_body = mails[0]["Subject"], mails[0].get_content()
+    assert subject.startswith("[Ringwatch] 处置环节超时：橙色预警 "), subject
+    assert isinstance(zh_body, str)
+    for words in (
+        "区域入侵",
+        "地点 campus-n",
+        "摄像机 gate",
+        "防控圈 周界圈",
+        "状态 处置中",
+        "查看详情：https://ringwatch.test/#/incident/",
+        "请勿直接回复",
+    ):
+        assert words in zh_body, (words, zh_body)
+    _no_french(subject + zh_body)
     assert len(gateway.posts) == 2, "one failed attempt, one success, nothing after"
     keys = {h["Idempotency-Key"] for h, _ in gateway.posts}
     assert len(keys) == 1 and {h["X-Ringwatch-Token"] for h, _ in gateway.posts} == {"t0k"}
     sms = gateway.posts[1][1]
-    assert (sms["to"], sms["language"], sms["reason"]) == ("+33600000001", "fr", "missed")
+    assert (sms["to"], sms["language"], sms["reason"]) == ("+8613800000001", "zh-CN", "missed")
+    assert sms["text"].startswith("处置环节超时：") and "区域入侵" in sms["text"]
     [sent] = [d for d in hubs.deliveries if d.channel == "gateway"]
     assert (sent.status, sent.attempts) == ("sent", 2)
     ids = {m["Message-ID"] for m in box.messages}
     assert len(ids) == len(box.messages) == 2
     assert len({d.incident_id for d in hubs.deliveries}) == 1
+
+
+FRENCH = re.compile(r"[àâçéèêëîïôûùüÿœæÀÂÇÉÈÊËÎÏÔÛÙÜŸŒÆ]|\b(?:alerte|dossier|étape|à)\b", re.I)
+
+
+def _no_french(text: str) -> None:
+    assert not FRENCH.search(text), f"French left in: {text!r}"
+
+
+def test_catalogues_are_english_and_chinese_only_with_the_same_keys() -> None:
+    """A key missing in one language fails here, and so does any word the hub shows for a
+    stored value (kind, colour, level, ring, status, stage, point role, media kind)."""
+    for catalogue in (notify.TEXT, export.TEXT, terms.TERMS):
+        assert tuple(catalogue) == terms.LANGUAGES == ("en", "zh-CN")
+        en, zh = catalogue["en"], catalogue["zh-CN"]
+        assert set(en) == set(zh), set(en) ^ set(zh)
+        assert all(v.strip() for v in [*en.values(), *zh.values()])
+        for key, text in zh.items():
+            _no_french(text)
+            # Chinese words, or at least Chinese (full-width) punctuation in a template
+            assert re.search(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]", text), (key, text)
+            assert re.findall(r"{(\w+)}", text) == re.findall(r"{(\w+)}", en[key]), key
+    assert set(Reason) <= set(notify.TEXT["en"])
+    stages = {s.name for plan in default_plans().values() for s in plan}
+    values = {
+        "kind": set(IncidentKind),
+        "colour": {*Colour, *Tier}, "level": set(AlertLevel), "ring": set(ZoneRole),
+        "status": {Status.OPEN, Status.CONFIRMED, Status.REJECTED, Status.CLOSED},
+        "stage": stages, "role": {"sighting", "event", "person"}, "media": set(MediaKind),
+    }  # fmt: skip
+    for what, found in values.items():
+        missing = {v for v in found if f"{what}:{v}" not in terms.TERMS["zh-CN"]}
+        assert not missing, (what, missing)
+
+
+def test_glossary_terms_in_a_chinese_alert_and_the_language_is_checked() -> None:
+    alert = {"alert_id": "a1", "incident_id": "i1", "reason": "new", "kind": "watchlist",
+             "status": "confirmed", "colour": "red", "level": None, "site": "campus-n",
+             "camera": "gate", "ring": "inner", "title": "Watch-list: X",
+             "created_at": "2026-01-01T08:00:00+00:00"}  # fmt: skip
+    subject, text = notify.render(alert, "zh-CN", None)
+    assert subject == "[Ringwatch] 新告警：红色预警 Watch-list: X"
+    assert "重点人员比中，地点 campus-n，摄像机 gate，防控圈 内圈" in text and "已确认" in text
+    shed = {**alert, "kind": "shed", "colour": None, "level": "alarm", "ring": None,
+            "reason": "closed", "status": "closed"}  # fmt: skip
+    subject, text = notify.render(shed, "zh-CN", None)
+    assert subject.startswith("[Ringwatch] 已结束处置：报警 ") and "电动车智慧停车棚告警" in text
+    assert notify.render(alert, "en", None)[0] == "[Ringwatch] New alert: RED Watch-list: X"
+    assert ContactConfig(recipient="st-north", email="a@b.c").language == "en"
+    assert ContactConfig(recipient="st-north", email="a@b.c", language="zh-CN")
+    for wrong in ("fr", "zh", "zh-TW"):
+        with pytest.raises(ValidationError):
+            ContactConfig(recipient="st-north", email="a@b.c", language=wrong)

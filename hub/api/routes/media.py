@@ -33,6 +33,7 @@ from ringwatch.hub.media import (
 )
 from ringwatch.hub.media_tables import MediaEvent, MediaItem
 from ringwatch.hub.roles import Role
+from ringwatch.hub.terms import DEFAULT_LANGUAGE, LANGUAGES
 
 router = APIRouter(tags=["media"])
 CROP_READERS = frozenset({Role.ADMIN, Role.STATION_OFFICER, Role.AUDITOR})
@@ -194,7 +195,7 @@ def read_media(session: SessionDep, hub: HubDep, caller: CallerDep, media_id: st
     return Response(data, media_type=item.content_type, headers=headers)
 
 
-EXPORT_LANGUAGES = ("en", "fr")
+EXPORT_LANGUAGES = LANGUAGES  # en, zh-CN
 
 
 def may_export(session: SessionDep, caller: Caller, incident_id: str) -> Incident:
@@ -221,11 +222,17 @@ def may_export(session: SessionDep, caller: Caller, incident_id: str) -> Inciden
 
 @router.get("/incidents/{incident_id}/export", response_class=Response)
 def export_incident(
-    session: SessionDep, hub: HubDep, caller: CallerDep, incident_id: str, lang: str = "en"
+    session: SessionDep,
+    hub: HubDep,
+    caller: CallerDep,
+    incident_id: str,
+    lang: str = DEFAULT_LANGUAGE,
 ) -> Response:
-    """The signed case file (ZIP); audited with the manifest's digest."""
+    """The signed case file (ZIP), its summary in ``lang`` (en or zh-CN); audited with the
+    manifest's digest."""
     from ringwatch.hub.export import ExportInput, build_export, signing_key
 
+    lang = {code.lower(): code for code in EXPORT_LANGUAGES}.get(lang.lower(), lang)
     if lang not in EXPORT_LANGUAGES:
         raise HTTPException(422, f"lang must be one of {', '.join(EXPORT_LANGUAGES)}")
     row = may_export(session, caller, incident_id)
