@@ -79,9 +79,10 @@ def render(alert: dict[str, Any], language: str, link: str | None) -> tuple[str,
         term(lang, "colour", alert["colour"]) if alert.get("colour")
         else term(lang, "level", alert.get("level"))
     )  # fmt: skip
-    subject = tx["subject"].format(head=head, colour=colour, title=alert["title"])
+    title = (alert.get("titles") or {}).get(lang) or alert["title"]  # hub/i18n.py titles
+    subject = tx["subject"].format(head=head, colour=colour, title=title)
     lines = [
-        tx["headline"].format(head=head, title=alert["title"]),
+        tx["headline"].format(head=head, title=title),
         tx["where"].format(kind=term(lang, "kind", alert["kind"]), site=alert["site"],
                            camera=alert.get("camera") or "-",
                            ring=term(lang, "ring", alert.get("ring")) or "-"),
