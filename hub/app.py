@@ -37,6 +37,7 @@ from ringwatch.hub.mqtt import (
 from ringwatch.hub.registry import FaceEmbedding, PhotoEnroller
 from ringwatch.hub.security import TokenCodec
 from ringwatch.hub.settings import HubSettings
+from ringwatch.hub.workers import Load, SqliteWorkerLock, WorkerBeat, sqlite_path
 from ringwatch.hub.zone_configs import ZoneConfigs, start_zone_link
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class Hub:
     incidents: IncidentRuntime | None = None
     zones: ZoneConfigs | None = None
     zone_link: MqttLink | None = None
+    beat: WorkerBeat | None = None
+    sqlite_lock: SqliteWorkerLock | None = None
     _tmp: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
 
     def enroller(self) -> PhotoEnroller:
@@ -76,6 +79,10 @@ class Hub:
         return PhotoEnroller(self.faces)
 
     def start(self, ingest: bool) -> None:
+        path = sqlite_path(self.engine)
+        if path is not None:  # SQLite serves one process: refuse a second worker
+            self.sqlite_lock = SqliteWorkerLock(path)
+            self.sqlite_lock.acquire(self.config.ingest.worker)
         migrate(self.engine)
         with self.sessions.begin() as session:
             crud.apply_config(session, self.config)
@@ -85,12 +92,19 @@ class Hub:
             self.settings.colour_policy,
             self.clock,
             self._alert,
+            worker=self.config.ingest.worker,
         )
         self.zones = ZoneConfigs(self.sessions, self.clock)
         if ingest:
             self._start_ingest()
+        self.beat = WorkerBeat(self.sessions, self.config.ingest.worker, self.clock, self._load)
         if self.config.incidents.timer_loop:
             self.incidents.start()
+            self.beat.start()
+
+    def _load(self) -> Load:
+        queued, lag = (0, None) if self.worker is None else self.worker.lag()
+        return Load(self.stats.snapshot().get("stored", 0), queued, lag)
 
     def _alert(self, topic: str, payload: bytes) -> bool:
         """Publish a routed alert (False while there is no broker link: retried later)."""
@@ -132,6 +146,8 @@ class Hub:
             self.incidents.on_stored(events, now, session)
 
     def stop(self) -> None:
+        if self.beat is not None:
+            self.beat.stop()
         if self.incidents is not None:
             self.incidents.stop()
         if self.link is not None:
@@ -145,6 +161,8 @@ class Hub:
         for tmp in self._tmp:
             tmp.cleanup()
         self.engine.dispose()
+        if self.sqlite_lock is not None:
+            self.sqlite_lock.release()
 
 
 def build_hub(
