@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ringwatch import __version__
 from ringwatch.contract.messages import Event
+from ringwatch.errors import ConfigError
 from ringwatch.hub import crud
 from ringwatch.hub.broker import PrivateMosquitto
 from ringwatch.hub.clock import Clock, utc_now
@@ -40,6 +42,9 @@ from ringwatch.hub.settings import HubSettings
 from ringwatch.hub.workers import Load, SqliteWorkerLock, WorkerBeat, sqlite_path
 from ringwatch.hub.zone_configs import ZoneConfigs, start_zone_link
 
+if TYPE_CHECKING:
+    from ringwatch.hub.nats import NatsLink
+
 log = logging.getLogger(__name__)
 
 
@@ -60,6 +65,7 @@ class Hub:
     faces: FaceEmbedding | None = None
     worker: IngestWorker | None = None
     link: MqttLink | None = None
+    nats_link: NatsLink | None = None  # broker_kind nats: the JetStream consumer
     broker: PrivateMosquitto | None = None
     broker_url: str | None = None
     incidents: IncidentRuntime | None = None
@@ -108,9 +114,18 @@ class Hub:
 
     def _alert(self, topic: str, payload: bytes) -> bool:
         """Publish a routed alert (False while there is no broker link: retried later)."""
-        return self.link is not None and self.link.publish(topic, payload)
+        link = self.link or self.nats_link
+        return link is not None and link.publish(topic, payload)
+
+    @property
+    def ingest_connected(self) -> bool:
+        link = self.link or self.nats_link
+        return link is not None and link.connected.is_set()
 
     def _start_ingest(self) -> None:
+        if self.settings.broker_kind == "nats":
+            self._start_nats_ingest()
+            return
         url = self.settings.broker_url
         if url is None:
             tmp = tempfile.TemporaryDirectory(prefix="ringwatch-broker-")
@@ -141,6 +156,42 @@ class Hub:
         zone_id = f"ringwatch-{cfg.worker}-zones"
         self.zone_link = start_zone_link(self.zones, url, zone_id, cfg.session_expiry_s, login)
 
+    def _start_nats_ingest(self) -> None:
+        """Pull from the JetStream work queue; device status and replies (zone configs)
+        over MQTT 3.1.1 from one node's MQTT listener (``broker_url``)."""
+        from ringwatch.hub.nats import NatsLink, parse_servers
+
+        if self.settings.nats_url is None:
+            raise ConfigError("hub settings: broker_kind nats needs nats_url (nats://host:port)")
+        cfg = self.config.ingest
+        self.broker_url = self.settings.nats_url
+        self.worker = IngestWorker(
+            Ingestor(self.sessions, self.matcher, self.clock, self.stats, self._stored),
+            self.clock,
+            cfg.batch_size,
+        )
+        self.nats_link = NatsLink(
+            parse_servers(self.settings.nats_url),
+            durable=cfg.group,
+            on_message=self.worker.submit,
+            name=f"ringwatch-{cfg.worker}",
+            ack_wait_s=cfg.ack_wait_s,
+            batch=cfg.batch_size,
+        )
+        self.worker.attach(self.nats_link)
+        self.worker.start()
+        self.nats_link.start()
+        url = self.settings.broker_url
+        if url is None:
+            log.warning("broker_kind nats without broker_url: no zone-config pushes")
+            return
+        assert self.zones is not None
+        login = BrokerLogin.from_settings(self.settings)
+        zone_id = f"ringwatch-{cfg.worker}-zones"
+        self.zone_link = start_zone_link(
+            self.zones, url, zone_id, cfg.session_expiry_s, login, protocol="3.1.1"
+        )
+
     def _stored(self, events: list[Event], now: dt.datetime, session: Session) -> None:
         if self.incidents is not None:
             self.incidents.on_stored(events, now, session)
@@ -152,6 +203,8 @@ class Hub:
             self.incidents.stop()
         if self.link is not None:
             self.link.stop()
+        if self.nats_link is not None:
+            self.nats_link.stop()
         if self.zone_link is not None:
             self.zone_link.stop()
         if self.worker is not None:

@@ -107,6 +107,13 @@ class IngestConfig(_Section):
         " of the events queued for it); what it had in flight comes back from the edges'"
         " outboxes, which re-send until the hub's receipt.",
     )
+    ack_wait_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="broker_kind nats: a message a worker took and did not ack (it died) goes"
+        " to another worker after this long. Set when the durable consumer is first made.",
+    )
 
 
 class HubConfig(_Section):

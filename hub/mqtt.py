@@ -145,8 +145,10 @@ class MqttLink:
         on_message: Callable[[Inbound], None],
         session_expiry_s: int = 86400,
         login: BrokerLogin | None = None,
+        protocol: str = "5",
     ) -> None:
         self.address = address
+        self.protocol = protocol
         self.subscriptions = list(subscriptions)
         self.connected = threading.Event()
         self.refused: str | None = None  # why the broker refused us for good (health shows it)
@@ -154,12 +156,21 @@ class MqttLink:
         self._client_id = client_id
         self._on_message = on_message
         self._expiry = session_expiry_s
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
+        if protocol == "3.1.1":  # a NATS cluster's MQTT listener (it refuses MQTT 5)
+            self.client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=session_expiry_s == 0,
+                manual_ack=True,
+            )
+        else:
+            self.client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv5,
+                manual_ack=True,
+            )
         login = login or BrokerLogin()
         if login.username is not None:
             self.client.username_pw_set(login.username, login.password)
@@ -171,12 +182,17 @@ class MqttLink:
         self.client.reconnect_delay_set(1, 10)
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self._expiry
-        self.client.connect_async(
-            self.address.host, self.address.port, 30, clean_start=False, properties=props
-        )
-        self.client.loop_start()
+        if self.protocol == "3.1.1":
+            self.client.connect_async(self.address.host, self.address.port, 30)
+        else:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = self._expiry
+            self.client.connect_async(
+                self.address.host, self.address.port, 30, clean_start=False, properties=props
+            )
+        rc = self.client.loop_start()
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            raise ConfigError(f"cannot start the MQTT network thread: {mqtt.error_string(rc)}")
 
     def stop(self) -> None:
         self.client.disconnect()
@@ -226,7 +242,10 @@ class MqttLink:
                 log.error("%s", self.refused)
                 client.disconnect()  # ends paho's loop: the same credentials cannot help
             return
-        result, _ = client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.subscriptions])
+        if self.protocol == "3.1.1":
+            result, _ = client.subscribe([(f, 1) for f in self.subscriptions])
+        else:
+            result, _ = client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.subscriptions])
         if result != mqtt.MQTT_ERR_SUCCESS:
             log.error("subscribe failed: %s", mqtt.error_string(result))
             return

@@ -10,12 +10,14 @@
 | jwt_secret | RINGWATCH_HUB_JWT_SECRET | change-me (refused); 16+ chars | signs API tokens |
 | template_key | RINGWATCH_HUB_TEMPLATE_KEY | change-me (refused); 16+ chars | encrypts templates |
 | colour_policy | - | outer/perimeter/inner = yellow/orange/red; red tier +1 | colours |
+| broker_kind | RINGWATCH_HUB_BROKER_KIND | mosquitto | mosquitto or nats |
+| nats_url | RINGWATCH_HUB_NATS_URL | unset | nats://h1:4222,nats://h2:4222 (broker_kind nats) |
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,6 +63,17 @@ class HubSettings(BaseSettings):
         default=DEFAULT_SECRET, min_length=8, description="Key for face templates at rest."
     )
     colour_policy: ColourPolicy = Field(default_factory=ColourPolicy)
+    broker_kind: Literal["mosquitto", "nats"] = Field(
+        default="mosquitto",
+        description="mosquitto: MQTT 5 shared subscription on broker_url (or a private"
+        " Mosquitto); nats: a JetStream work-queue stream pulled from nats_url, with"
+        " broker_url naming one node's MQTT listener (device status and replies, MQTT 3.1.1).",
+    )
+    nats_url: str | None = Field(
+        default=None,
+        pattern=r"^(nats|tls)://[^\s,]+(,(nats|tls)://[^\s,]+)*$",
+        description="NATS servers for broker_kind nats: nats://host:port[,nats://...].",
+    )
 
     def check_secrets(self) -> None:
         """Refuse secrets left at their defaults or shorter than ``MIN_SECRET_CHARS``

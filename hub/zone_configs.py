@@ -446,6 +446,7 @@ def start_zone_link(
     client_id: str,
     session_expiry_s: int,
     login: BrokerLogin | None = None,
+    protocol: str = "5",
 ) -> MqttLink:
     """A started MQTT link for ``zones``: device replies and status in, commands out."""
     from ringwatch.hub.mqtt import BrokerAddress, MqttLink
@@ -457,6 +458,7 @@ def start_zone_link(
         zones.handle,
         session_expiry_s,
         login,
+        protocol,
     )
     zones.attach(link, link)
     link.start()

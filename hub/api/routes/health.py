@@ -26,7 +26,7 @@ def health(session: SessionDep, hub: HubDep) -> HealthPublic:
         database, revision = f"error: {type(exc).__name__}", None
     ingest = IngestStatus(
         running=hub.worker is not None and hub.worker.running,
-        connected=hub.link is not None and hub.link.connected.is_set(),
+        connected=hub.ingest_connected,
         broker_refused=next(
             (k.refused for k in (hub.link, hub.zone_link) if k and k.refused), None
         ),
