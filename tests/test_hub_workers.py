@@ -77,7 +77,7 @@ def config(worker: str) -> HubConfig:
             **HUB_CONFIG,
             "sites": SITES,
             "ingest": {"worker": worker},
-            "incidents": {"timer_loop": False},
+            "incidents": {"timer_loop": False, "supervisors": {"st-north": ["north-sgt"]}},
         }
     )
 
@@ -254,6 +254,35 @@ def test_simultaneous_events_of_one_key_on_two_workers_make_one_incident(
         )
     assert points == 4 * (2 * len(CAMERAS) + 2 * 3)
     assert news == len(CAMERAS) + 3, "one 'new' alert per incident"
+
+
+def test_a_missed_stage_escalates_once_when_two_workers_tick_together(
+    workers: tuple[Worker, Worker, FakeClock],
+) -> None:
+    w1, w2, clock = workers
+    w1.send(event(EventKind.INTRUSION, "cam-3", clock()))
+    [incident] = incidents(w1, "intrusion")
+    for _ in range(3):  # past every deadline, both workers ticking at the same instant
+        now = clock.advance(121)
+        together(lambda n=now: w1.runtime.tick(n), lambda n=now: w2.runtime.tick(n))  # type: ignore[misc]
+    with w1.hub.sessions() as session:
+        missed = session.execute(
+            sa.text(
+                "select reason, target from deliveries where incident_id = :i"
+                " and reason = 'missed' and channel = 'mqtt'"
+            ),
+            {"i": incident.id},
+        ).all()
+        stages = session.execute(
+            sa.text(
+                "select name from incident_stages where incident_id = :i and missed_at is not null"
+            ),
+            {"i": incident.id},
+        ).all()
+        detail = session.scalar(sa.select(Incident.detail).where(Incident.id == incident.id))
+    assert len(stages) == 3, stages
+    assert len(missed) == 3, missed  # one per stage, to the station's supervisors
+    assert detail is not None and sorted(detail["missed"]) == sorted(set(detail["missed"]))
 
 
 def test_the_advisory_lock_is_per_key_and_per_schema(pg_url: str, tmp_path: Path) -> None:
