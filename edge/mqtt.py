@@ -73,6 +73,7 @@ class Message:
     qos: int
     retain: bool
     mid: int = 0
+    dup: bool = False  # the broker's QoS 1 redelivery of a message it may have sent already
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,7 +376,9 @@ class MqttClient:
         self._state.connected.clear()
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        message = Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid)
+        message = Message(
+            msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid, bool(msg.dup)
+        )
         for topic_filter, (_, handler) in self._matching(msg.topic):
             try:
                 handler(message)

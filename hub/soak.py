@@ -18,7 +18,9 @@ Columns: events sent / stored / lost (sent, never stored) / doubled (an event ap
 to an incident); incidents expected (distinct correlation keys sent) / made / doubled;
 routed MQTT alerts and webhook deliveries expected (rows) / sent / doubled (a recipient got
 one alert id twice); escalations expected (stages past due, undone) / sent / doubled;
-drain time (from the last event generated to every outbox empty).
+drain time (from the last event generated to every outbox empty). An alert the broker
+redelivers to a subscriber with the DUP flag (MQTT QoS 1 at least once, e.g. after a
+node restart) is counted in a note, not as doubled: the hub published it once.
 """
 
 from __future__ import annotations
@@ -256,6 +258,7 @@ class Recipients:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.clients: list[Any] = []
+        self.redelivered = 0
 
     def subscribe(self, mqtt_url: str, protocol: str) -> None:
         """One more alert subscriber (one per NATS node: a node that is killed drops what
@@ -266,8 +269,12 @@ class Recipients:
 
         def on_alert(message: Message) -> None:
             body = json.loads(message.payload)
+            key = (index, str(body.get("alert_id")), message.topic)
             with self.lock:
-                self.alerts[(index, str(body.get("alert_id")), message.topic)] += 1
+                if message.dup and key in self.alerts:
+                    self.redelivered += 1  # the broker's QoS 1 retry, not a second publish
+                else:
+                    self.alerts[key] += 1
 
         client = MqttClient(
             mqtt_url,
@@ -685,7 +692,13 @@ def _measure(db_url: str, edges: list[Edge], recipients: Recipients, r: SoakResu
         with recipients.lock:
             r.webhooks_doubled = sum(n - 1 for n in recipients.webhook_keys.values() if n > 1)
             r.alerts_doubled = sum(n - 1 for n in recipients.alerts.values() if n > 1)
+            redelivered = recipients.redelivered
         got = recipients.seen()
+        if redelivered:
+            r.notes.append(
+                f"{r.broker}: {redelivered} alert(s) redelivered by the broker (QoS 1 DUP to a"
+                " subscriber that had it), not counted as doubled"
+            )
         if got < r.alerts_sent:
             r.notes.append(
                 f"{r.broker}: the MQTT alert subscribers saw {got} of {r.alerts_sent} alerts"
