@@ -297,6 +297,7 @@ class Recipients:
         for client in self.clients:
             client.close()
         self.server.shutdown()
+        self.server.server_close()
 
 
 # --- edges ---------------------------------------------------------------------------------------
@@ -680,6 +681,15 @@ def _measure(db_url: str, edges: list[Edge], recipients: Recipients, r: SoakResu
                 ).scalar()
                 or 0
             )
+            failed = one(
+                "select count(*) from delivery_attempts a join deliveries d"
+                " on d.id = a.delivery_id where d.channel = 'webhook' and not a.ok"
+            )
+            if failed:
+                r.notes.append(
+                    f"{r.broker}: {failed} webhook attempt(s) failed and were retried (a"
+                    " timeout on a loaded machine may have reached the receiver anyway)"
+                )
             r.escalations_sent = one(
                 "select count(*) from incident_stages where missed_at is not null"
             )
