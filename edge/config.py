@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -39,6 +39,10 @@ class BrokerConfig(_Section):
     keepalive_s: int = Field(default=30, ge=5, le=600, description="MQTT keepalive.")
     client_id: str | None = Field(
         default=None, description="Defaults to ringwatch-<site>-<device>."
+    )
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT version: 5 (Mosquitto) or 3.1.1 (a NATS cluster's MQTT listener).",
     )
 
 

@@ -52,6 +52,8 @@ FATAL_CONNACK = {
     0x8C: "bad authentication method",
 }
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
+#: "5" (Mosquitto) or "3.1.1" (NATS' MQTT listener; no session expiry there).
+PROTOCOLS = frozenset({"5", "3.1.1"})
 
 
 class MqttError(RingwatchError):
@@ -71,6 +73,7 @@ class Message:
     qos: int
     retain: bool
     mid: int = 0
+    dup: bool = False  # the broker's QoS 1 redelivery of a message it may have sent already
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,22 +153,35 @@ class MqttClient:
         farewell: Callable[[], Outgoing] | None = None,
         manual_ack: bool = False,
         reconnect_delay_s: tuple[int, int] = (1, 4),
+        protocol: str = "5",
     ) -> None:
         self.address = parse_broker_url(url)
         self.client_id = client_id
         self._keepalive = keepalive_s
         self._expiry = session_expiry_s
+        if protocol not in PROTOCOLS:
+            raise MqttError(f"MQTT protocol {protocol!r}: expected one of {sorted(PROTOCOLS)}")
+        self.protocol = protocol
         self._birth = birth
         self._farewell = farewell
         self._subs: dict[str, tuple[int, Handler]] = {}
         self._lock = threading.Lock()
         self._state = _State()
-        self._paho = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=manual_ack,
-        )
+        if protocol == "3.1.1":  # e.g. NATS' MQTT listener, which refuses MQTT 5
+            self._paho = paho.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=MQTTProtocolVersion.MQTTv311,
+                clean_session=session_expiry_s == 0,
+                manual_ack=manual_ack,
+            )
+        else:
+            self._paho = paho.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=MQTTProtocolVersion.MQTTv5,
+                manual_ack=manual_ack,
+            )
         self._configure(username, password, ca_file, will, reconnect_delay_s)
 
     def _configure(
@@ -195,15 +211,18 @@ class MqttClient:
 
     def start(self) -> None:
         """Begin connecting in paho's network thread (retries until :meth:`close`)."""
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self._expiry
-        self._paho.connect_async(
-            self.address.host,
-            self.address.port,
-            self._keepalive,
-            clean_start=False,
-            properties=props,
-        )
+        if self.protocol == "3.1.1":  # the session lives as long as the broker keeps it
+            self._paho.connect_async(self.address.host, self.address.port, self._keepalive)
+        else:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = self._expiry
+            self._paho.connect_async(
+                self.address.host,
+                self.address.port,
+                self._keepalive,
+                clean_start=False,
+                properties=props,
+            )
         rc = self._paho.loop_start()
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise MqttError(f"cannot start the MQTT network thread: {paho.error_string(rc)}")
@@ -357,7 +376,9 @@ class MqttClient:
         self._state.connected.clear()
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        message = Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid)
+        message = Message(
+            msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid, bool(msg.dup)
+        )
         for topic_filter, (_, handler) in self._matching(msg.topic):
             try:
                 handler(message)

@@ -203,6 +203,7 @@ def probe_client(cfg: BrokerConfig, site: str, device: str) -> MqttClient:
         ca_file=cfg.ca_file,
         keepalive_s=cfg.keepalive_s,
         session_expiry_s=0,
+        protocol=cfg.protocol,
     )
 
 
@@ -233,4 +234,5 @@ def device_client(
         will=status_message(site, device, DeviceState.OFFLINE, version, None),
         birth=lambda: status_message(site, device, DeviceState.ONLINE, version, now()),
         farewell=lambda: status_message(site, device, DeviceState.OFFLINE, version, now()),
+        protocol=cfg.protocol,
     )

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ringwatch import __version__
 from ringwatch.contract.messages import Event
+from ringwatch.errors import ConfigError
 from ringwatch.hub import crud
 from ringwatch.hub.broker import PrivateMosquitto
 from ringwatch.hub.clock import Clock, utc_now
@@ -40,7 +42,11 @@ from ringwatch.hub.notify import notify_senders
 from ringwatch.hub.registry import FaceEmbedding, PhotoEnroller
 from ringwatch.hub.security import TokenCodec
 from ringwatch.hub.settings import HubSettings
+from ringwatch.hub.workers import Load, SqliteWorkerLock, WorkerBeat, sqlite_path
 from ringwatch.hub.zone_configs import ZoneConfigs, start_zone_link
+
+if TYPE_CHECKING:
+    from ringwatch.hub.nats import NatsLink
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,7 @@ class Hub:
     faces: FaceEmbedding | None = None
     worker: IngestWorker | None = None
     link: MqttLink | None = None
+    nats_link: NatsLink | None = None  # broker_kind nats: the JetStream consumer
     broker: PrivateMosquitto | None = None
     broker_url: str | None = None
     incidents: IncidentRuntime | None = None
@@ -70,6 +77,8 @@ class Hub:
     metrics: HubMetrics | None = None  # issue 18: /metrics
     media: MediaStore | None = None  # issue 14: evidence clips and snapshots
     media_retention: MediaRetention | None = None
+    beat: WorkerBeat | None = None
+    sqlite_lock: SqliteWorkerLock | None = None
     _tmp: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
 
     def enroller(self) -> PhotoEnroller:
@@ -84,6 +93,10 @@ class Hub:
         )
 
     def start(self, ingest: bool) -> None:
+        path = sqlite_path(self.engine)
+        if path is not None:  # SQLite serves one process: refuse a second worker
+            self.sqlite_lock = SqliteWorkerLock(path)
+            self.sqlite_lock.acquire(self.config.ingest.worker)
         migrate(self.engine)
         with self.sessions.begin() as session:
             crud.apply_config(session, self.config)
@@ -95,13 +108,20 @@ class Hub:
             self.clock,
             self._alert,
             senders=notify_senders(self.settings, self.config.incidents),  # issue 14
+            worker=self.config.ingest.worker,
         )
         self.zones = ZoneConfigs(self.sessions, self.clock)
         self._start_media()
         if ingest:
             self._start_ingest()
+        self.beat = WorkerBeat(self.sessions, self.config.ingest.worker, self.clock, self._load)
         if self.config.incidents.timer_loop:
             self.incidents.start()
+            self.beat.start()
+
+    def _load(self) -> Load:
+        queued, lag = (0, None) if self.worker is None else self.worker.lag()
+        return Load(self.stats.snapshot().get("stored", 0), queued, lag)
 
     def _start_media(self) -> None:
         """Issue 14: the media folder and its retention (hub/media.py)."""
@@ -113,9 +133,18 @@ class Hub:
 
     def _alert(self, topic: str, payload: bytes) -> bool:
         """Publish a routed alert (False while there is no broker link: retried later)."""
-        return self.link is not None and self.link.publish(topic, payload)
+        link = self.link or self.nats_link
+        return link is not None and link.publish(topic, payload)
+
+    @property
+    def ingest_connected(self) -> bool:
+        link = self.link or self.nats_link
+        return link is not None and link.connected.is_set()
 
     def _start_ingest(self) -> None:
+        if self.settings.broker_kind == "nats":
+            self._start_nats_ingest()
+            return
         url = self.settings.broker_url
         if url is None:
             tmp = tempfile.TemporaryDirectory(prefix="ringwatch-broker-")
@@ -146,6 +175,42 @@ class Hub:
         zone_id = f"ringwatch-{cfg.worker}-zones"
         self.zone_link = start_zone_link(self.zones, url, zone_id, cfg.session_expiry_s, login)
 
+    def _start_nats_ingest(self) -> None:
+        """Pull from the JetStream work queue; device status and replies (zone configs)
+        over MQTT 3.1.1 from one node's MQTT listener (``broker_url``)."""
+        from ringwatch.hub.nats import NatsLink, parse_servers
+
+        if self.settings.nats_url is None:
+            raise ConfigError("hub settings: broker_kind nats needs nats_url (nats://host:port)")
+        cfg = self.config.ingest
+        self.broker_url = self.settings.nats_url
+        self.worker = IngestWorker(
+            Ingestor(self.sessions, self.matcher, self.clock, self.stats, self._stored),
+            self.clock,
+            cfg.batch_size,
+        )
+        self.nats_link = NatsLink(
+            parse_servers(self.settings.nats_url),
+            durable=cfg.group,
+            on_message=self.worker.submit,
+            name=f"ringwatch-{cfg.worker}",
+            ack_wait_s=cfg.ack_wait_s,
+            batch=cfg.batch_size,
+        )
+        self.worker.attach(self.nats_link)
+        self.worker.start()
+        self.nats_link.start()
+        url = self.settings.broker_url
+        if url is None:
+            log.warning("broker_kind nats without broker_url: no zone-config pushes")
+            return
+        assert self.zones is not None
+        login = BrokerLogin.from_settings(self.settings)
+        zone_id = f"ringwatch-{cfg.worker}-zones"
+        self.zone_link = start_zone_link(
+            self.zones, url, zone_id, cfg.session_expiry_s, login, protocol="3.1.1"
+        )
+
     def _stored(self, events: list[Event], now: dt.datetime, session: Session) -> None:
         if self.metrics is not None:  # issue 18: ingest lag
             self.metrics.stored(events, now)
@@ -155,10 +220,14 @@ class Hub:
     def stop(self) -> None:
         if self.media_retention is not None:
             self.media_retention.stop()
+        if self.beat is not None:
+            self.beat.stop()
         if self.incidents is not None:
             self.incidents.stop()
         if self.link is not None:
             self.link.stop()
+        if self.nats_link is not None:
+            self.nats_link.stop()
         if self.zone_link is not None:
             self.zone_link.stop()
         if self.worker is not None:
@@ -169,6 +238,8 @@ class Hub:
         for tmp in self._tmp:
             tmp.cleanup()
         self.engine.dispose()
+        if self.sqlite_lock is not None:
+            self.sqlite_lock.release()
 
 
 def build_hub(

@@ -42,6 +42,7 @@ def register(sub: Any) -> None:
     )
     user.set_defaults(func=_create_user)
 
+    _register_soak(cmds)
     bench = cmds.add_parser("bench", help="ingest rate and 1:N match time, as a table")
     bench.add_argument(
         "--events", type=int, default=2000, help="events per ingest run (0: no ingest run)"
@@ -88,6 +89,57 @@ def _evidence_commands(cmds: Any) -> None:
         "--public-key", type=Path, default=None, help="trusted hub key (PEM; else --settings)"
     )
     verify.set_defaults(func=_verify_export)
+
+
+def _register_soak(cmds: Any) -> None:
+    soak = cmds.add_parser(
+        "soak",
+        help="N hub workers on PostgreSQL behind NATS or Mosquitto, a worker and a broker"
+        " node killed mid-stream: a table of what was lost or doubled",
+    )
+    soak.add_argument("--broker", choices=["nats", "mosquitto"], default="nats")
+    soak.add_argument("--workers", type=int, default=3, help="hub serve processes")
+    soak.add_argument("--events", type=int, default=5000, help="messages from the 4 edges")
+    soak.add_argument("--runs", type=int, default=1, help="runs in a row")
+    soak.add_argument("--pg-url", default=None, help="PostgreSQL (a private schema is made)")
+    soak.add_argument("--rate", type=float, default=60.0, help="messages/s offered per edge")
+    soak.add_argument(
+        "--no-kill", action="store_true", help="kill nothing (throughput runs: a high --rate)"
+    )
+    soak.set_defaults(func=_soak)
+
+
+def _soak(args: argparse.Namespace) -> int:
+    from ringwatch.hub.soak import run_soak, table
+
+    if not 1 <= args.workers <= 8 or not 100 <= args.events <= 100_000:
+        raise ConfigError("hub soak: --workers 1-8 and --events 100-100000")
+    results = []
+    for _ in range(args.runs):
+        results.append(
+            run_soak(
+                args.broker,
+                args.workers,
+                args.events,
+                args.pg_url,
+                kill=not args.no_kill,
+                rate=args.rate,
+            )
+        )
+        print(table(results[-1:]), flush=True)
+    if args.runs > 1:
+        print(table(results))
+    bad = [
+        r
+        for r in results
+        if r.lost
+        or r.doubled
+        or r.incidents_doubled
+        or r.alerts_doubled
+        or r.webhooks_doubled
+        or r.escalations_doubled
+    ]
+    return 1 if bad else 0
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -65,7 +65,12 @@ def audit(
 
 
 def apply_config(session: Session, config: HubConfig) -> None:
-    """Upsert the stations, managers, sites, devices and cameras named in the config file."""
+    """Upsert the stations, managers, sites, devices and cameras named in the config file.
+    Under an advisory lock on PostgreSQL: workers starting together load it one at a time
+    (``merge`` is select-then-insert)."""
+    from ringwatch.hub.workers import lock_keys
+
+    lock_keys(session, ["ringwatch:inventory"])
     for station in config.stations:
         session.merge(t.Station(id=station.id, name=station.name, kind=station.kind))
     for manager in config.managers:
@@ -284,10 +289,34 @@ def add_dead_letter(
     )
 
 
+SKEW_RESET = dt.timedelta(minutes=10)
+
+
 def record_health(
-    session: Session, device: t.Device, health: dict[str, Any], at: dt.datetime
+    session: Session,
+    device: t.Device,
+    health: dict[str, Any],
+    at: dt.datetime,
+    now: dt.datetime | None = None,
 ) -> None:
-    device.last_seen_at = at
+    """A heartbeat sent at ``at`` (the edge's clock) received at ``now`` (the hub's):
+    liveness uses the hub's clock, and ``at - now`` estimates the edge's clock skew. Transit
+    and a replayed backlog only make that sample smaller, so the largest sample since the
+    device was last silent for ``SKEW_RESET`` is kept."""
+    if now is None:
+        device.last_seen_at = at
+        device.last_health = health
+        return
+    sample = round((at - now).total_seconds(), 3)
+    previous = device.last_seen_at
+    if (
+        device.clock_skew_s is None
+        or previous is None
+        or now - previous > SKEW_RESET
+        or sample > device.clock_skew_s
+    ):
+        device.clock_skew_s = sample
+    device.last_seen_at = now
     device.last_health = health
     version = health.get("agent_version")
     if isinstance(version, str):

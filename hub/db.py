@@ -48,14 +48,19 @@ def session_factory(engine: Engine) -> SessionFactory:
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` with Alembic."""
+    """Bring the schema to ``revision`` with Alembic. On PostgreSQL the upgrade runs under
+    an advisory lock (per schema) in its transaction: workers started together on a fresh
+    database migrate one after the other, the later ones finding nothing to do."""
     from alembic import command
     from alembic.config import Config
+
+    from ringwatch.hub.workers import lock_keys
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     try:
         with engine.begin() as conn:
+            lock_keys(conn, ["ringwatch:migrate"])
             config.attributes["connection"] = conn
             command.upgrade(config, revision)
     except SQLAlchemyError as exc:

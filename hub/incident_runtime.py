@@ -8,6 +8,12 @@
   missed stages, raise technical incidents, send due deliveries, and once an hour purge
   what is past retention. Tests call it directly with a fake time; the hub runs it in a
   thread every ``tick_s`` seconds (and at once after new incidents).
+
+Several workers: stages and deliveries are claimed row by row (``SKIP LOCKED``); the
+technical watch (which remembers heartbeats between rounds) runs on the one worker holding
+the ``technical`` lease (renewed each round; taken over ``TECHNICAL_LEASE`` after its holder
+stops renewing it); each hourly purge is claimed once (:func:`~ringwatch.hub.workers.claim_round`,
+in the purge's own transaction, so a worker dying mid-purge leaves the round to another).
 """
 
 from __future__ import annotations
@@ -30,9 +36,11 @@ from ringwatch.hub.incidents import IncidentService
 from ringwatch.hub.retention import Purged, purge
 from ringwatch.hub.routing import Router
 from ringwatch.hub.webhooks import Dispatcher, Publish, Sender, WebhookTransport
+from ringwatch.hub.workers import claim_lease, claim_round
 
 log = logging.getLogger(__name__)
 RETENTION_EVERY = dt.timedelta(hours=1)
+TECHNICAL_LEASE = dt.timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +63,7 @@ class IncidentRuntime:
         publish: Publish | None = None,
         transport: WebhookTransport | None = None,
         senders: dict[str, Sender] | None = None,
+        worker: str = "hub-1",
     ) -> None:
         self.sessions = sessions
         self.config = config
@@ -63,7 +72,8 @@ class IncidentRuntime:
         tokens = {str(h.url): h.secret_header for h in config.webhooks if h.secret_header}
         self.dispatcher = Dispatcher(sessions, config.retry, transport, publish, tokens, senders)
         self.errors = 0
-        self._last_purge: dt.datetime | None = None
+        self.worker = worker
+        self.technical_leader = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -92,15 +102,28 @@ class IncidentRuntime:
     def tick(self, now: dt.datetime) -> TickResult:
         with self.sessions.begin() as session:
             escalated = len(self.service.escalate_missed(session, now))
-            technical = len(self.service.watch_devices(session, now))
-            self.service.shed_watch.check(session, self.service, now)
+        technical = self._technical(now)
         dispatched = self.dispatcher.dispatch(now)
         purged = None
-        if self._last_purge is None or now - self._last_purge >= RETENTION_EVERY:
-            with self.sessions.begin() as session:
+        with self.sessions.begin() as session:
+            if claim_round(session, "retention", RETENTION_EVERY, now):
                 purged = purge(session, self.config.retention, now)
-            self._last_purge = now
         return TickResult(escalated, technical, dispatched, purged)
+
+    def _technical(self, now: dt.datetime) -> int:
+        """One round of the technical watch, on the lease holder only."""
+        with self.sessions.begin() as session:
+            leader = claim_lease(session, "technical", self.worker, now, TECHNICAL_LEASE)
+            if not leader:
+                if self.technical_leader:  # lost it: what we remembered is stale now
+                    log.info("worker %s: technical watch taken over by another", self.worker)
+                    self.service.technical = self.service.technical.fresh()
+                self.technical_leader = False
+                return 0
+            self.technical_leader = True
+            # A closed shed still burning is raised again by the lease holder only (issue 13).
+            self.service.shed_watch.check(session, self.service, now)
+            return len(self.service.watch_devices(session, now))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="hub-incidents", daemon=True)

@@ -50,6 +50,7 @@ from ringwatch.hub.stages import (
     is_missed,
 )
 from ringwatch.hub.suppression import Suppressions
+from ringwatch.hub.workers import lock_keys
 
 TIMERS = Actor("hub-timers", "system")
 INCIDENTS = Actor("hub-incidents", "system")
@@ -135,6 +136,10 @@ class TechnicalWatch:
     _camera_down: dict[tuple[str, str, str], dt.datetime] = field(default_factory=dict)
     _depths: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
 
+    def fresh(self) -> TechnicalWatch:
+        """The same watch with nothing remembered (another worker kept the watch)."""
+        return TechnicalWatch(self.offline_after, self.rising_samples)
+
     def observe(
         self,
         site: str,
@@ -219,11 +224,16 @@ class IncidentService:
             return
         session.flush()
         ids = [e.event_id for e in events]
-        sightings = session.scalars(
-            sa.select(t.Sighting)
-            .where(t.Sighting.event_id.in_(ids))
-            .order_by(t.Sighting.captured_at, t.Sighting.id)
+        sightings = list(
+            session.scalars(
+                sa.select(t.Sighting)
+                .where(t.Sighting.event_id.in_(ids))
+                .order_by(t.Sighting.captured_at, t.Sighting.id)
+            )
         )
+        # One lock per correlation key (sorted, so workers never deadlock on them) before
+        # looking for the incident to continue: one incident per key across workers.
+        lock_keys(session, correlation_locks(sightings, events))
         for sighting in sightings:
             self.on_sighting(session, sighting, now)
         for event in sorted(events, key=lambda e: e.captured_at):
@@ -404,8 +414,10 @@ class IncidentService:
         late: bool | None = None,
     ) -> Incident:
         site = session.get(t.Site, site_id)
-        if late is None:
-            late = self.config.stages.is_late(kind, happened_at, now)
+        if late is None:  # judged on the hub's clock: the edge's skew taken off
+            late = self.config.stages.is_late(
+                kind, _hub_time(session, site_id, device, happened_at), now
+            )
         incident = Incident(
             id=new_event_id(),
             kind=kind.value,
@@ -805,6 +817,7 @@ class IncidentService:
         return raised
 
     def _technical(self, session: Session, finding: Finding, now: dt.datetime) -> Incident | None:
+        lock_keys(session, [_lock_key(finding.kind.value, finding.site, finding.key)])
         current = session.scalar(
             sa.select(Incident).where(
                 Incident.kind == finding.kind.value,
@@ -852,6 +865,29 @@ def tamper_finding(event: Event) -> Finding:
         event.detail or "camera tampered with",
         resolved=event.phase.value == "end",
     )
+
+
+def _lock_key(kind: str, site: str, key: str) -> str:
+    return f"incident:{kind}/{site}/{key}"
+
+
+def correlation_locks(sightings: Iterable[t.Sighting], events: Iterable[Event]) -> list[str]:
+    """The correlation keys a batch may create or continue incidents under."""
+    keys = [
+        _lock_key(IncidentKind.WATCHLIST.value, s.site_id, f"person:{s.person_id}")
+        for s in sightings
+    ]
+    for event in events:
+        if event.kind in (EventKind.INTRUSION, EventKind.LOITERING, EventKind.SHED):
+            keys.append(_lock_key(event.kind.value, event.site, f"camera:{event.camera}"))
+    return keys
+
+
+def _hub_time(session: Session, site: str, device: str | None, at: dt.datetime) -> dt.datetime:
+    """``at`` from ``device``'s clock on the hub's clock (its measured skew taken off)."""
+    row = None if device is None else session.get(t.Device, (site, device))
+    skew = None if row is None else row.clock_skew_s
+    return at if skew is None else at - dt.timedelta(seconds=skew)
 
 
 def policy_colour(policy: ColourPolicy, ring: Ring, tier: str) -> str | None:

@@ -425,9 +425,9 @@ class _BatchWriter:
         if device is None:
             self._reject(item, "unknown_device", f"device {msg.site}/{msg.device} unknown")
         elif isinstance(msg, Health):
-            crud.record_health(self.session, device, msg.model_dump(mode="json"), msg.at)
+            crud.record_health(self.session, device, msg.model_dump(mode="json"), msg.at, self.now)
         else:
-            device.last_seen_at = msg.at or self.now
+            device.last_seen_at = self.now  # the hub's clock: edges' clocks drift
             device.agent_version = msg.agent_version or device.agent_version
 
     def _store_events(self, events: list[Event]) -> None:

@@ -125,7 +125,21 @@ class IngestConfig(_Section):
     group: Ident = Field(default="ringwatch-hub", description="Shared subscription group.")
     worker: Ident = Field(default="hub-1", description="Stable client id suffix per worker.")
     batch_size: int = Field(default=200, ge=1, le=1000, description="Messages per commit.")
-    session_expiry_s: int = Field(default=86400, ge=60, description="MQTT session expiry.")
+    session_expiry_s: int = Field(
+        default=10,
+        ge=0,
+        description="MQTT session expiry (s). Short, so that a dead or stopped worker leaves the"
+        " shared subscription within seconds (a member whose session lives on keeps its share"
+        " of the events queued for it); what it had in flight comes back from the edges'"
+        " outboxes, which re-send until the hub's receipt.",
+    )
+    ack_wait_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="broker_kind nats: a message a worker took and did not ack (it died) goes"
+        " to another worker after this long. Set when the durable consumer is first made.",
+    )
 
 
 class HubConfig(_Section):

@@ -57,6 +57,14 @@ INGEST_KINDS = (TopicKind.EVENTS, TopicKind.HEALTH, TopicKind.SENSORS)
 UNAVAILABLE = (OperationalError, InterfaceError)
 
 
+class Link(Protocol):
+    """What the worker needs of a broker link (:class:`MqttLink`, or the NATS consumer)."""
+
+    def ack(self, mid: int, qos: int) -> None: ...
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> bool: ...
+
+
 class BatchIngest(Protocol):
     """What the worker needs of :class:`~ringwatch.hub.ingest.Ingestor`."""
 
@@ -137,8 +145,10 @@ class MqttLink:
         on_message: Callable[[Inbound], None],
         session_expiry_s: int = 86400,
         login: BrokerLogin | None = None,
+        protocol: str = "5",
     ) -> None:
         self.address = address
+        self.protocol = protocol
         self.subscriptions = list(subscriptions)
         self.connected = threading.Event()
         self.refused: str | None = None  # why the broker refused us for good (health shows it)
@@ -146,12 +156,21 @@ class MqttLink:
         self._client_id = client_id
         self._on_message = on_message
         self._expiry = session_expiry_s
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
+        if protocol == "3.1.1":  # a NATS cluster's MQTT listener (it refuses MQTT 5)
+            self.client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=session_expiry_s == 0,
+                manual_ack=True,
+            )
+        else:
+            self.client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv5,
+                manual_ack=True,
+            )
         login = login or BrokerLogin()
         if login.username is not None:
             self.client.username_pw_set(login.username, login.password)
@@ -163,12 +182,17 @@ class MqttLink:
         self.client.reconnect_delay_set(1, 10)
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self._expiry
-        self.client.connect_async(
-            self.address.host, self.address.port, 30, clean_start=False, properties=props
-        )
-        self.client.loop_start()
+        if self.protocol == "3.1.1":
+            self.client.connect_async(self.address.host, self.address.port, 30)
+        else:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = self._expiry
+            self.client.connect_async(
+                self.address.host, self.address.port, 30, clean_start=False, properties=props
+            )
+        rc = self.client.loop_start()
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            raise ConfigError(f"cannot start the MQTT network thread: {mqtt.error_string(rc)}")
 
     def stop(self) -> None:
         self.client.disconnect()
@@ -182,11 +206,21 @@ class MqttLink:
                 log.warning("ack of mid %s failed: %s", mid, mqtt.error_string(rc))
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> bool:
-        info = self.client.publish(topic, payload, qos=qos)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            log.warning("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+        """True when paho took the message (sent, or queued and sent on reconnect); False
+        when nothing was queued, so a caller that retries never makes a second copy.
+
+        paho queues a QoS 1+ publish made while disconnected and sends it after reconnecting,
+        yet returns ``MQTT_ERR_NO_CONN`` for it: that is success here. While the link is
+        known to be down nothing is handed to paho at all (the caller keeps the message)."""
+        if not self.client.is_connected():
             return False
-        return True
+        info = self.client.publish(topic, payload, qos=qos)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            return True
+        if info.rc == mqtt.MQTT_ERR_NO_CONN and qos > 0:
+            return True  # dropped between the check and the call: paho queued it
+        log.warning("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+        return False
 
     def _connected(
         self,
@@ -208,7 +242,10 @@ class MqttLink:
                 log.error("%s", self.refused)
                 client.disconnect()  # ends paho's loop: the same credentials cannot help
             return
-        result, _ = client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.subscriptions])
+        if self.protocol == "3.1.1":
+            result, _ = client.subscribe([(f, 1) for f in self.subscriptions])
+        else:
+            result, _ = client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.subscriptions])
         if result != mqtt.MQTT_ERR_SUCCESS:
             log.error("subscribe failed: %s", mqtt.error_string(result))
             return
@@ -249,16 +286,26 @@ class IngestWorker:
         self.batch_size = batch_size
         self.max_wait_s = max_wait_s
         self.retry_s = retry_s
-        self.inbox: queue.Queue[Inbound] = queue.Queue()
-        self.link: MqttLink | None = None
+        self.inbox: queue.Queue[tuple[float, Inbound]] = queue.Queue()
+        self.link: Link | None = None
+        self._oldest: float | None = None  # monotonic receive time of the batch in hand
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def attach(self, link: MqttLink) -> None:
+    def attach(self, link: Link) -> None:
         self.link = link
 
     def submit(self, message: Inbound) -> None:
-        self.inbox.put(message)
+        self.inbox.put((time.monotonic(), message))
+
+    def lag(self) -> tuple[int, float | None]:
+        """Messages received and not yet committed, and the age of the oldest (s)."""
+        queued = self.inbox.qsize()
+        oldest = self._oldest
+        if oldest is None:
+            with self.inbox.mutex:
+                oldest = self.inbox.queue[0][0] if self.inbox.queue else None
+        return queued, None if oldest is None else time.monotonic() - oldest
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="hub-ingest", daemon=True)
@@ -279,19 +326,23 @@ class IngestWorker:
                 batch = self._next_batch()
                 if batch:
                     self.process(batch)
+                self._oldest = None
             except Exception:  # the ingest thread must never die
                 self.ingestor.stats.add(errors=1)
                 log.exception("ingest worker round failed; going on")
 
     def _next_batch(self) -> list[Inbound]:
+        self._oldest = None
         try:
-            batch = [self.inbox.get(timeout=0.2)]
+            first, message = self.inbox.get(timeout=0.2)
         except queue.Empty:
             return []
+        self._oldest = first
+        batch = [message]
         deadline = time.monotonic() + self.max_wait_s
         while len(batch) < self.batch_size:
             try:
-                batch.append(self.inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+                batch.append(self.inbox.get(timeout=max(0.0, deadline - time.monotonic()))[1])
             except queue.Empty:
                 break
         return batch
@@ -373,6 +424,7 @@ __all__ = [
     "BrokerAddress",
     "BrokerLogin",
     "IngestWorker",
+    "Link",
     "MqttLink",
     "Rejected",
     "ingest_subscriptions",

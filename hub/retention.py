@@ -41,11 +41,11 @@ def purge(session: Session, config: RetentionConfig, now: dt.datetime) -> Purged
     sightings = _delete(
         session,
         sa.delete(t.Sighting).where(
-            t.Sighting.captured_at < event_cut, t.Sighting.event_id.not_in(kept)
+            t.Sighting.created_at < event_cut, t.Sighting.event_id.not_in(kept)
         ),
     )
     events = _delete(
-        session, sa.delete(t.Event).where(t.Event.captured_at < event_cut, t.Event.id.not_in(kept))
+        session, sa.delete(t.Event).where(t.Event.received_at < event_cut, t.Event.id.not_in(kept))
     )
     result = Purged(events, sightings, incidents)
     if result != Purged(0, 0, 0):

@@ -285,6 +285,21 @@ class IngestStatus(_Out):
     broker_refused: str | None = None  # the broker refused the hub's login; not retrying
 
 
+class WorkerPublic(_Out):
+    """One hub worker's last heartbeat (hub/workers.py)."""
+
+    name: str
+    instance: str
+    started_at: str
+    last_heartbeat: str
+    heartbeat_age_s: float
+    state: str
+    lag_s: float | None
+    queued: int
+    events: int
+    events_per_s: float
+
+
 class HealthPublic(_Out):
     status: str
     database: str
@@ -292,3 +307,4 @@ class HealthPublic(_Out):
     broker_url: str | None
     ingest: IngestStatus
     templates_indexed: int | None = None
+    workers: list[WorkerPublic] = []

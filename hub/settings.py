@@ -15,6 +15,8 @@
 | colour_policy | - | outer/perimeter/inner = yellow/orange/red; red tier +1 | colours |
 | enrol_min_quality | RINGWATCH_HUB_ENROL_MIN_QUALITY | 0.5 | lowest face quality to enrol |
 | enrol_min_face_px | RINGWATCH_HUB_ENROL_MIN_FACE_PX | 48 | smallest enrolled face (px) |
+| broker_kind | RINGWATCH_HUB_BROKER_KIND | mosquitto | mosquitto or nats |
+| nats_url | RINGWATCH_HUB_NATS_URL | unset | nats://h1:4222,nats://h2:4222 (broker_kind nats) |
 """
 
 from __future__ import annotations
@@ -103,6 +105,17 @@ class HubSettings(BaseSettings):
     )
     language: Literal["zh-CN", "en"] = Field(
         default="zh-CN", description="Console language of a user who has not chosen one."
+    )
+    broker_kind: Literal["mosquitto", "nats"] = Field(
+        default="mosquitto",
+        description="mosquitto: MQTT 5 shared subscription on broker_url (or a private"
+        " Mosquitto); nats: a JetStream work-queue stream pulled from nats_url, with"
+        " broker_url naming one node's MQTT listener (device status and replies, MQTT 3.1.1).",
+    )
+    nats_url: str | None = Field(
+        default=None,
+        pattern=r"^(nats|tls)://[^\s,]+(,(nats|tls)://[^\s,]+)*$",
+        description="NATS servers for broker_kind nats: nats://host:port[,nats://...].",
     )
 
     def check_secrets(self) -> None:

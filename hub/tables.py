@@ -107,6 +107,9 @@ class Device(Base):
     agent_version: Mapped[str | None] = mapped_column(String(64))
     last_seen_at: Mapped[dt.datetime | None]
     last_health: Mapped[dict[str, Any] | None]
+    clock_skew_s: Mapped[float | None] = mapped_column(
+        doc="Edge clock minus hub clock at its latest heartbeat (s; 0004_i12)."
+    )
 
 
 class Camera(Base):
@@ -197,7 +200,7 @@ class Event(Base):
     track_id: Mapped[int | None]
     level: Mapped[str | None] = mapped_column(String(16))
     captured_at: Mapped[dt.datetime]
-    received_at: Mapped[dt.datetime]
+    received_at: Mapped[dt.datetime] = mapped_column(index=True)  # retention (0004_i12)
     snapshot_jpeg: Mapped[bytes | None] = mapped_column(LargeBinary)
     payload: Mapped[dict[str, Any]]
 

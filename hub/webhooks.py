@@ -91,12 +91,30 @@ class Dispatcher:
         self.senders = senders or {}  # channel -> sender, retried like webhooks
 
     def dispatch(self, now: dt.datetime) -> int:
-        """Send what is due at ``now``; returns how many deliveries were attempted."""
+        """Send what is due at ``now``; returns how many deliveries were attempted.
+
+        Claim, send, record: the due rows are claimed in one short transaction (attempt
+        counted, ``next_at`` moved ``CLAIM_S`` on, so no other worker takes them meanwhile),
+        then each is sent and its outcome committed on its own. A worker that dies holding
+        claims delays them by ``CLAIM_S`` (another worker then sends them); only one that
+        dies between a send and its commit can make a repeat, which recipients drop by
+        ``alert_id`` / ``Idempotency-Key``. Holding the rows locked while sending a whole
+        round instead made every delivery of the round go out again after such a death."""
         with self.sessions.begin() as session:
             due = self._due(session, now)
             for delivery in due:
-                self._send(session, delivery, now)
-            return len(due)
+                delivery.attempts += 1
+                delivery.next_at = now + dt.timedelta(seconds=self._claim_s())
+        for claimed in due:
+            result = self._attempt(claimed)
+            with self.sessions.begin() as session:
+                row = session.get(Delivery, claimed.id, with_for_update=True)
+                if row is not None and row.status == DeliveryStatus.PENDING:
+                    self._send(session, row, result, now)
+        return len(due)
+
+    def _claim_s(self) -> float:
+        return max(10.0, 2 * self.retry.timeout_s)
 
     def _due(self, session: Session, now: dt.datetime) -> list[Delivery]:
         channels = [Channel.WEBHOOK.value, *self.senders]
@@ -115,9 +133,10 @@ class Dispatcher:
         )
         return list(session.scalars(query))
 
-    def _send(self, session: Session, delivery: Delivery, now: dt.datetime) -> None:
-        result = self._attempt(delivery)
-        delivery.attempts += 1
+    def _send(
+        self, session: Session, delivery: Delivery, result: HttpResult, now: dt.datetime
+    ) -> None:
+        """Record the outcome of the attempt just made (counted when it was claimed)."""
         session.add(
             DeliveryAttempt(
                 delivery_id=delivery.id,

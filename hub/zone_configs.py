@@ -52,6 +52,7 @@ from ringwatch.hub import tables as t
 from ringwatch.hub.clock import Clock
 from ringwatch.hub.db import SessionFactory
 from ringwatch.hub.ingest import Inbound
+from ringwatch.hub.workers import claim_mark
 from ringwatch.hub.zone_tables import CameraZoneConfig, ZonePush
 
 if TYPE_CHECKING:
@@ -291,8 +292,16 @@ class ZoneConfigs:
             row.pushed_at = self.clock()
             row.pushes += 1
 
-    def repush_pending(self, site: str, device: str) -> int:
-        """Send every pending config of ``device`` again (it has just come online)."""
+    def repush_pending(self, site: str, device: str, status_at: dt.datetime | None = None) -> int:
+        """Send every pending config of ``device`` again (it has just come online). Every
+        hub worker receives the device's retained status: the one that first claims this
+        status (by its ``at``, which the edge always sends) sends; the others send none. A
+        status without ``at`` is re-pushed by each worker (the same request id: the device
+        applies it once and the hub ignores a second answer)."""
+        if status_at is not None:
+            with self.sessions.begin() as session:
+                if not claim_mark(session, f"zone-repush:{site}/{device}", status_at):
+                    return 0
         with self.sessions() as session:
             rows = session.scalars(
                 sa.select(CameraZoneConfig).where(
@@ -349,7 +358,7 @@ class ZoneConfigs:
         with self._lock:
             self._online[(site, device)] = online
         if online:
-            self.repush_pending(site, device)
+            self.repush_pending(site, device, status.at)
 
     # -- snapshots ------------------------------------------------------------------------
 
@@ -437,6 +446,7 @@ def start_zone_link(
     client_id: str,
     session_expiry_s: int,
     login: BrokerLogin | None = None,
+    protocol: str = "5",
 ) -> MqttLink:
     """A started MQTT link for ``zones``: device replies and status in, commands out."""
     from ringwatch.hub.mqtt import BrokerAddress, MqttLink
@@ -448,6 +458,7 @@ def start_zone_link(
         zones.handle,
         session_expiry_s,
         login,
+        protocol,
     )
     zones.attach(link, link)
     link.start()
