@@ -165,6 +165,7 @@ class CameraPipeline:
         self._pending: CameraZones | None = None
         self._stages: _Stages | None = None
         self._last: tuple[Image, _Stages] | None = None
+        self.last_frame_at: dt.datetime | None = None  # when the latest frame was read
         self._lock = threading.Lock()
 
     @property
@@ -184,6 +185,7 @@ class CameraPipeline:
             events += self.shed.observe_frame(stages.privacy.filter(found.fire), stages.stamp, at)
         with self._lock:
             self._last = (frame.image, stages)
+            self.last_frame_at = at
         return self.with_snapshots(events)
 
     def swap_zones(self, zones: CameraZones) -> None:
@@ -557,6 +559,7 @@ class Agent:
                 jpeg=base64.b64encode(jpeg),
                 width=width,
                 height=height,
+                captured_at=pipeline.last_frame_at if pipeline is not None else None,
             )
         self._reply(Command.SNAPSHOT, encode(reply))
 

@@ -108,7 +108,14 @@ class Hub:
         login = BrokerLogin.from_settings(self.settings) if self.broker is None else None
         cfg = self.config.ingest
         self.worker = IngestWorker(
-            Ingestor(self.sessions, self.matcher, self.clock, self.stats, self._stored),
+            Ingestor(
+                self.sessions,
+                self.matcher,
+                self.clock,
+                self.stats,
+                self._stored,
+                self.settings.time_bounds(),
+            ),
             self.clock,
             cfg.batch_size,
         )

@@ -1,7 +1,9 @@
 """Enrolment of watch-list photos through the same face pipeline as the edge.
 
 A photo is refused (:class:`EnrolmentRefused`, shown as HTTP 422 with the reason) when it
-cannot be decoded, shows no face, shows several faces, or its face is of too low quality.
+is not a JPEG, PNG or WebP, declares more than :data:`MAX_PHOTO_PIXELS` pixels (read from
+its header, before decoding), cannot be decoded, shows no face, shows several faces, or
+its face is of too low quality.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from ringwatch.contract.images import MAX_PIXELS, ImageRefused, check_image
 from ringwatch.errors import InputError
 from ringwatch.models.detections import Detections
 
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
+MAX_PHOTO_PIXELS = MAX_PIXELS
 MIN_QUALITY = 0.3
 CROP_SIDE = 160
 F32 = npt.NDArray[np.float32]
@@ -52,6 +56,12 @@ def decode_image(data: bytes, name: str = "photo") -> npt.NDArray[np.uint8]:
         raise EnrolmentRefused("empty", f"{name}: the file is empty")
     if len(data) > MAX_PHOTO_BYTES:
         raise EnrolmentRefused("too_large", f"{name}: {len(data)} bytes, limit {MAX_PHOTO_BYTES}")
+    try:  # the pixel count from the header, before decoding (a PNG bomb is ~1 MB)
+        check_image(data, MAX_PHOTO_PIXELS)
+    except ImageRefused as exc:
+        if exc.code == "too_many_pixels":
+            raise EnrolmentRefused(exc.code, f"{name}: {exc}") from None
+        raise EnrolmentRefused("undecodable", f"{name}: cannot be decoded: {exc}") from None
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         raise EnrolmentRefused(

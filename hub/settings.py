@@ -10,10 +10,13 @@
 | jwt_secret | RINGWATCH_HUB_JWT_SECRET | change-me (refused); 16+ chars | signs API tokens |
 | template_key | RINGWATCH_HUB_TEMPLATE_KEY | change-me (refused); 16+ chars | encrypts templates |
 | colour_policy | - | outer/perimeter/inner = yellow/orange/red; red tier +1 | colours |
+| max_clock_ahead_s | RINGWATCH_HUB_MAX_CLOCK_AHEAD_S | 86400 | later times: dead letter |
+| max_message_age_s | RINGWATCH_HUB_MAX_MESSAGE_AGE_S | unset: after 2000 | older: dead letter |
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ringwatch.configfile import format_config_errors, read_yaml
 from ringwatch.contract.colours import ColourPolicy
+from ringwatch.contract.messages import TimeBounds
 from ringwatch.errors import ConfigError
 
 DEFAULT_SECRET = "change-me"
@@ -61,6 +65,28 @@ class HubSettings(BaseSettings):
         default=DEFAULT_SECRET, min_length=8, description="Key for face templates at rest."
     )
     colour_policy: ColourPolicy = Field(default_factory=ColourPolicy)
+    max_clock_ahead_s: float = Field(
+        default=86400,
+        gt=0,
+        le=366 * 86400,
+        description="A message time further ahead of the hub's clock is dead-lettered"
+        " (time_out_of_bounds).",
+    )
+    max_message_age_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="A message time further behind the hub's clock is dead-lettered; unset:"
+        " only times before 2000 (an edge replays its outbox after an outage of any length).",
+    )
+
+    def time_bounds(self) -> TimeBounds:
+        """The bounds message times are held to at ingest."""
+        return TimeBounds(
+            ahead=dt.timedelta(seconds=self.max_clock_ahead_s),
+            behind=None
+            if self.max_message_age_s is None
+            else dt.timedelta(seconds=self.max_message_age_s),
+        )
 
     def check_secrets(self) -> None:
         """Refuse secrets left at their defaults or shorter than ``MIN_SECRET_CHARS``

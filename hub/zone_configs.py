@@ -94,6 +94,16 @@ class Snapshot:
     width: int
     height: int
     taken_at: dt.datetime
+    captured_at: dt.datetime | None = None  # the device's frame time; None: unknown
+
+    @property
+    def stale(self) -> bool:
+        """The frame is older than :data:`STALE_AFTER` when it reached the hub (the camera
+        is offline or stuck: the device sent its last frame), or its age is unknown."""
+        return self.captured_at is None or self.taken_at - self.captured_at > STALE_AFTER
+
+
+STALE_AFTER = dt.timedelta(seconds=30)
 
 
 def validate_zones(raw: object) -> CameraZones:
@@ -376,7 +386,9 @@ class ZoneConfigs:
             )
         if reply.jpeg is None or reply.width is None or reply.height is None:
             raise SnapshotUnavailable(f"device {site}/{device}: {reply.error or 'no image'}")
-        shot = Snapshot(bytes(reply.jpeg), reply.width, reply.height, self.clock())
+        shot = Snapshot(
+            bytes(reply.jpeg), reply.width, reply.height, self.clock(), reply.captured_at
+        )
         with self._lock:
             self._snapshots[(site, camera)] = shot
         return shot

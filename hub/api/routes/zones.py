@@ -85,6 +85,8 @@ class SnapshotPublic(BaseModel):
     height: int
     jpeg: str
     taken_at: dt.datetime
+    captured_at: dt.datetime | None = Field(description="When the camera read the frame.")
+    stale: bool = Field(description="An old frame (camera offline or stuck) or of unknown age.")
 
 
 def _zones(hub: HubDep) -> ZoneConfigs:
@@ -193,6 +195,8 @@ def take_snapshot(
         height=shot.height,
         jpeg=base64.b64encode(shot.jpeg).decode(),
         taken_at=shot.taken_at,
+        captured_at=shot.captured_at,
+        stale=shot.stale,
     )
 
 
