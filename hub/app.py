@@ -35,7 +35,7 @@ from ringwatch.hub.mqtt import (
     ingest_subscriptions,
 )
 from ringwatch.hub.registry import FaceEmbedding, PhotoEnroller
-from ringwatch.hub.security import TokenCodec
+from ringwatch.hub.security import LoginThrottle, TokenCodec
 from ringwatch.hub.settings import HubSettings
 from ringwatch.hub.zone_configs import ZoneConfigs, start_zone_link
 
@@ -64,6 +64,7 @@ class Hub:
     incidents: IncidentRuntime | None = None
     zones: ZoneConfigs | None = None
     zone_link: MqttLink | None = None
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     _tmp: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
 
     def enroller(self) -> PhotoEnroller:
@@ -193,8 +194,9 @@ def create_app(
     ingest: bool = True,
 ) -> FastAPI:
     """The hub as an ASGI app. ``ingest=False`` serves the API without MQTT (tests, tools)."""
+    from ringwatch.hub.api.guard import Guard, content_security_policy, inline_style_hashes
     from ringwatch.hub.api.main import api_router
-    from ringwatch.hub.web import include_dashboard
+    from ringwatch.hub.web import DASHBOARD_DIR, include_dashboard
 
     hub = build_hub(settings, config, clock=clock, faces=faces, models_dir=models_dir)
 
@@ -216,4 +218,6 @@ def create_app(
     app.state.hub = hub
     app.include_router(api_router, prefix="/api/v1")
     include_dashboard(app)
+    styles = inline_style_hashes(DASHBOARD_DIR.glob("*.html"))
+    app.add_middleware(Guard, csp=content_security_policy(styles))
     return app

@@ -306,6 +306,12 @@ class IngestStatus(_Out):
     broker_refused: str | None = None  # the broker refused the hub's login; not retrying
 
 
+class HealthStatus(_Out):
+    """What anyone may know without logging in: up or not."""
+
+    status: str
+
+
 class HealthPublic(_Out):
     status: str
     database: str

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -393,8 +393,15 @@ class ZoneConfigs:
             self._snapshots[(site, camera)] = shot
         return shot
 
-    def annotated(self, site: str, camera: str, zones: CameraZones) -> bytes | None:
-        """The latest snapshot with ``zones`` drawn by the edge's annotator, as a JPEG."""
+    def annotated(
+        self,
+        site: str,
+        camera: str,
+        zones: CameraZones,
+        prepare: Callable[[bytes], bytes] | None = None,
+    ) -> bytes | None:
+        """The latest snapshot with ``zones`` drawn by the edge's annotator, as a JPEG;
+        ``prepare`` changes the snapshot first (the image policy pixelates it)."""
         shot = self.snapshot(site, camera)
         if shot is None:
             return None
@@ -403,7 +410,8 @@ class ZoneConfigs:
 
         from ringwatch.edge.annotate import ZoneAnnotator
 
-        image = cv2.imdecode(np.frombuffer(shot.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        jpeg = shot.jpeg if prepare is None else prepare(shot.jpeg)
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             return None
         drawn = ZoneAnnotator().annotate(np.asarray(image, np.uint8), zones)
