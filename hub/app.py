@@ -9,7 +9,7 @@ import logging
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -133,7 +133,9 @@ class Hub:
         self.link.start()
         assert self.zones is not None
         zone_id = f"ringwatch-{cfg.worker}-zones"
-        self.zone_link = start_zone_link(self.zones, url, zone_id, cfg.session_expiry_s, login)
+        self.zone_link = start_zone_link(
+            self.zones, url, zone_id, cfg.session_expiry_s, zone_login(login)
+        )
 
     def _stored(self, events: list[Event], now: dt.datetime, session: Session) -> None:
         if self.incidents is not None:
@@ -153,6 +155,18 @@ class Hub:
         for tmp in self._tmp:
             tmp.cleanup()
         self.engine.dispose()
+
+
+ZONES_USER_SUFFIX = "-zones"
+
+
+def zone_login(login: BrokerLogin | None) -> BrokerLogin | None:
+    """The zone link's login: ``<user>-zones`` with the same password. A broker that binds
+    client ids to user names (the shipped mosquitto.conf) would otherwise see the ingest
+    and zone links as one client and make them knock each other off."""
+    if login is None or login.username is None:
+        return login
+    return replace(login, username=login.username + ZONES_USER_SUFFIX)
 
 
 def build_hub(

@@ -33,7 +33,7 @@ from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.mqtt import BrokerAddress, BrokerLogin
 from ringwatch.hub.settings import HubSettings
 from tests.hub_fixtures import SECRET, create_admin, health, hub_config
-from tests.services import _wait_for_port, find_mosquitto, free_port
+from tests.services import _wait_for_port, find_mosquitto, free_port, shipped_mosquitto_conf
 
 REPO = Path(__file__).resolve().parents[1]
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
@@ -60,21 +60,18 @@ def _passwd(file: Path, user: str, password: str, create: bool) -> None:
 
 @pytest.fixture(scope="module")
 def auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthBroker]:
-    """Mosquitto with the production auth settings (no TLS: the test has no certificates)."""
+    """Mosquitto with the shipped configs/mosquitto.conf (no TLS: the test has no
+    certificates)."""
     work = tmp_path_factory.mktemp("auth-broker")
     passwd = work / "ringwatch.passwd"
     _passwd(passwd, "hub", HUB_PASSWORD, create=True)
+    _passwd(passwd, "hub-zones", HUB_PASSWORD, create=False)  # the hub's zone link
     _passwd(passwd, "box-1", BOX_PASSWORD, create=False)
     acl = work / "ringwatch.acl"
     shutil.copyfile(REPO / "configs" / "mosquitto.acl", acl)  # the shipped rules, unchanged
     port = free_port()
     conf = work / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n"
-        f"acl_file {acl}\npersistence false\nlog_dest stderr\nlog_type error\n"
-        "log_type warning\nlog_type notice\n"
-        "user root\n"  # otherwise, started as root, it drops to `mosquitto` and cannot read
-    )
+    conf.write_text(shipped_mosquitto_conf(port, passwd, acl, work))  # the shipped config
     log = work / "mosquitto.log"
     with log.open("ab") as err:
         process = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stderr=err)
