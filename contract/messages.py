@@ -318,6 +318,12 @@ class Health(_Message):
     outbox_dropped: int = Field(ge=0)
     bad_messages: int = Field(default=0, ge=0)
     clock_synced: bool | None = None
+    outbox_quarantined: int = Field(
+        default=0, ge=0, description="Damaged outbox files set aside since start."
+    )
+    outbox_damage: Annotated[str, Field(max_length=500)] | None = Field(
+        default=None, description="The latest outbox damage or write error (a health flag)."
+    )
 
 
 class SnapshotRequest(_Message):

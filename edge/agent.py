@@ -58,7 +58,7 @@ from ringwatch.edge.capture import LIVE_SCHEMES, Frame, FrameSource, SourceStatu
 from ringwatch.edge.config import CameraConfig, CameraRole, SiteConfig, Thresholds
 from ringwatch.edge.faces_track import Embedder, FaceTracks
 from ringwatch.edge.mqtt import Message
-from ringwatch.edge.outbox import OutboxFull
+from ringwatch.edge.outbox import OutboxError
 from ringwatch.edge.privacy import JpegCropper, PrivacyMask, encode_jpeg
 from ringwatch.edge.rules import EventStamp, ZoneRules
 from ringwatch.edge.shed import FirePersistenceConfig, ShedConfig, ShedMonitor
@@ -368,7 +368,7 @@ class CameraWorker:
         for event in events:
             try:
                 self.sink.put(event)
-            except OutboxFull as exc:  # counted in the outbox and here; the camera goes on
+            except OutboxError as exc:  # full or unwritable: counted there and here; goes on
                 self.stats.refused += 1
                 log.error("camera %s: event %s refused: %s", self.config.id, event.event_id, exc)
                 continue
@@ -517,7 +517,7 @@ class Agent:
             for event in events:
                 try:
                     self.sink.put(event)
-                except OutboxFull as exc:
+                except OutboxError as exc:
                     log.error("shed %s: event %s refused: %s", cam_id, event.event_id, exc)
 
     def on_zone_config(self, topic: str, payload: bytes) -> None:
