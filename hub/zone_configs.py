@@ -187,6 +187,7 @@ class ZoneConfigs:
         self, sessions: SessionFactory, clock: Clock, snapshot_timeout_s: float = 8.0
     ) -> None:
         self.sessions = sessions
+        self.bad_messages = 0  # replies and status that did not fit the contract
         self.clock = clock
         self.snapshot_timeout_s = snapshot_timeout_s
         self.publisher: Publisher | None = None
@@ -425,7 +426,11 @@ class ZoneConfigs:
         try:
             self._dispatch(message)
         except ContractError as exc:
+            self.bad_messages += 1
             log.warning("bad message on %s: %s", message.topic, exc)
+        except Exception:  # the zone link's thread must not die of one message
+            self.bad_messages += 1
+            log.exception("message on %s failed", message.topic)
         finally:
             if self.acker is not None:
                 self.acker.ack(message.mid, message.qos)
