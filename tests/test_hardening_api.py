@@ -8,6 +8,7 @@ import base64
 import datetime as dt
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,8 @@ from tests.hub_fixtures import (
     settings,
     token,
 )
+from tests.services import Broker
+from tests.test_zone_editor import Device
 
 HUGE = "2872684021229396514080"
 Api = tuple[TestClient, Hub, dict[str, str]]  # a running hub and an admin's headers
@@ -299,3 +302,46 @@ def test_repeated_failed_logins_lock_the_name_and_unknown_users_cost_the_same(
                     sa.select(t.AuditEntry).where(t.AuditEntry.action == "login_failed")
                 ).all()
                 assert len(failed) == 6
+
+
+@pytest.fixture
+def zone_hub(broker: Broker, tmp_path: Path) -> Iterator[Api]:
+    """A hub with MQTT (its zone link talks to the stand-in device of test_zone_editor)."""
+    with database("sqlite", tmp_path, None) as url:
+        create_admin(url)
+        tag = uuid.uuid4().hex[:8]
+        config = hub_config(ingest={"group": f"g{tag}", "worker": f"w{tag}"})
+        app = create_app(settings(url, broker.url), config)
+        with TestClient(app) as client:
+            running: Hub = app.state.hub
+            assert running.zone_link is not None and running.zone_link.connected.wait(10)
+            yield client, running, token(client, "admin", "admin-password")
+
+
+def test_zone_previews_and_snapshots_follow_the_image_policy_and_are_audited(
+    zone_hub: Api, broker: Broker
+) -> None:
+    client, app_hub, admin = zone_hub
+    tech = make_user(client, admin, "tech-prev", "technician", sites=["campus-n"])
+    device = Device(broker.url)
+    try:
+        url = "/api/v1/zones/campus-n/gate"
+        shot = client.post(f"{url}/snapshot", headers=tech)
+        assert shot.status_code == 200, shot.text
+        assert shot.json()["policy"] == "pixelated" and shot.json()["stale"] is True
+        for headers, policy in ((admin, "original"), (tech, "pixelated")):
+            res = client.get(f"{url}/preview.jpg", headers=headers)
+            assert res.status_code == 200 and res.headers["x-image-policy"] == policy
+    finally:
+        device.close()
+    with app_hub.sessions.begin() as session:
+        rows = session.scalars(
+            sa.select(t.AuditEntry).where(
+                t.AuditEntry.entity.in_(["camera_preview", "camera_snapshot"])
+            )
+        ).all()
+        assert sorted((r.entity, r.actor, r.detail["policy"]) for r in rows) == [
+            ("camera_preview", "admin", "original"),
+            ("camera_preview", "tech-prev", "pixelated"),
+            ("camera_snapshot", "tech-prev", "pixelated"),
+        ]
