@@ -8,6 +8,7 @@ raises :class:`~ringwatch.contract.errors.ContractError` naming the field that i
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self, TypeVar
 
@@ -20,13 +21,16 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from ringwatch.contract.colours import Colour, Ring
 from ringwatch.contract.errors import ContractError
 from ringwatch.contract.ids import is_uuid7
+from ringwatch.contract.images import ImageRefused, check_image
 from ringwatch.contract.topics import EventKind, RecipientKind
 from ringwatch.contract.zones import CameraZones, Ident
 
@@ -39,10 +43,68 @@ EMBEDDING_NORM_TOLERANCE = 1e-3
 MAX_RECEIPT_IDS = 1000
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+TIME_OUT_OF_BOUNDS = "time_out_of_bounds"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeBounds:
+    """How far the times in a message may stray from the receiver's clock.
+
+    ``ahead`` covers clock skew (a heartbeat dated 9999 would keep a device online for
+    ever). ``behind`` is unset by default: an edge replays its outbox after an outage of
+    any length, and an old time does no harm. Every time is also always within
+    [:data:`EARLIEST`, :data:`LATEST`), clock or not (a year 1 or 9999 overflows date
+    arithmetic downstream)."""
+
+    ahead: dt.timedelta = dt.timedelta(days=1)
+    behind: dt.timedelta | None = None
+
+    def at(self, now: dt.datetime) -> ReceiverClock:
+        return ReceiverClock(now, self)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverClock:
+    """The receiver's time when a message is decoded, with the bounds around it."""
+
+    now: dt.datetime
+    bounds: TimeBounds = TimeBounds()
+
+    def refuse(self, value: dt.datetime) -> str | None:
+        """Why ``value`` is out of bounds, or None."""
+        clock = f"the receiver's clock ({_iso(self.now)})"
+        if value > self.now + self.bounds.ahead:
+            return f"is more than {self.bounds.ahead} ahead of {clock}"
+        if self.bounds.behind is not None and value < self.now - self.bounds.behind:
+            return f"is more than {self.bounds.behind} behind {clock}"
+        return None
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _utc(value: dt.datetime, info: ValidationInfo) -> dt.datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("time must carry a UTC offset, e.g. 2026-01-01T08:00:00Z")
-    return value.astimezone(dt.UTC)
+    try:
+        value = value.astimezone(dt.UTC)
+    except OverflowError:
+        raise _out_of_bounds(value, f"lies outside {_iso(EARLIEST)} .. {_iso(LATEST)}") from None
+    if not EARLIEST <= value < LATEST:
+        raise _out_of_bounds(value, f"lies outside {_iso(EARLIEST)} .. {_iso(LATEST)}")
+    clock = info.context.get("clock") if isinstance(info.context, dict) else None
+    why = clock.refuse(value) if isinstance(clock, ReceiverClock) else None
+    if why is not None:
+        raise _out_of_bounds(value, why)
+    return value
+
+
+def _out_of_bounds(value: dt.datetime, why: str) -> PydanticCustomError:
+    context = {"time": _iso(value), "why": why}
+    return PydanticCustomError(TIME_OUT_OF_BOUNDS, "time {time} {why}", context)
 
 
 def _event_id(value: str) -> str:
@@ -52,10 +114,24 @@ def _event_id(value: str) -> str:
 
 
 def _jpeg(value: bytes) -> bytes:
+    """Event images are only size-checked here (whoever decodes one checks its header with
+    :func:`~ringwatch.contract.images.check_image` first)."""
     if len(value) > MAX_IMAGE_BYTES:
         raise ValueError(f"image is {len(value)} bytes, limit {MAX_IMAGE_BYTES}")
     if not value.startswith(b"\xff\xd8"):
         raise ValueError("image is not a JPEG (no FF D8 start marker)")
+    return value
+
+
+def _any_jpeg(value: bytes) -> bytes:
+    """A JPEG whose header declares a size within :data:`~ringwatch.contract.images.MAX_PIXELS`
+    (a snapshot reply is decoded by the hub to draw zones on it)."""
+    if not value.startswith(b"\xff\xd8"):
+        raise ValueError("image is not a JPEG (no FF D8 start marker)")
+    try:
+        check_image(value)
+    except ImageRefused as exc:
+        raise ValueError(f"image: {exc}") from None
     return value
 
 
@@ -242,6 +318,12 @@ class Health(_Message):
     outbox_dropped: int = Field(ge=0)
     bad_messages: int = Field(default=0, ge=0)
     clock_synced: bool | None = None
+    outbox_quarantined: int = Field(
+        default=0, ge=0, description="Damaged outbox files set aside since start."
+    )
+    outbox_damage: Annotated[str, Field(max_length=500)] | None = Field(
+        default=None, description="The latest outbox damage or write error (a health flag)."
+    )
 
 
 class SnapshotRequest(_Message):
@@ -252,10 +334,13 @@ class SnapshotRequest(_Message):
 class SnapshotReply(_Message):
     request_id: Ident
     camera: Ident
-    jpeg: Base64Bytes | None = None
-    width: int | None = Field(default=None, gt=0)
-    height: int | None = Field(default=None, gt=0)
+    jpeg: Annotated[Base64Bytes, AfterValidator(_any_jpeg)] | None = None
+    width: int | None = Field(default=None, gt=0, le=16384)
+    height: int | None = Field(default=None, gt=0, le=16384)
     error: Annotated[str, Field(max_length=500)] | None = None
+    captured_at: UtcTime | None = Field(
+        default=None, description="When the camera read this frame (absent: unknown)."
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> Self:
@@ -303,14 +388,27 @@ def encode(message: BaseModel) -> bytes:
     return message.model_dump_json(exclude_none=True).encode()
 
 
-def decode(model: type[M], payload: bytes, limit: int = MAX_MESSAGE_BYTES) -> M:
-    """Parse ``payload`` as ``model``; raise :class:`ContractError` naming what is wrong."""
+class TimeOutOfBounds(ContractError):
+    """A message whose only fault is a time outside the receiver's bounds."""
+
+
+def decode(
+    model: type[M],
+    payload: bytes,
+    limit: int = MAX_MESSAGE_BYTES,
+    clock: ReceiverClock | None = None,
+) -> M:
+    """Parse ``payload`` as ``model``; raise :class:`ContractError` naming what is wrong
+    (:class:`TimeOutOfBounds` when only its times are: see :class:`TimeBounds`)."""
     if len(payload) > limit:
         raise ContractError(f"{model.__name__}: payload is {len(payload)} bytes, limit {limit}")
     try:
-        return model.model_validate_json(payload)
+        return model.model_validate_json(payload, context={"clock": clock})
     except ValidationError as exc:
-        raise ContractError(f"{model.__name__}: {describe_errors(exc)}") from None
+        error = f"{model.__name__}: {describe_errors(exc)}"
+        if all(e["type"] == TIME_OUT_OF_BOUNDS for e in exc.errors()):
+            raise TimeOutOfBounds(error) from None
+        raise ContractError(error) from None
 
 
 def describe_errors(exc: ValidationError, limit: int = 5) -> str:

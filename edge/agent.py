@@ -59,7 +59,7 @@ from ringwatch.edge.config import CameraConfig, CameraRole, MotionConfig, SiteCo
 from ringwatch.edge.faces_track import Embedder, FaceTrackConfig, FaceTracks, face_track_config
 from ringwatch.edge.motion import MotionGate
 from ringwatch.edge.mqtt import Message
-from ringwatch.edge.outbox import OutboxFull
+from ringwatch.edge.outbox import OutboxError
 from ringwatch.edge.privacy import JpegCropper, PrivacyMask, encode_jpeg
 from ringwatch.edge.rules import EventStamp, RulesConfig, ZoneRules
 from ringwatch.edge.shed import FirePersistenceConfig, ShedConfig, ShedMonitor
@@ -189,6 +189,7 @@ class CameraPipeline:
         self._pending: CameraZones | None = None
         self._stages: _Stages | None = None
         self._last: tuple[Image, _Stages] | None = None
+        self.last_frame_at: dt.datetime | None = None  # when the latest frame was read
         self._lock = threading.Lock()
         self.clips: CameraClips | None = None  # issue 14: evidence clips (edge/clips.py)
 
@@ -211,6 +212,7 @@ class CameraPipeline:
             events += self.tamper.observe(frame.image, stages.stamp, at)
         with self._lock:
             self._last = (frame.image, stages)
+            self.last_frame_at = at
         if self.clips is not None:  # issue 14: queued only; clips are made in their own thread
             self.clips.observe(frame.image, frame.captured_at, events, stages.privacy)
         return self.with_snapshots(events)
@@ -431,7 +433,7 @@ class CameraWorker:
         for event in events:
             try:
                 self.sink.put(event)
-            except OutboxFull as exc:  # counted in the outbox and here; the camera goes on
+            except OutboxError as exc:  # full or unwritable: counted there and here; goes on
                 self.stats.refused += 1
                 log.error("camera %s: event %s refused: %s", self.config.id, event.event_id, exc)
                 continue
@@ -597,7 +599,7 @@ class Agent:
             for event in events:
                 try:
                     self.sink.put(event)
-                except OutboxFull as exc:
+                except OutboxError as exc:
                     log.error("shed %s: event %s refused: %s", cam_id, event.event_id, exc)
 
     def on_zone_config(self, topic: str, payload: bytes) -> None:
@@ -639,6 +641,7 @@ class Agent:
                 jpeg=base64.b64encode(jpeg),
                 width=width,
                 height=height,
+                captured_at=pipeline.last_frame_at if pipeline is not None else None,
             )
         self._reply(Command.SNAPSHOT, encode(reply))
 

@@ -61,6 +61,8 @@ def build_health(
         outbox_dropped=outbox.dropped + outbox.refused,
         bad_messages=bad_messages,
         clock_synced=clock_synced,
+        outbox_quarantined=outbox.quarantined,
+        outbox_damage=None if outbox.damage is None else outbox.damage[:500],
     )
 
 

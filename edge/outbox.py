@@ -13,13 +13,22 @@ update < start/end): a health row arriving when no health row is left is itself 
 An alert's start or end (and any other start/end event) is never dropped: if only those
 remain, ``put`` raises :class:`OutboxFull` and counts it as ``refused``, so the caller sees
 the loss instead of the queue hiding it.
+
+Damage: a file found empty (truncated) or failing SQLite's ``quick_check`` at start, or
+reported corrupt while running, is renamed ``<file>.damaged-<n>`` (kept for a post-mortem),
+its readable rows are copied into a new file, and the outbox goes on there; what happened
+stays in :class:`OutboxStats` (``quarantined``, ``salvaged``, ``damage``: sent in the
+heartbeat) and in the log. A write that fails (disk full) raises :class:`OutboxUnwritable`
+and is counted in ``write_errors``: the caller counts the event as refused.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -52,6 +61,14 @@ class OutboxFull(OutboxError):
     """Full of start/end events that must not be dropped; the new one was refused."""
 
 
+class OutboxUnwritable(OutboxError):
+    """The outbox file cannot be written now (disk full, I/O error); the message was refused."""
+
+
+log = logging.getLogger(__name__)
+_CORRUPT = ("malformed", "not a database", "corrupt", "file is not a database")
+
+
 class Priority(IntEnum):
     """Higher values are dropped first when the outbox is full."""
 
@@ -78,6 +95,10 @@ class OutboxStats:
     dropped: int
     refused: int
     unknown_releases: int
+    quarantined: int = 0  # damaged files set aside since start
+    salvaged: int = 0  # rows copied out of them
+    write_errors: int = 0  # puts refused because the file could not be written
+    damage: str | None = None  # the latest damage or write error, for the heartbeat
 
 
 def priority_of(event: Event) -> Priority:
@@ -96,15 +117,76 @@ class Outbox:
         self.max_events = max_events
         self._lock = threading.Lock()
         self._unknown = 0
+        self._sync = synchronous
+        self._quarantined = 0
+        self._salvaged = 0
+        self._write_errors = 0
+        self._damage: str | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._sync = synchronous
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.executescript(_SCHEMA)
+        except OSError as exc:
+            raise OutboxError(f"outbox {path}: {exc}") from None
+        found_empty = path.exists() and path.stat().st_size == 0
+        try:
+            self._db = self._connect()
+            why = "the file was empty (truncated?)" if found_empty else self._check()
+        except sqlite3.DatabaseError as exc:
+            why = f"cannot be read ({exc})"
         except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"outbox {path}: {exc}") from None
+        if why is not None:
+            self._recover(why)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self._sync}")
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _check(self) -> str | None:
+        row = self._db.execute("PRAGMA quick_check").fetchone()
+        return None if row is not None and row[0] == "ok" else f"quick_check: {row and row[0]}"
+
+    def _recover(self, why: str) -> None:
+        """Set the damaged file aside, copy what can be read into a new one, go on there."""
+        with suppress(Exception):
+            self._db.close()
+        try:
+            aside = self._quarantine()
+            self._db = self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            raise OutboxError(f"outbox {self.path} {why}; cannot set it aside: {exc}") from None
+        rows, counters, lost = _salvage(aside)
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO outbox (key, topic, payload, priority) VALUES (?,?,?,?)",
+                rows,
+            )
+            self._db.executemany("INSERT OR REPLACE INTO counters VALUES (?, ?)", counters)
+        self._quarantined += 1
+        self._salvaged += len(rows)
+        self._damage = (
+            f"outbox {self.path} {why}: set aside as {aside.name}, {len(rows)} rows recovered"
+            + (f", {lost}" if lost else "")
+        )
+        log.error("%s; going on with a new file", self._damage)
+
+    def _quarantine(self) -> Path:
+        n = 1
+        while self.path.with_name(f"{self.path.name}.damaged-{n}").exists():
+            n += 1
+        aside = self.path.with_name(f"{self.path.name}.damaged-{n}")
+        self.path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                side.rename(aside.with_name(aside.name + suffix))
+        return aside
 
     def close(self) -> None:
         with self._lock:
@@ -122,7 +204,14 @@ class Outbox:
         self.put_raw(event.event_id, topic, encode(event), priority_of(event))
 
     def put_raw(self, key: str, topic: str, payload: bytes, priority: Priority) -> None:
-        """Store any message; ``key`` is its idempotency key (a repeated key is ignored)."""
+        """Store any message; ``key`` is its idempotency key (a repeated key is ignored).
+        On a damaged file: recover (see the module docstring) and store it in the new one."""
+        try:
+            self._put(key, topic, payload, priority)
+        except _Corrupt:  # recovered onto a new file already: store it there
+            self._put(key, topic, payload, priority)
+
+    def _put(self, key: str, topic: str, payload: bytes, priority: Priority) -> None:
         with self._lock, self._transaction():
             if self._db.execute("SELECT 1 FROM outbox WHERE key = ?", (key,)).fetchone():
                 return  # already queued (an idempotent retry by the caller)
@@ -140,7 +229,7 @@ class Outbox:
 
     def due(self, now: float, receipt_timeout: float, limit: int = 500) -> list[Pending]:
         """Never-sent rows and rows sent longer than ``receipt_timeout`` ago, oldest first."""
-        with self._lock:
+        with self._lock, self._reading():
             rows = self._db.execute(
                 "SELECT seq, key, topic, payload, priority, attempts FROM outbox "
                 "WHERE last_sent_at IS NULL OR last_sent_at <= ? ORDER BY seq LIMIT ?",
@@ -150,7 +239,7 @@ class Outbox:
 
     def in_flight(self, now: float, receipt_timeout: float) -> int:
         """Rows sent less than ``receipt_timeout`` ago and still awaiting their receipt."""
-        with self._lock:
+        with self._lock, self._reading():
             row = self._db.execute(
                 "SELECT count(*) FROM outbox WHERE last_sent_at > ?", (now - receipt_timeout,)
             ).fetchone()
@@ -186,13 +275,20 @@ class Outbox:
             self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 
     def depth(self) -> int:
-        with self._lock:
+        with self._lock, self._reading():
             return self._count()
 
     def stats(self) -> OutboxStats:
-        with self._lock:
+        with self._lock, self._reading():
             return OutboxStats(
-                self._count(), self._counter("dropped"), self._counter("refused"), self._unknown
+                self._count(),
+                self._counter("dropped"),
+                self._counter("refused") + self._write_errors,
+                self._unknown,
+                self._quarantined,
+                self._salvaged,
+                self._write_errors,
+                self._damage,
             )
 
     # -- internals (caller holds the lock) --------------------------------------------------
@@ -200,9 +296,26 @@ class Outbox:
     def _transaction(self, durable: bool = True) -> _Transaction:
         # Bookkeeping (sent marks, releases) need not be fsynced: losing the last of them
         # in a power cut only re-sends an event. The next durable commit fsyncs them anyway.
-        level = self._sync if durable else "NORMAL"
-        self._db.execute(f"PRAGMA synchronous={level}")
-        return _Transaction(self._db, self.path)
+        return _Transaction(self, "FULL" if durable and self._sync == "FULL" else "NORMAL")
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Reads that meet a damaged file recover it (the next call reads the new one)."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if _is_corrupt(exc):
+                self._recover(f"is corrupt ({exc})")
+            raise OutboxError(f"outbox {self.path}: {exc}") from None
+
+    def _write_failed(self, exc: sqlite3.Error) -> OutboxError:
+        if _is_corrupt(exc):
+            self._recover(f"is corrupt ({exc})")
+            return _Corrupt(str(exc))
+        self._write_errors += 1
+        self._damage = f"outbox {self.path}: write failed: {exc}"
+        log.error("%s (%d writes refused so far)", self._damage, self._write_errors)
+        return OutboxUnwritable(self._damage)
 
     def _count(self) -> int:
         row = self._db.execute("SELECT count(*) FROM outbox").fetchone()
@@ -243,21 +356,62 @@ class _DropIncoming(Exception):
     """Internal: the incoming row is the one to drop (commit the drop counter, insert nothing)."""
 
 
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, translating SQLite errors into :class:`OutboxError`."""
+class _Corrupt(OutboxError):
+    """Internal: SQLite says the file is damaged (the put recovers and retries once)."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
-        self._db = db
-        self._path = path
+
+def _is_corrupt(exc: sqlite3.Error) -> bool:
+    return any(word in str(exc).lower() for word in _CORRUPT)
+
+
+def _salvage(path: Path) -> tuple[list[tuple[str, str, bytes, int]], list[tuple[str, int]], str]:
+    """The rows and counters that can still be read from a damaged outbox file, and what
+    could not be (empty when all was read)."""
+    rows: list[tuple[str, str, bytes, int]] = []
+    counters: list[tuple[str, int]] = []
+    lost = ""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return rows, counters, f"nothing readable ({exc})"
+    try:
+        cursor = db.execute("SELECT key, topic, payload, priority FROM outbox ORDER BY seq")
+        for key, topic, payload, priority in cursor:
+            rows.append((str(key), str(topic), bytes(payload), int(priority)))
+    except sqlite3.Error as exc:
+        lost = f"the rest unreadable ({exc})"
+    with suppress(sqlite3.Error):
+        counters = [(str(n), int(v)) for n, v in db.execute("SELECT name, value FROM counters")]
+    db.close()
+    return rows, counters, lost
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, translating SQLite errors into :class:`OutboxError`
+    (:class:`OutboxUnwritable` for a full disk, internal ``_Corrupt`` for a damaged file)."""
+
+    def __init__(self, outbox: Outbox, synchronous: str) -> None:
+        self._outbox = outbox
+        self._db = outbox._db
+        self._synchronous = synchronous
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._outbox._write_failed(exc) from None
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> bool:
-        if exc_type is None or issubclass(exc_type, _DropIncoming | OutboxFull):
-            self._db.execute("COMMIT")  # keeps the drop/refusal counters
-            return exc_type is _DropIncoming
-        self._db.execute("ROLLBACK")
+        try:
+            if exc_type is None or issubclass(exc_type, _DropIncoming | OutboxFull):
+                self._db.execute("COMMIT")  # keeps the drop/refusal counters
+                return exc_type is _DropIncoming
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error as failed:
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise self._outbox._write_failed(failed) from None
         if isinstance(exc, sqlite3.Error):
-            raise OutboxError(f"outbox {self._path}: {exc}") from None
+            raise self._outbox._write_failed(exc) from None
         return False

@@ -100,6 +100,7 @@ class Uplink:
         self._receipts = 0
         self._released = 0
         self._bad = 0
+        self._failures = 0  # pump rounds that raised (a damaged or full outbox, a bug)
 
     def start(self) -> None:
         """Subscribe to this device's receipts (re-made by the client on every reconnect)."""
@@ -151,8 +152,12 @@ class Uplink:
                     stop.wait(interval_s)
             except MqttError:
                 raise
-            except Exception:
-                log.exception("uplink pump failed; retrying")
+            except Exception as exc:
+                self._failures += 1
+                if self._failures == 1 or self._failures % 60 == 0:  # not every second for ever
+                    log.exception("uplink pump failed (%d times so far); retrying", self._failures)
+                else:
+                    log.debug("uplink pump failed again: %s", exc)
                 stop.wait(1.0)
 
     def on_receipt(self, message: Message) -> None:

@@ -9,7 +9,7 @@ import logging
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,7 +40,7 @@ from ringwatch.hub.mqtt import (
 )
 from ringwatch.hub.notify import notify_senders
 from ringwatch.hub.registry import FaceEmbedding, PhotoEnroller
-from ringwatch.hub.security import TokenCodec
+from ringwatch.hub.security import LoginThrottle, TokenCodec
 from ringwatch.hub.settings import HubSettings
 from ringwatch.hub.workers import Load, SqliteWorkerLock, WorkerBeat, sqlite_path
 from ringwatch.hub.zone_configs import ZoneConfigs, start_zone_link
@@ -79,6 +79,7 @@ class Hub:
     media_retention: MediaRetention | None = None
     beat: WorkerBeat | None = None
     sqlite_lock: SqliteWorkerLock | None = None
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     _tmp: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
 
     def enroller(self) -> PhotoEnroller:
@@ -156,7 +157,14 @@ class Hub:
         login = BrokerLogin.from_settings(self.settings) if self.broker is None else None
         cfg = self.config.ingest
         self.worker = IngestWorker(
-            Ingestor(self.sessions, self.matcher, self.clock, self.stats, self._stored),
+            Ingestor(
+                self.sessions,
+                self.matcher,
+                self.clock,
+                self.stats,
+                self._stored,
+                self.settings.time_bounds(),
+            ),
             self.clock,
             cfg.batch_size,
         )
@@ -173,7 +181,9 @@ class Hub:
         self.link.start()
         assert self.zones is not None
         zone_id = f"ringwatch-{cfg.worker}-zones"
-        self.zone_link = start_zone_link(self.zones, url, zone_id, cfg.session_expiry_s, login)
+        self.zone_link = start_zone_link(
+            self.zones, url, zone_id, cfg.session_expiry_s, zone_login(login)
+        )
 
     def _start_nats_ingest(self) -> None:
         """Pull from the JetStream work queue; device status and replies (zone configs)
@@ -208,7 +218,7 @@ class Hub:
         login = BrokerLogin.from_settings(self.settings)
         zone_id = f"ringwatch-{cfg.worker}-zones"
         self.zone_link = start_zone_link(
-            self.zones, url, zone_id, cfg.session_expiry_s, login, protocol="3.1.1"
+            self.zones, url, zone_id, cfg.session_expiry_s, zone_login(login), protocol="3.1.1"
         )
 
     def _stored(self, events: list[Event], now: dt.datetime, session: Session) -> None:
@@ -240,6 +250,18 @@ class Hub:
         self.engine.dispose()
         if self.sqlite_lock is not None:
             self.sqlite_lock.release()
+
+
+ZONES_USER_SUFFIX = "-zones"
+
+
+def zone_login(login: BrokerLogin | None) -> BrokerLogin | None:
+    """The zone link's login: ``<user>-zones`` with the same password. A broker that binds
+    client ids to user names (the shipped mosquitto.conf) would otherwise see the ingest
+    and zone links as one client and make them knock each other off."""
+    if login is None or login.username is None:
+        return login
+    return replace(login, username=login.username + ZONES_USER_SUFFIX)
 
 
 def build_hub(
@@ -285,8 +307,9 @@ def create_app(
     ingest: bool = True,
 ) -> FastAPI:
     """The hub as an ASGI app. ``ingest=False`` serves the API without MQTT (tests, tools)."""
+    from ringwatch.hub.api.guard import Guard, content_security_policy, inline_style_hashes
     from ringwatch.hub.api.main import api_router
-    from ringwatch.hub.web import include_dashboard
+    from ringwatch.hub.web import DASHBOARD_DIR, include_dashboard
 
     hub = build_hub(settings, config, clock=clock, faces=faces, models_dir=models_dir)
 
@@ -310,4 +333,6 @@ def create_app(
     include_dashboard(app)
     assert hub.metrics is not None
     include_metrics(app, hub.metrics)  # issue 18
+    styles = inline_style_hashes(DASHBOARD_DIR.glob("*.html"))
+    app.add_middleware(Guard, csp=content_security_policy(styles))
     return app

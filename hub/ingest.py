@@ -33,7 +33,10 @@ from ringwatch.contract.messages import (
     DeviceStatus,
     Event,
     Health,
+    ReceiverClock,
     SensorReading,
+    TimeBounds,
+    TimeOutOfBounds,
     decode,
 )
 from ringwatch.contract.topics import EventKind, Topic, TopicKind, parse_topic
@@ -140,8 +143,9 @@ class BatchResult:
         self.sightings += other.sightings
 
 
-def parse(message: Inbound) -> Parsed | Rejected:
-    """Check a message against the contract; never raises."""
+def parse(message: Inbound, clock: ReceiverClock | None = None) -> Parsed | Rejected:
+    """Check a message against the contract (its times against ``clock`` when given: see
+    :class:`~ringwatch.contract.messages.TimeBounds`); never raises."""
     try:
         topic = _parse_topic(message.topic)
     except ContractError as exc:
@@ -154,7 +158,9 @@ def parse(message: Inbound) -> Parsed | Rejected:
         detail = f"the hub does not take {topic.kind.value} messages"
         return Rejected(message.topic, "unexpected_topic", detail, message.payload)
     try:
-        decoded = decode(model, message.payload)
+        decoded = decode(model, message.payload, clock=clock)
+    except TimeOutOfBounds as exc:
+        return Rejected(message.topic, "time_out_of_bounds", str(exc), message.payload)
     except ContractError as exc:
         return Rejected(message.topic, "invalid", str(exc), message.payload)
     mismatch = _topic_mismatch(topic, decoded)
@@ -190,24 +196,47 @@ def _topic_mismatch(topic: Topic, message: Event | Health | SensorReading | Devi
 def strip_biometrics(payload: bytes) -> str:
     """The payload as text for a dead letter, without any embedding or face crop.
 
-    A JSON object of allowed size is kept with ``embedding`` and every ``*_jpeg`` value
-    replaced (at any depth). Anything else (oversized, not JSON, not an object) is kept
-    only as a short scrubbed preview: see :func:`scrubbed_preview`."""
-    if len(payload) <= MAX_MESSAGE_BYTES:
+    A JSON object of allowed size and at most :data:`MAX_JSON_DEPTH` levels deep is kept
+    with ``embedding`` and every ``*_jpeg`` value replaced (at any depth). Anything else
+    (oversized, too deep, not JSON, not an object) is kept only as a short scrubbed preview:
+    see :func:`scrubbed_preview`. Never raises."""
+    data = _json_object(payload)
+    if data is not None:
         try:
-            data = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
-            data = None
-        if isinstance(data, dict):
-            return _truncate(json.dumps(_strip(data)))
+            return _truncate(json.dumps(_strip(data, 0)))
+        except _TooDeep:
+            pass
     return scrubbed_preview(payload)
 
 
-def _strip(value: Any) -> Any:
+MAX_JSON_DEPTH = 32
+
+
+class _TooDeep(ValueError):
+    pass
+
+
+def _json_object(payload: bytes) -> dict[str, Any] | None:
+    """``payload`` as a JSON object, or None (oversized, not JSON, too deep to parse: a
+    ``[[[[...`` bomb makes :func:`json.loads` raise RecursionError, which is no crash here)."""
+    if len(payload) > MAX_MESSAGE_BYTES:
+        return None
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _strip(value: Any, depth: int) -> Any:
+    if depth > MAX_JSON_DEPTH:
+        raise _TooDeep
     if isinstance(value, dict):
-        return {k: "(stripped)" if _biometric_key(k) else _strip(v) for k, v in value.items()}
+        return {
+            k: "(stripped)" if _biometric_key(k) else _strip(v, depth + 1) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_strip(v) for v in value]
+        return [_strip(v, depth + 1) for v in value]
     return value
 
 
@@ -246,15 +275,9 @@ _EVENT_ID = re.compile(rb'"event_id"\s*:\s*"([0-9a-f-]{36})"')
 
 def lenient_event_id(payload: bytes) -> str | None:
     """The event id of a payload the hub rejected, when it names a valid UUIDv7."""
-    found = None
-    if len(payload) <= MAX_MESSAGE_BYTES:
-        try:
-            data = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
-            data = None
-        if isinstance(data, dict):
-            value = data.get("event_id")
-            found = value if isinstance(value, str) else None
+    data = _json_object(payload)
+    value = None if data is None else data.get("event_id")
+    found = value if isinstance(value, str) else None
     if found is None:
         match = _EVENT_ID.search(payload[:4096])
         found = match.group(1).decode() if match else None
@@ -277,7 +300,9 @@ class Ingestor:
         clock: Clock,
         stats: IngestStats,
         on_stored: StoredHook | None = None,
+        time_bounds: TimeBounds | None = None,
     ) -> None:
+        self.time_bounds = time_bounds or TimeBounds()  # message times vs this clock
         self.sessions = sessions
         self.matcher = matcher
         self.clock = clock
@@ -289,16 +314,21 @@ class Ingestor:
         without acking); an event stored concurrently by another worker is skipped by the
         insert itself (``ON CONFLICT DO NOTHING``) and counted a duplicate; any other
         integrity error retries the batch one message at a time."""
-        self.stats.add(received=len(batch))
-        items = [parse(m) for m in batch]
+        now = self.clock()
+        items = [parse(m, self.time_bounds.at(now)) for m in batch]
         try:
             result = self._commit(items)
         except IntegrityError:
             result = BatchResult()
             for item in items:
                 result.merge(self._commit([item]))
+        # Counted once the batch is taken, so a batch retried (outage) or taken again one
+        # message at a time by the worker counts each message once.
         self.stats.add(
-            stored=result.stored, duplicates=result.duplicates, sightings=result.sightings
+            received=len(batch),
+            stored=result.stored,
+            duplicates=result.duplicates,
+            sightings=result.sightings,
         )
         for reason in result.dead:
             self.stats.dead(reason)
@@ -307,6 +337,7 @@ class Ingestor:
     def dead_letter(self, message: Inbound, reason: str, detail: str) -> BatchResult:
         """Store ``message`` as a dead letter on its own (when processing it failed)."""
         result = self._commit([Rejected(message.topic, reason, detail, message.payload)])
+        self.stats.add(received=1)
         self.stats.dead(reason)
         return result
 

@@ -1,8 +1,9 @@
 """Enrolment of watch-list photos through the same face pipeline as the edge.
 
 A photo is refused (:class:`EnrolmentRefused`, shown as HTTP 422 with the reason) when it
-cannot be decoded or shows no face. In a photo with bystanders the officer picks the
-subject (:class:`Subject`: a clicked point or a box; by default the largest face, unless
+is not a JPEG, PNG or WebP, declares more than :data:`MAX_PHOTO_PIXELS` pixels (read from
+its header, before decoding), cannot be decoded or shows no face. In a photo with
+bystanders the officer picks the subject (:class:`Subject`: a clicked point or a box; by default the largest face, unless
 another whole face is nearly as large); the chosen face is refused when it is cut off by the
 photo's edge, too small, or of too low quality (the edge's quality model).
 """
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from ringwatch.contract.images import MAX_PIXELS, ImageRefused, check_image
 from ringwatch.errors import InputError
 from ringwatch.models.detections import Detections
 from ringwatch.models.face_quality import ENROL_MIN_FACE_PX, ENROL_MIN_QUALITY
@@ -26,6 +28,7 @@ MIN_FACE_PX = ENROL_MIN_FACE_PX  # short side of the face box; hub setting enrol
 AMBIGUOUS_AREA_RATIO = 0.6  # a second whole face this large (by area) needs the officer's pick
 MIN_BOX_IOU = 0.3  # a box given by the officer must overlap the face this much
 EDGE_MARGIN_PX = 1.0  # a face box within this of the photo's edge runs off it
+MAX_PHOTO_PIXELS = MAX_PIXELS
 CROP_SIDE = 160
 F32 = npt.NDArray[np.float32]
 
@@ -60,6 +63,12 @@ def decode_image(data: bytes, name: str = "photo") -> npt.NDArray[np.uint8]:
         raise EnrolmentRefused("empty", f"{name}: the file is empty")
     if len(data) > MAX_PHOTO_BYTES:
         raise EnrolmentRefused("too_large", f"{name}: {len(data)} bytes, limit {MAX_PHOTO_BYTES}")
+    try:  # the pixel count from the header, before decoding (a PNG bomb is ~1 MB)
+        check_image(data, MAX_PHOTO_PIXELS)
+    except ImageRefused as exc:
+        if exc.code == "too_many_pixels":
+            raise EnrolmentRefused(exc.code, f"{name}: {exc}") from None
+        raise EnrolmentRefused("undecodable", f"{name}: cannot be decoded: {exc}") from None
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         raise EnrolmentRefused(

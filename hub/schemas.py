@@ -3,14 +3,37 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from ringwatch.contract.colours import Ring, Tier
 from ringwatch.contract.zones import Ident
 from ringwatch.hub.roles import Role
 from ringwatch.hub.timezones import TimeZone
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _printable(value: str) -> str:
+    """Refuse control characters (a NUL, an escape sequence, a newline forging a log line,
+    a right-to-left override that reverses what a name shows)."""
+    for i, char in enumerate(value):
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS:
+            raise ValueError(f"control character U+{ord(char):04X} at position {i}")
+    return value
+
+
+Label = Annotated[str, AfterValidator(_printable)]
+"""A display name: any printable text (length is bounded per field)."""
 
 
 class _In(BaseModel):
@@ -29,7 +52,7 @@ class Token(_Out):
 class UserCreate(_In):
     username: str = Field(min_length=2, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=8, max_length=200)
-    full_name: str = Field(default="", max_length=200)
+    full_name: Label = Field(default="", max_length=200)
     role: Role
     stations: list[Ident] = Field(default_factory=list)
     managers: list[Ident] = Field(default_factory=list)
@@ -49,7 +72,7 @@ class UserPublic(_Out):
 
 class StationIn(_In):
     id: Ident
-    name: str = Field(min_length=1, max_length=200)
+    name: Label = Field(min_length=1, max_length=200)
     kind: str = Field(default="campus", pattern="^(campus|community)$")
 
 
@@ -61,7 +84,7 @@ class StationPublic(_Out):
 
 class ManagerIn(_In):
     id: Ident
-    name: str = Field(min_length=1, max_length=200)
+    name: Label = Field(min_length=1, max_length=200)
 
 
 class ManagerPublic(_Out):
@@ -71,14 +94,14 @@ class ManagerPublic(_Out):
 
 class SiteIn(_In):
     id: Ident
-    name: str = Field(min_length=1, max_length=200)
+    name: Label = Field(min_length=1, max_length=200)
     station_id: Ident | None = None
     manager_id: Ident | None = None
     time_zone: TimeZone = "Asia/Shanghai"
 
 
 class SiteUpdate(_In):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Label | None = Field(default=None, min_length=1, max_length=200)
     station_id: Ident | None = None
     manager_id: Ident | None = None
     time_zone: TimeZone | None = None
@@ -94,7 +117,7 @@ class SitePublic(_Out):
 
 class DeviceIn(_In):
     id: Ident
-    name: str = Field(default="", max_length=200)
+    name: Label = Field(default="", max_length=200)
 
 
 class DevicePublic(_Out):
@@ -109,14 +132,14 @@ class DevicePublic(_Out):
 class CameraIn(_In):
     id: Ident
     device_id: Ident
-    name: str = Field(default="", max_length=200)
+    name: Label = Field(default="", max_length=200)
     role: str = Field(default="campus", pattern="^(campus|shed)$")
     default_ring: Ring | None = None
     shed: Ident | None = None
 
 
 class CameraUpdate(_In):
-    name: str | None = Field(default=None, max_length=200)
+    name: Label | None = Field(default=None, max_length=200)
     default_ring: Ring | None = None
     shed: Ident | None = None
 
@@ -132,7 +155,11 @@ class CameraPublic(_Out):
 
 
 # Required watch-list text: surrounding whitespace stripped, then non-empty (min_length).
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_printable),
+]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000)]
 CaseRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 LegalBasis = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
@@ -298,6 +325,12 @@ class WorkerPublic(_Out):
     queued: int
     events: int
     events_per_s: float
+
+
+class HealthStatus(_Out):
+    """What anyone may know without logging in: up or not."""
+
+    status: str
 
 
 class HealthPublic(_Out):

@@ -1,10 +1,13 @@
-"""Passwords (argon2) and API tokens (JWT, HS256)."""
+"""Passwords (argon2), API tokens (JWT, HS256) and login throttling."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
+import secrets
+import threading
+from collections import deque
+from dataclasses import dataclass, field
 
 import jwt
 from argon2 import PasswordHasher
@@ -55,3 +58,71 @@ class TokenCodec:
         if not isinstance(exp, int | float) or now.timestamp() >= exp:
             return None
         return sub if isinstance(sub, str) else None
+
+
+# A hash of a random password, verified when the user name is unknown, so an unknown user
+# takes as long to refuse as a wrong password (no user enumeration by timing).
+_DUMMY_HASH: list[str] = []
+
+
+def verify_or_waste(password: str, hashed: str | None) -> bool:
+    """:func:`verify_password`, or the same work against a dummy hash when ``hashed`` is
+    None (unknown or inactive user); False then."""
+    if hashed is None:
+        if not _DUMMY_HASH:
+            _DUMMY_HASH.append(_hasher.hash(secrets.token_urlsafe(16)))
+        verify_password(password, _DUMMY_HASH[0])
+        return False
+    return verify_password(password, hashed)
+
+
+@dataclass
+class LoginThrottle:
+    """Failed logins per user name and per client address, in a sliding window.
+
+    After ``max_user_failures`` failures for one user name within ``window``, that name is
+    locked for ``lockout`` (even the right password is refused: a guesser learns nothing);
+    after ``max_client_failures`` from one address, that address is. In memory, per hub
+    process (a restart clears it); the times come from the hub's clock."""
+
+    max_user_failures: int = 5
+    max_client_failures: int = 20
+    window: dt.timedelta = dt.timedelta(minutes=15)
+    lockout: dt.timedelta = dt.timedelta(minutes=5)
+    _failures: dict[str, deque[dt.datetime]] = field(default_factory=dict)
+    _locked: dict[str, dt.datetime] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def retry_after(self, username: str, client: str, now: dt.datetime) -> float | None:
+        """Seconds until ``username`` from ``client`` may try again, or None (go ahead)."""
+        with self._lock:
+            ends = [self._locked[k] for k in self._keys(username, client) if k in self._locked]
+            until = max(ends, default=None)
+            if until is None or until <= now:
+                return None
+            return (until - now).total_seconds()
+
+    def failed(self, username: str, client: str, now: dt.datetime) -> None:
+        with self._lock:
+            for key, limit in zip(
+                self._keys(username, client),
+                (self.max_user_failures, self.max_client_failures),
+                strict=True,
+            ):
+                times = self._failures.setdefault(key, deque())
+                times.append(now)
+                while times and times[0] <= now - self.window:
+                    times.popleft()
+                if len(times) >= limit:
+                    self._locked[key] = now + self.lockout
+                    times.clear()
+            if len(self._failures) > 100_000:  # bounded memory under a spray of names
+                self._failures.clear()
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(f"user:{username}", None)
+
+    @staticmethod
+    def _keys(username: str, client: str) -> tuple[str, str]:
+        return f"user:{username}", f"client:{client}"

@@ -17,10 +17,13 @@
 | enrol_min_face_px | RINGWATCH_HUB_ENROL_MIN_FACE_PX | 48 | smallest enrolled face (px) |
 | broker_kind | RINGWATCH_HUB_BROKER_KIND | mosquitto | mosquitto or nats |
 | nats_url | RINGWATCH_HUB_NATS_URL | unset | nats://h1:4222,nats://h2:4222 (broker_kind nats) |
+| max_clock_ahead_s | RINGWATCH_HUB_MAX_CLOCK_AHEAD_S | 86400 | later times: dead letter |
+| max_message_age_s | RINGWATCH_HUB_MAX_MESSAGE_AGE_S | unset: after 2000 | older: dead letter |
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +32,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ringwatch.configfile import format_config_errors, read_yaml
 from ringwatch.contract.colours import ColourPolicy
+from ringwatch.contract.messages import TimeBounds
 from ringwatch.errors import ConfigError
 from ringwatch.models.face_quality import ENROL_MIN_FACE_PX, ENROL_MIN_QUALITY
 
@@ -117,6 +121,28 @@ class HubSettings(BaseSettings):
         pattern=r"^(nats|tls)://[^\s,]+(,(nats|tls)://[^\s,]+)*$",
         description="NATS servers for broker_kind nats: nats://host:port[,nats://...].",
     )
+    max_clock_ahead_s: float = Field(
+        default=86400,
+        gt=0,
+        le=366 * 86400,
+        description="A message time further ahead of the hub's clock is dead-lettered"
+        " (time_out_of_bounds).",
+    )
+    max_message_age_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="A message time further behind the hub's clock is dead-lettered; unset:"
+        " only times before 2000 (an edge replays its outbox after an outage of any length).",
+    )
+
+    def time_bounds(self) -> TimeBounds:
+        """The bounds message times are held to at ingest."""
+        return TimeBounds(
+            ahead=dt.timedelta(seconds=self.max_clock_ahead_s),
+            behind=None
+            if self.max_message_age_s is None
+            else dt.timedelta(seconds=self.max_message_age_s),
+        )
 
     def check_secrets(self) -> None:
         """Refuse secrets left at their defaults or shorter than ``MIN_SECRET_CHARS``

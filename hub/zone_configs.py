@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -95,6 +95,16 @@ class Snapshot:
     width: int
     height: int
     taken_at: dt.datetime
+    captured_at: dt.datetime | None = None  # the device's frame time; None: unknown
+
+    @property
+    def stale(self) -> bool:
+        """The frame is older than :data:`STALE_AFTER` when it reached the hub (the camera
+        is offline or stuck: the device sent its last frame), or its age is unknown."""
+        return self.captured_at is None or self.taken_at - self.captured_at > STALE_AFTER
+
+
+STALE_AFTER = dt.timedelta(seconds=30)
 
 
 def validate_zones(raw: object) -> CameraZones:
@@ -178,6 +188,7 @@ class ZoneConfigs:
         self, sessions: SessionFactory, clock: Clock, snapshot_timeout_s: float = 8.0
     ) -> None:
         self.sessions = sessions
+        self.bad_messages = 0  # replies and status that did not fit the contract
         self.clock = clock
         self.snapshot_timeout_s = snapshot_timeout_s
         self.publisher: Publisher | None = None
@@ -385,13 +396,22 @@ class ZoneConfigs:
             )
         if reply.jpeg is None or reply.width is None or reply.height is None:
             raise SnapshotUnavailable(f"device {site}/{device}: {reply.error or 'no image'}")
-        shot = Snapshot(bytes(reply.jpeg), reply.width, reply.height, self.clock())
+        shot = Snapshot(
+            bytes(reply.jpeg), reply.width, reply.height, self.clock(), reply.captured_at
+        )
         with self._lock:
             self._snapshots[(site, camera)] = shot
         return shot
 
-    def annotated(self, site: str, camera: str, zones: CameraZones) -> bytes | None:
-        """The latest snapshot with ``zones`` drawn by the edge's annotator, as a JPEG."""
+    def annotated(
+        self,
+        site: str,
+        camera: str,
+        zones: CameraZones,
+        prepare: Callable[[bytes], bytes] | None = None,
+    ) -> bytes | None:
+        """The latest snapshot with ``zones`` drawn by the edge's annotator, as a JPEG;
+        ``prepare`` changes the snapshot first (the image policy pixelates it)."""
         shot = self.snapshot(site, camera)
         if shot is None:
             return None
@@ -400,7 +420,8 @@ class ZoneConfigs:
 
         from ringwatch.edge.annotate import ZoneAnnotator
 
-        image = cv2.imdecode(np.frombuffer(shot.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        jpeg = shot.jpeg if prepare is None else prepare(shot.jpeg)
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             return None
         drawn = ZoneAnnotator().annotate(np.asarray(image, np.uint8), zones)
@@ -414,7 +435,11 @@ class ZoneConfigs:
         try:
             self._dispatch(message)
         except ContractError as exc:
+            self.bad_messages += 1
             log.warning("bad message on %s: %s", message.topic, exc)
+        except Exception:  # the zone link's thread must not die of one message
+            self.bad_messages += 1
+            log.exception("message on %s failed", message.topic)
         finally:
             if self.acker is not None:
                 self.acker.ack(message.mid, message.qos)

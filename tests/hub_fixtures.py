@@ -105,6 +105,15 @@ def make_user(
     return token(client, username, f"{username}-password")
 
 
+def health(client: Any) -> dict[str, Any]:
+    """The hub's full ``/health`` (counters included), as an admin sees it: without a
+    token it says only ok or degraded."""
+    res = client.get("/api/v1/health", headers=token(client, "admin", "admin-password"))
+    assert res.status_code == 200, res.text
+    body: dict[str, Any] = res.json()
+    return body
+
+
 def create_admin(db_url: str) -> None:
     from ringwatch.hub import crud
     from ringwatch.hub.db import make_engine, migrate, session_factory

@@ -126,3 +126,27 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+SHIPPED_MOSQUITTO_CONF = Path(__file__).resolve().parents[1] / "configs" / "mosquitto.conf"
+
+
+def shipped_mosquitto_conf(port: int, passwd: Path, acl: Path, persistence: Path) -> str:
+    """configs/mosquitto.conf as shipped, for a test broker: its listener on 127.0.0.1:``port``
+    without TLS (the tests have no certificates), the files at the given paths, logs at
+    notice level; every other line (auth, client ids, limits) unchanged."""
+    out = []
+    for line in SHIPPED_MOSQUITTO_CONF.read_text().splitlines():
+        key = line.split(" ", 1)[0]
+        if key in ("cafile", "certfile", "keyfile"):
+            continue
+        replaced = {
+            "listener": f"listener {port} 127.0.0.1",
+            "password_file": f"password_file {passwd}",
+            "acl_file": f"acl_file {acl}",
+            "persistence_location": f"persistence_location {persistence}/",
+        }
+        out.append(replaced.get(key, line))
+    out += ["log_type error", "log_type warning", "log_type notice"]
+    out.append("user root")  # started as root it would drop to `mosquitto` and not read them
+    return "\n".join(out) + "\n"

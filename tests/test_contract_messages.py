@@ -27,6 +27,8 @@ from ringwatch.contract.messages import (
 )
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 60
+# A snapshot reply is decoded by the hub, so its frame header (SOF0: 640x360) must be there.
+FRAME_JPEG = b"\xff\xd8\xff\xc0\x00\x11\x08\x01\x68\x02\x80\x03" + b"\x00" * 60
 
 
 def unit_vector(dim: int = 128, seed: int = 0) -> list[float]:
@@ -235,7 +237,9 @@ def test_status_health_commands_alerts_round_trip() -> None:
             outbox_depth=3,
             outbox_dropped=0,
         ),
-        SnapshotReply(request_id="r1", camera="c", jpeg=JPEG, width=640, height=360),
+        SnapshotReply(
+            request_id="r1", camera="c", jpeg=base64.b64encode(FRAME_JPEG), width=640, height=360
+        ),
         ZoneConfigPush.model_validate(
             {
                 "request_id": "r2",

@@ -7,6 +7,7 @@ wrong password the hub says so (log + /health) once and stops retrying."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import queue
 import shutil
@@ -31,8 +32,8 @@ from ringwatch.errors import ConfigError
 from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.mqtt import BrokerAddress, BrokerLogin
 from ringwatch.hub.settings import HubSettings
-from tests.hub_fixtures import SECRET, hub_config
-from tests.services import _wait_for_port, find_mosquitto, free_port
+from tests.hub_fixtures import SECRET, create_admin, health, hub_config
+from tests.services import _wait_for_port, find_mosquitto, free_port, shipped_mosquitto_conf
 
 REPO = Path(__file__).resolve().parents[1]
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
@@ -59,21 +60,18 @@ def _passwd(file: Path, user: str, password: str, create: bool) -> None:
 
 @pytest.fixture(scope="module")
 def auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthBroker]:
-    """Mosquitto with the production auth settings (no TLS: the test has no certificates)."""
+    """Mosquitto with the shipped configs/mosquitto.conf (no TLS: the test has no
+    certificates)."""
     work = tmp_path_factory.mktemp("auth-broker")
     passwd = work / "ringwatch.passwd"
     _passwd(passwd, "hub", HUB_PASSWORD, create=True)
+    _passwd(passwd, "hub-zones", HUB_PASSWORD, create=False)  # the hub's zone link
     _passwd(passwd, "box-1", BOX_PASSWORD, create=False)
     acl = work / "ringwatch.acl"
     shutil.copyfile(REPO / "configs" / "mosquitto.acl", acl)  # the shipped rules, unchanged
     port = free_port()
     conf = work / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n"
-        f"acl_file {acl}\npersistence false\nlog_dest stderr\nlog_type error\n"
-        "log_type warning\nlog_type notice\n"
-        "user root\n"  # otherwise, started as root, it drops to `mosquitto` and cannot read
-    )
+    conf.write_text(shipped_mosquitto_conf(port, passwd, acl, work))  # the shipped config
     log = work / "mosquitto.log"
     with log.open("ab") as err:
         process = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stderr=err)
@@ -151,6 +149,7 @@ def _event(device: str, site: str = "campus-n") -> Event:
 def _settings(tmp: Path, url: str, password: str) -> HubSettings:
     secret = tmp / "broker-password"
     secret.write_text(password + "\n")
+    create_admin(f"sqlite:///{tmp / 'hub.sqlite3'}")
     return HubSettings(
         database_url=f"sqlite:///{tmp / 'hub.sqlite3'}",
         broker_url=url,
@@ -182,10 +181,10 @@ def test_hub_with_the_right_login_ingests_and_receipts(
             assert receipt.event_ids == [own.event_id]
         finally:
             device.close()
-        health = client.get("/api/v1/health").json()
-        assert health["ingest"]["connected"] is True
-        assert health["ingest"]["broker_refused"] is None
-        assert health["ingest"]["stored"] == 1  # only box-1's own event reached the hub
+        body = health(client)
+        assert body["ingest"]["connected"] is True
+        assert body["ingest"]["broker_refused"] is None
+        assert body["ingest"]["stored"] == 1  # only box-1's own event reached the hub
 
 
 def test_hub_with_a_wrong_password_reports_and_stops(
@@ -206,12 +205,11 @@ def test_hub_with_a_wrong_password_reports_and_stops(
         time.sleep(3)
         assert (hub.link.refusals, hub.zone_link.refusals) == (1, 1)
         assert not hub.link.connected.is_set()
-        health = client.get("/api/v1/health")
-        body = health.json()
+        body = health(client)
         assert body["status"] == "degraded"
         assert body["ingest"]["broker_refused"] == hub.link.refused
         assert "broker_username" in body["ingest"]["broker_refused"]
-        assert wrong not in health.text
+        assert wrong not in json.dumps(body)
     messages = [r.getMessage() for r in caplog.records]
     assert any("not retrying" in m and "0x87" in m for m in messages), messages
     assert all(wrong not in m for m in messages)

@@ -20,13 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.request import urlopen
+from urllib.parse import urlencode
+from urllib.request import Request, urlopen
 
 import pytest
 import sqlalchemy as sa
 import yaml
 
-from tests.hub_fixtures import BACKENDS, SECRET, database
+from tests.hub_fixtures import BACKENDS, SECRET, create_admin, database
 from tests.services import Broker, free_port, wait_for
 from tests.test_uplink import depth_of, ledger
 
@@ -95,7 +96,11 @@ class HubProcess:
 
     def ingest(self) -> dict[str, Any]:
         """The running hub's ingest counters (since its start) from ``/api/v1/health``."""
-        with urlopen(f"http://127.0.0.1:{self.port}/api/v1/health", timeout=5) as res:
+        base = f"http://127.0.0.1:{self.port}/api/v1"
+        form = urlencode({"username": "admin", "password": "admin-password"}).encode()
+        with urlopen(f"{base}/login/access-token", form, timeout=5) as res:
+            bearer = {"Authorization": f"Bearer {json.load(res)['access_token']}"}
+        with urlopen(Request(f"{base}/health", headers=bearer), timeout=5) as res:
             body: dict[str, Any] = json.load(res)
         ingest: dict[str, Any] = body["ingest"]
         return ingest
@@ -177,6 +182,7 @@ def test_no_event_lost_or_doubled_when_the_hub_is_sigkilled(
         )
         config = tmp_path / "hub-sites.yaml"
         config.write_text(yaml.safe_dump(HUB_CONFIG))
+        create_admin(db_url)  # /health shows its counters to a logged-in admin only
         hub = HubProcess(settings, config, free_port(), logs)
         engine = sa.create_engine(db_url)
         outbox = tmp_path / "edge-outbox.sqlite3"

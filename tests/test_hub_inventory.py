@@ -18,7 +18,16 @@ from ringwatch.errors import ConfigError
 from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.ingest import Inbound, Ingestor
 from ringwatch.hub.inventory import load_hub_config
-from tests.hub_fixtures import BACKENDS, Edge, create_admin, database, hub_config, settings, token
+from tests.hub_fixtures import (
+    BACKENDS,
+    Edge,
+    create_admin,
+    database,
+    health,
+    hub_config,
+    settings,
+    token,
+)
 
 NOW = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
 
@@ -117,6 +126,7 @@ def test_config_file_errors_name_the_file_and_key(tmp_path: Path) -> None:
 
 def test_without_a_broker_url_the_hub_starts_a_private_mosquitto(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hub.sqlite3'}"
+    create_admin(url)
     app = create_app(settings(url, None), hub_config(), ingest=True)
     hub: Hub = app.state.hub
     with TestClient(app) as client:
@@ -132,7 +142,7 @@ def test_without_a_broker_url_the_hub_starts_a_private_mosquitto(tmp_path: Path)
             )
         finally:
             edge.close()
-        assert client.get("/api/v1/health").json()["ingest"]["stored"] == 1
+        assert health(client)["ingest"]["stored"] == 1
         process = hub.broker.process
     assert process is not None and process.poll() is not None, "the broker is stopped with the hub"
 

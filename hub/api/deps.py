@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, Header, HTTPException, Path, Query, Request, status
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Result
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from ringwatch.hub import tables as t
 from ringwatch.hub.app import Hub
@@ -30,7 +31,29 @@ HubDep = Annotated[Hub, Depends(get_hub)]
 
 def get_session(hub: HubDep) -> Iterator[Session]:
     with hub.sessions() as session:
+        if hub.engine.dialect.name == "sqlite":
+            sqlite_request_session(session)
         yield session
+
+
+def sqlite_request_session(session: Session) -> None:
+    """Make a request's read-then-write safe next to a busy ingest on SQLite.
+
+    In WAL mode a connection whose read is still open (a SELECT whose cursor was not read
+    to the end: pysqlite keeps it, and so a read snapshot) cannot upgrade to writing once
+    another connection has committed: SQLite answers "database is locked" at once, the busy
+    timeout never applies (GET /incidents/{id} and its audit entry failed so). So every ORM
+    read of a request is buffered and its cursor closed at once; the request's first write
+    then starts a fresh transaction, which waits for the write lock (the busy timeout).
+    No BEGIN IMMEDIATE: a request that writes through a second session (the zone editor
+    does) would wait on its own lock."""
+    sa.event.listen(session, "do_orm_execute", _buffered)
+
+
+def _buffered(state: ORMExecuteState) -> Result[Any] | None:
+    if not state.is_select:
+        return None
+    return state.invoke_statement().freeze()()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -102,3 +125,21 @@ def forbidden(what: str) -> HTTPException:
 
 def not_found(what: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
+
+
+# Bounds for every integer and text parameter: out of range is a 422, never a database
+# overflow (a 500) nor an unbounded read (``limit=-1``).
+MAX_ROW_ID = 2**63 - 1  # BIGINT / SQLite INTEGER
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A row id.")]
+RowIdQuery = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID, description="A row id.")]
+AfterId = Annotated[int, Query(ge=0, le=MAX_ROW_ID, description="Rows after this id.")]
+Limit = Annotated[int, Query(ge=1, le=5000, description="At most this many rows (1-5000).")]
+Filter = Annotated[str | None, Query(max_length=200, description="Exact match.")]
+
+
+def last_event_id(header: str | None) -> int | None:
+    """An SSE ``Last-Event-ID`` as a row id, or None when absent or not a row id."""
+    if header is None or not header.isdigit() or len(header) > 19:
+        return None
+    value = int(header)
+    return value if value <= MAX_ROW_ID else None

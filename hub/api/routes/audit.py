@@ -9,7 +9,16 @@ from fastapi import APIRouter, Depends
 
 from ringwatch.hub import crud
 from ringwatch.hub import tables as t
-from ringwatch.hub.api.deps import Caller, HubDep, Reason, SessionDep, require
+from ringwatch.hub.api.deps import (
+    AfterId,
+    Caller,
+    Filter,
+    HubDep,
+    Limit,
+    Reason,
+    SessionDep,
+    require,
+)
 from ringwatch.hub.roles import Role
 from ringwatch.hub.schemas import AuditPublic
 
@@ -23,11 +32,11 @@ def list_audit(
     hub: HubDep,
     caller: Reader,
     reason: Reason = None,
-    action: str | None = None,
-    entity: str | None = None,
-    actor: str | None = None,
-    after_id: int = 0,
-    limit: int = 500,
+    action: Filter = None,
+    entity: Filter = None,
+    actor: Filter = None,
+    after_id: AfterId = 0,
+    limit: Limit = 500,
 ) -> list[AuditPublic]:
     query = sa.select(t.AuditEntry).where(t.AuditEntry.id > after_id).order_by(t.AuditEntry.id)
     for column, value in (
@@ -37,7 +46,7 @@ def list_audit(
     ):
         if value is not None:
             query = query.where(column == value)
-    rows = [AuditPublic.model_validate(r) for r in session.scalars(query.limit(min(limit, 5000)))]
+    rows = [AuditPublic.model_validate(r) for r in session.scalars(query.limit(limit))]
     crud.audit(session, caller.actor, "read", "audit_log", None, hub.clock(), reason)
     session.commit()
     return rows

@@ -12,7 +12,7 @@ from collections import defaultdict
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Header, HTTPException, Request, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
@@ -21,7 +21,9 @@ from ringwatch.hub import tables as t
 from ringwatch.hub.api.deps import (
     Caller,
     CallerDep,
+    Filter,
     HubDep,
+    Limit,
     SessionDep,
     TokenDep,
     forbidden,
@@ -29,6 +31,7 @@ from ringwatch.hub.api.deps import (
     get_current_user,
     not_found,
 )
+from ringwatch.hub.api.deps import last_event_id as parse_last_event_id
 from ringwatch.hub.api.routes.events import may_see_event
 from ringwatch.hub.api.routes.incidents import (
     KINDS_OF,
@@ -39,6 +42,7 @@ from ringwatch.hub.api.routes.incidents import (
 from ringwatch.hub.app import Hub
 from ringwatch.hub.console_tables import ConsolePreference
 from ringwatch.hub.i18n import LANGUAGES, incident_titles
+from ringwatch.hub.image_policy import release
 from ringwatch.hub.incident_tables import Incident, IncidentStage
 from ringwatch.hub.sse import alert_stream, last_id
 from ringwatch.hub.stages import IncidentKind
@@ -86,7 +90,7 @@ async def stream(
 ) -> EventSourceResponse:
     """The incident stream for a browser's ``EventSource`` (authenticated by the cookie)."""
     caller = _cookie_caller(hub, request)
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    after = parse_last_event_id(last_event_id)
     start = last_id(hub.sessions) if after is None else after
     audit_stream(hub, caller, "dashboard/stream", start)
     alerts = alert_stream(hub.sessions, start, caller.scope.sites, stream_kinds(caller.role))
@@ -115,11 +119,11 @@ def board(
     session: SessionDep,
     hub: HubDep,
     caller: CallerDep,
-    state: str | None = None,
-    kind: str | None = None,
-    site_id: str | None = None,
-    colour: str | None = None,
-    limit: int = 200,
+    state: Filter = None,
+    kind: Filter = None,
+    site_id: Filter = None,
+    colour: Filter = None,
+    limit: Limit = 200,
 ) -> dict[str, Any]:
     """The incidents the caller may see (filters as ``GET /incidents``), each with its
     response stages; ``now`` is the hub's time, so browsers can run the timers."""
@@ -233,9 +237,18 @@ def event_snapshot(session: SessionDep, hub: HubDep, caller: CallerDep, event_id
         raise forbidden(f"event {event_id}")
     if row.snapshot_jpeg is None:
         raise not_found(f"snapshot of event {event_id}")
-    crud.audit(session, caller.actor, "read", "event_snapshot", event_id, hub.clock())
+    width, height = row.payload.get("frame_width"), row.payload.get("frame_height")
+    frame = (width, height) if isinstance(width, int) and isinstance(height, int) else None
+    try:
+        shown = release(row.snapshot_jpeg, caller.role, row.payload.get("boxes", []), frame)
+    except ValueError as exc:
+        raise not_found(f"a showable snapshot of event {event_id} ({exc})") from None
+    crud.audit(
+        session, caller.actor, "read", "event_snapshot", event_id, hub.clock(), policy=shown.policy
+    )
     session.commit()
-    return Response(row.snapshot_jpeg, media_type="image/jpeg")
+    headers = {"X-Image-Policy": shown.policy, "Cache-Control": "no-store"}
+    return Response(shown.jpeg, media_type="image/jpeg", headers=headers)
 
 
 def _camera_health(health: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -328,13 +341,15 @@ def _bay_series(session: SessionDep, site: str, shed: str, points: int) -> dict[
     return out
 
 
+Points = Annotated[int, Query(ge=2, le=1000, description="Readings per bay (2-1000).")]
+
+
 @router.get("/sheds")
 def sheds(
-    session: SessionDep, caller: CallerDep, points: int = SERIES_POINTS
+    session: SessionDep, caller: CallerDep, points: Points = SERIES_POINTS
 ) -> list[dict[str, Any]]:
     """Per shed: its cameras, the latest readings of each bay (a short series for a chart)
     and its fire/smoke incidents with their levels, newest first."""
-    points = min(max(points, 2), 1000)
     found: dict[tuple[str, str], list[str]] = defaultdict(list)
     for c in session.scalars(sa.select(t.Camera).where(t.Camera.role == "shed")):
         found[(c.site_id, c.shed or c.id)].append(c.id)

@@ -5,15 +5,25 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 
-from ringwatch.contract.topics import EventKind
+from ringwatch.contract.topics import PREFIX, EventKind, TopicKind
 from ringwatch.hub import tables as t
-from ringwatch.hub.api.deps import Caller, CallerDep, SessionDep, forbidden, not_found, require
+from ringwatch.hub.api.deps import (
+    Caller,
+    CallerDep,
+    Filter,
+    Limit,
+    SessionDep,
+    forbidden,
+    not_found,
+    require,
+)
 from ringwatch.hub.roles import Role
 from ringwatch.hub.schemas import DeadLetterPublic, EventPublic
 
 router = APIRouter(tags=["events"])
+EventIdPath = Annotated[str, Path(max_length=64, description="An event id (UUIDv7).")]
 Operator = Annotated[Caller, Depends(require(Role.ADMIN, Role.TECHNICIAN, Role.AUDITOR))]
 
 # Event kinds a role may read (absent: all). A property manager's shed may stand on a campus:
@@ -39,13 +49,38 @@ def may_see_event(caller: Caller, row: t.Event) -> bool:
     return (kinds is None or row.kind in kinds) and caller.scope.sees_site(row.site_id)
 
 
+def visible_dead_letters(query: sa.Select[Any], caller: Caller) -> sa.Select[Any]:
+    """Dead letters on topics of the caller's sites (a topic names its site; one that does
+    not parse is no site's: admins and auditors only), without the event kinds their role
+    may not read (a technician sees no face events, even stripped)."""
+    kinds = EVENT_KINDS_OF.get(caller.role)
+    if kinds is not None:
+        hidden = [k.value for k in EventKind if k.value not in kinds]
+        for kind in hidden:
+            query = query.where(sa.not_(t.DeadLetter.topic.like(f"{PREFIX}/events/%/{kind}")))
+    if caller.scope.sites is not None:
+        patterns = [
+            f"{PREFIX}/{kind.value}/{_like_literal(site)}/%"
+            for site in sorted(caller.scope.sites)
+            for kind in TopicKind
+        ]
+        query = query.where(
+            sa.or_(sa.false(), *(t.DeadLetter.topic.like(p, escape="\\") for p in patterns))
+        )
+    return query
+
+
+def _like_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 @router.get("/events")
 def list_events(
     session: SessionDep,
     caller: CallerDep,
-    site_id: str | None = None,
-    kind: str | None = None,
-    limit: int = 200,
+    site_id: Filter = None,
+    kind: Filter = None,
+    limit: Limit = 200,
 ) -> list[EventPublic]:
     query = visible_events(sa.select(t.Event), caller)
     query = query.order_by(t.Event.captured_at.desc(), t.Event.id.desc())
@@ -53,12 +88,12 @@ def list_events(
         query = query.where(t.Event.site_id == site_id)
     if kind is not None:
         query = query.where(t.Event.kind == kind)
-    rows = session.scalars(query.limit(min(max(limit, 1), 5000)))
+    rows = session.scalars(query.limit(limit))
     return [EventPublic.model_validate(r) for r in rows]
 
 
 @router.get("/events/{event_id}")
-def read_event(session: SessionDep, caller: CallerDep, event_id: str) -> EventPublic:
+def read_event(session: SessionDep, caller: CallerDep, event_id: EventIdPath) -> EventPublic:
     row = session.get(t.Event, event_id)
     if row is None:
         raise not_found(f"event {event_id}")
@@ -69,11 +104,12 @@ def read_event(session: SessionDep, caller: CallerDep, event_id: str) -> EventPu
 
 @router.get("/dead-letters")
 def list_dead_letters(
-    session: SessionDep, caller: Operator, reason: str | None = None, limit: int = 200
+    session: SessionDep, caller: Operator, reason: Filter = None, limit: Limit = 200
 ) -> list[DeadLetterPublic]:
     """Messages the hub could not take (embeddings and crops stripped), newest first."""
-    query = sa.select(t.DeadLetter).order_by(t.DeadLetter.id.desc())
+    query = visible_dead_letters(sa.select(t.DeadLetter), caller)
+    query = query.order_by(t.DeadLetter.id.desc())
     if reason is not None:
         query = query.where(t.DeadLetter.reason == reason)
-    rows = session.scalars(query.limit(min(max(limit, 1), 5000)))
+    rows = session.scalars(query.limit(limit))
     return [DeadLetterPublic.model_validate(r) for r in rows]

@@ -20,12 +20,15 @@ from ringwatch.hub import crud
 from ringwatch.hub.api.deps import (
     Caller,
     CallerDep,
+    Filter,
     HubDep,
+    Limit,
     SessionDep,
     forbidden,
     not_found,
     require,
 )
+from ringwatch.hub.api.deps import last_event_id as parse_last_event_id
 from ringwatch.hub.i18n import incident_titles
 from ringwatch.hub.incident_reports import false_matches, response_times
 from ringwatch.hub.incident_runtime import IncidentRuntime
@@ -125,11 +128,11 @@ def list_incidents(
     session: SessionDep,
     hub: HubDep,
     caller: CallerDep,
-    state: str | None = None,
-    kind: str | None = None,
-    site_id: str | None = None,
-    colour: str | None = None,
-    limit: int = 200,
+    state: Filter = None,
+    kind: Filter = None,
+    site_id: Filter = None,
+    colour: Filter = None,
+    limit: Limit = 200,
 ) -> list[dict[str, Any]]:
     """Newest first; filters by status (``state``), kind, site and colour."""
     query = _visible(sa.select(Incident), caller).order_by(Incident.created_at.desc())
@@ -141,7 +144,7 @@ def list_incidents(
     ):
         if value is not None:
             query = query.where(column == value)
-    rows = list(session.scalars(query.limit(min(max(limit, 1), 5000))))
+    rows = list(session.scalars(query.limit(limit)))
     audit_watchlist_read(session, hub, caller, rows)
     return [summary(r) for r in rows]
 
@@ -169,7 +172,7 @@ async def stream(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     """Server-sent events: one ``incident`` event per routed alert the caller may see."""
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    after = parse_last_event_id(last_event_id)
     start = last_id(hub.sessions) if after is None else after
     audit_stream(hub, caller, "incidents/stream", start)
     alerts = alert_stream(hub.sessions, start, caller.scope.sites, stream_kinds(caller.role))

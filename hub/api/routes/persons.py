@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, HTTPException, Response, UploadFile, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, UploadFile, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -17,7 +17,17 @@ from ringwatch.contract.colours import Tier
 from ringwatch.errors import InputError
 from ringwatch.hub import crud
 from ringwatch.hub import tables as t
-from ringwatch.hub.api.deps import Caller, HubDep, Reason, SessionDep, forbidden, not_found, require
+from ringwatch.hub.api.deps import (
+    Caller,
+    Filter,
+    HubDep,
+    Reason,
+    RowId,
+    SessionDep,
+    forbidden,
+    not_found,
+    require,
+)
 from ringwatch.hub.registry import MAX_PHOTO_BYTES, EnrolmentRefused, parse_subject
 from ringwatch.hub.roles import Role
 from ringwatch.hub.schemas import PersonCreate, PersonPublic, PersonUpdate, TemplatePublic
@@ -66,12 +76,12 @@ def list_persons(
     hub: HubDep,
     caller: Reader,
     reason: Reason = None,
-    q: str | None = None,
+    q: Filter = None,
     tier: Tier | None = None,
-    limit: int = 100,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[PersonPublic]:
     """List (or, with ``q``, search by name or case reference) the persons in scope."""
-    query = sa.select(t.Person).order_by(t.Person.id).limit(min(max(limit, 1), 1000))
+    query = sa.select(t.Person).order_by(t.Person.id).limit(limit)
     if caller.scope.stations is not None:
         query = query.where(t.Person.station_id.in_(caller.scope.stations))
     if q:
@@ -117,7 +127,7 @@ def create_person(
 
 @router.get("/{person_id}")
 def read_person(
-    session: SessionDep, hub: HubDep, caller: Reader, person_id: int, reason: Reason = None
+    session: SessionDep, hub: HubDep, caller: Reader, person_id: RowId, reason: Reason = None
 ) -> PersonPublic:
     person = _person(session, caller, person_id)
     now = hub.clock()
@@ -128,7 +138,7 @@ def read_person(
 
 @router.patch("/{person_id}")
 def update_person(
-    session: SessionDep, hub: HubDep, caller: Editor, person_id: int, body: PersonUpdate
+    session: SessionDep, hub: HubDep, caller: Editor, person_id: RowId, body: PersonUpdate
 ) -> PersonPublic:
     """Edit, review (a new ``review_due``) or delist (``tier: green``); ``why`` is audited."""
     person = _person(session, caller, person_id)
@@ -146,7 +156,7 @@ def enrol_photo(
     session: SessionDep,
     hub: HubDep,
     caller: Editor,
-    person_id: int,
+    person_id: RowId,
     photo: UploadFile,
     reason: Reason = None,
     point: str | None = None,
@@ -227,7 +237,7 @@ def enrol_live_shot(
 
 @router.get("/{person_id}/photos")
 def list_photos(
-    session: SessionDep, hub: HubDep, caller: Reader, person_id: int, reason: Reason = None
+    session: SessionDep, hub: HubDep, caller: Reader, person_id: RowId, reason: Reason = None
 ) -> list[TemplatePublic]:
     _person(session, caller, person_id)
     rows = session.scalars(sa.select(t.Template).where(t.Template.person_id == person_id))
@@ -251,8 +261,8 @@ def photo_image(
     session: SessionDep,
     hub: HubDep,
     caller: Reader,
-    person_id: int,
-    template_id: int,
+    person_id: RowId,
+    template_id: RowId,
     reason: Reason = None,
 ) -> Response:
     """The enrolled face crop (JPEG), decrypted."""
@@ -268,8 +278,8 @@ def delete_photo(
     session: SessionDep,
     hub: HubDep,
     caller: Editor,
-    person_id: int,
-    template_id: int,
+    person_id: RowId,
+    template_id: RowId,
     reason: Reason = None,
 ) -> None:
     _person(session, caller, person_id)

@@ -10,7 +10,19 @@ from fastapi import APIRouter, Depends, Response
 
 from ringwatch.hub import crud
 from ringwatch.hub import tables as t
-from ringwatch.hub.api.deps import Caller, HubDep, Reason, SessionDep, forbidden, not_found, require
+from ringwatch.hub.api.deps import (
+    Caller,
+    Filter,
+    HubDep,
+    Limit,
+    Reason,
+    RowId,
+    RowIdQuery,
+    SessionDep,
+    forbidden,
+    not_found,
+    require,
+)
 from ringwatch.hub.roles import Role
 from ringwatch.hub.schemas import SightingPublic
 
@@ -38,12 +50,12 @@ def list_sightings(
     hub: HubDep,
     caller: Reader,
     reason: Reason = None,
-    person_id: int | None = None,
-    site_id: str | None = None,
-    limit: int = 200,
+    person_id: RowIdQuery = None,
+    site_id: Filter = None,
+    limit: Limit = 200,
 ) -> list[SightingPublic]:
     query = sa.select(t.Sighting).order_by(t.Sighting.captured_at, t.Sighting.id)
-    query = _visible(query.limit(min(max(limit, 1), 5000)), caller)
+    query = _visible(query.limit(limit), caller)
     if person_id is not None:
         query = query.where(t.Sighting.person_id == person_id)
     if site_id is not None:
@@ -78,7 +90,7 @@ def _one(session: SessionDep, caller: Caller, sighting_id: int) -> t.Sighting:
 
 @router.get("/{sighting_id}")
 def read_sighting(
-    session: SessionDep, hub: HubDep, caller: Reader, sighting_id: int, reason: Reason = None
+    session: SessionDep, hub: HubDep, caller: Reader, sighting_id: RowId, reason: Reason = None
 ) -> SightingPublic:
     row = _one(session, caller, sighting_id)
     crud.audit(session, caller.actor, "read", "sighting", sighting_id, hub.clock(), reason)
@@ -88,7 +100,7 @@ def read_sighting(
 
 @router.get("/{sighting_id}/crop", response_class=Response)
 def sighting_crop(
-    session: SessionDep, hub: HubDep, caller: Reader, sighting_id: int, reason: Reason = None
+    session: SessionDep, hub: HubDep, caller: Reader, sighting_id: RowId, reason: Reason = None
 ) -> Response:
     """The live face crop of the sighting (JPEG), 404 when the edge sent none."""
     row = _one(session, caller, sighting_id)

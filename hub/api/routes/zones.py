@@ -15,8 +15,10 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, HTTPException, Response, status
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from ringwatch.contract.zones import CameraZones
+from ringwatch.hub import crud
 from ringwatch.hub import tables as t
 from ringwatch.hub.api.deps import (
     Caller,
@@ -28,6 +30,8 @@ from ringwatch.hub.api.deps import (
     not_found,
     require,
 )
+from ringwatch.hub.app import Hub
+from ringwatch.hub.image_policy import may_see_people, release
 from ringwatch.hub.roles import Role
 from ringwatch.hub.zone_configs import (
     InvalidZones,
@@ -84,7 +88,10 @@ class SnapshotPublic(BaseModel):
     width: int
     height: int
     jpeg: str
+    policy: str = Field(description="original, or pixelated for roles that may not see people.")
     taken_at: dt.datetime
+    captured_at: dt.datetime | None = Field(description="When the camera read the frame.")
+    stale: bool = Field(description="An old frame (camera offline or stuck) or of unknown age.")
 
 
 def _zones(hub: HubDep) -> ZoneConfigs:
@@ -179,36 +186,63 @@ def save_zones(
 
 @router.post("/{site}/{camera}/snapshot")
 def take_snapshot(
-    session: SessionDep, caller: Editor, zones: ZonesDep, site: str, camera: str
+    session: SessionDep, hub: HubDep, caller: Editor, zones: ZonesDep, site: str, camera: str
 ) -> SnapshotPublic:
     """A fresh snapshot from the device (privacy masks applied there)."""
     cam = _camera(session, caller, site, camera)
     session.close()  # do not hold a connection while waiting for the device
     try:
         shot = zones.request_snapshot(site, cam.device_id, camera)
+        shown = release(shot.jpeg, caller.role)
     except SnapshotUnavailable as exc:
         raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, str(exc)) from None
+    except ValueError as exc:  # the device sent an image the policy cannot process
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"snapshot refused: {exc}") from None
+    with hub.sessions.begin() as audit_session:
+        _audit_image(audit_session, hub, caller, "camera_snapshot", site, camera, shown.policy)
     return SnapshotPublic(
         width=shot.width,
         height=shot.height,
-        jpeg=base64.b64encode(shot.jpeg).decode(),
+        policy=shown.policy,
+        jpeg=base64.b64encode(shown.jpeg).decode(),
         taken_at=shot.taken_at,
+        captured_at=shot.captured_at,
+        stale=shot.stale,
     )
 
 
 @router.get("/{site}/{camera}/preview.jpg")
 def preview(
-    session: SessionDep, caller: CallerDep, zones: ZonesDep, site: str, camera: str
+    session: SessionDep, hub: HubDep, caller: CallerDep, zones: ZonesDep, site: str, camera: str
 ) -> Response:
-    """The latest snapshot with the hub's zones drawn by the edge's own annotator."""
+    """The latest snapshot with the hub's zones drawn by the edge's own annotator, under
+    the image policy (people pixelated for roles that may not see them), audited."""
     _camera(session, caller, site, camera)
     row = zones.current(session, site, camera)
-    drawn = zones.annotated(
-        site, camera, CameraZones() if row is None else CameraZones.model_validate(row.zones)
-    )
+    policy = "original" if may_see_people(caller.role) else "pixelated"
+    try:
+        drawn = zones.annotated(
+            site,
+            camera,
+            CameraZones() if row is None else CameraZones.model_validate(row.zones),
+            None if policy == "original" else (lambda jpeg: release(jpeg, caller.role).jpeg),
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"snapshot refused: {exc}") from None
     if drawn is None:
         raise not_found(f"a snapshot of {site}/{camera} (take one first)")
-    return Response(drawn, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+    _audit_image(session, hub, caller, "camera_preview", site, camera, policy)
+    session.commit()
+    headers = {"Cache-Control": "no-store", "X-Image-Policy": policy}
+    return Response(drawn, media_type="image/jpeg", headers=headers)
+
+
+def _audit_image(
+    session: Session, hub: Hub, caller: Caller, entity: str, site: str, camera: str, policy: str
+) -> None:
+    crud.audit(
+        session, caller.actor, "read", entity, f"{site}/{camera}", hub.clock(), policy=policy
+    )
 
 
 @router.post("/{site}/{camera}/from-site-file")

@@ -1,0 +1,187 @@
+"""Ingest under hostile input: the rate of valid events with and without malformed payloads
+mixed in, through a real Mosquitto into a real hub (SQLite), and what the bad ones did.
+
+    .venv/bin/python tools/fuzz_bench.py [--valid 500] [--bad 10000]
+
+Prints a table: payloads tried, valid events stored (once each), dead letters, hub errors,
+whether the ingest thread is alive, RSS before/after, the clean rate, the rate under bad
+input and their ratio. Exits 1 when the ratio is under 0.8 or anything was lost or
+doubled (the benchmark's assertion; the unit tests assert no timing). Run it on an idle
+machine: figures taken while other work runs are floors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # tests.fuzz_payloads: the fuzz suite's payload makers
+
+from ringwatch.edge.mqtt import MqttClient  # noqa: E402
+from ringwatch.hub.app import Hub, build_hub  # noqa: E402
+from ringwatch.hub.broker import PrivateMosquitto  # noqa: E402
+from ringwatch.hub.inventory import HubConfig  # noqa: E402
+from ringwatch.hub.settings import HubSettings  # noqa: E402
+from tests import fuzz_payloads as fz  # noqa: E402
+from tests.hub_fixtures import HUB_CONFIG  # noqa: E402
+
+EVENT_TOPIC = f"{fz.P}/events/{fz.SITE}/{fz.DEVICE}/intrusion"
+
+
+def rough_malformed(rng: random.Random) -> tuple[str, bytes]:
+    """One payload certain to break the contract, on a random hub topic (a cheap stand-in
+    for the hypothesis strategies, for volume)."""
+    topic, kind = rng.choice(sorted(fz.HUB_TOPICS.items()))
+    pick = rng.random()
+    if pick < 0.2:
+        return topic, rng.randbytes(rng.randint(0, 200)).replace(b"{", b"")
+    if pick < 0.3:
+        return topic, fz.bomb(rng.randint(100, 20000))
+    if pick < 0.35:
+        return topic, fz.OVERSIZED
+    body = fz.valid(kind)
+    if pick < 0.5:
+        body[rng.choice(sorted(body))] = "9999-12-31T23:59:59Z"
+    body[f"fuzz_{rng.randint(0, 999)}"] = rng.choice([None, 1, "x", [1, 2], {"a": 1}])
+    return topic, json.dumps(body).encode()
+
+
+def publish(url: str, valid: int, bad: int, seed: int) -> None:
+    """Publish ``valid`` events with ``bad`` malformed payloads spread among them (run in a
+    child process, so the hub's RSS is the hub's own)."""
+    rng = random.Random(seed)
+    client = MqttClient(url, f"fuzz-bench-{uuid.uuid4().hex[:6]}")
+    client.start()
+    assert client.wait_connected(10)
+    per = bad / valid if valid else 0
+    sent_bad = 0
+    for i in range(valid):
+        while sent_bad < round((i + 1) * per):
+            _publish(client, *rough_malformed(rng))
+            sent_bad += 1
+        _publish(client, EVENT_TOPIC, json.dumps(fz.valid("event")).encode())
+    # in order: once the broker has acked this one, it has all of them
+    assert client.publish_wait("fuzz-bench/done", b"1", timeout=300)  # a topic no one reads
+    client.close()
+
+
+def run(hub: Hub, url: str, valid: int, bad: int, seed: int) -> dict[str, float]:
+    """The rate is valid events stored per second, from the hub's first message of the run
+    to its last valid event stored."""
+    before = hub.stats.snapshot()
+    cmd = [sys.executable, __file__, "--publish-to", url, "--valid", str(valid)]
+    child = subprocess.Popen([*cmd, "--bad", str(bad), "--seed", str(seed)])
+    deadline = time.monotonic() + 600
+
+    def taken(key: str) -> int:
+        return hub.stats.snapshot()[key] - before[key]
+
+    while taken("received") == 0 and time.monotonic() < deadline:
+        time.sleep(0.002)
+    start = time.monotonic()
+    while taken("stored") < valid and time.monotonic() < deadline:
+        time.sleep(0.01)
+    elapsed = time.monotonic() - start
+    child.wait(timeout=600)
+    while taken("received") < valid + bad and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return {
+        "payloads": valid + bad,
+        "stored": taken("stored"),
+        "dead": taken("dead_letters"),
+        "errors": taken("errors"),
+        "seconds": elapsed,
+        "rate": valid / elapsed,
+        "messages_rate": (valid + bad) / elapsed,
+    }
+
+
+def _publish(client: MqttClient, topic: str, payload: bytes) -> None:
+    while not client.publish(topic, payload, qos=1):  # the client's queue is full: wait
+        time.sleep(0.001)
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--valid", type=int, default=500)
+    parser.add_argument("--bad", type=int, default=10000)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--publish-to", help=argparse.SUPPRESS)  # the child process
+    args = parser.parse_args()
+    if args.publish_to:
+        publish(args.publish_to, args.valid, args.bad, args.seed)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="fuzz-bench-") as tmp:
+        broker = PrivateMosquitto(Path(tmp) / "mq").start()
+        tag = uuid.uuid4().hex[:6]
+        settings = HubSettings(
+            database_url=f"sqlite:///{tmp}/hub.sqlite3",
+            broker_url=broker.url,
+            jwt_secret="fuzz-bench-secret-1",
+            template_key="fuzz-bench-secret-2",
+        )
+        config = HubConfig.model_validate(
+            {**HUB_CONFIG, "ingest": {"group": f"g{tag}", "worker": f"w{tag}"}}
+        )
+        hub = build_hub(settings, config)
+        hub.start(ingest=True)
+        try:
+            assert hub.link is not None and hub.link.connected.wait(10)
+            run(hub, broker.url, 50, 0, args.seed)  # warm-up
+            rss_before = rss_mb()
+            clean = run(hub, broker.url, args.valid, 0, args.seed)
+            dirty = run(hub, broker.url, args.valid, args.bad, args.seed)
+            alive = hub.worker is not None and hub.worker.running
+            rss_after = rss_mb()
+        finally:
+            hub.stop()
+            broker.stop()
+    ratio = dirty["rate"] / clean["rate"]
+    rows = [
+        (
+            "payloads tried (valid + malformed)",
+            f"{clean['payloads']:.0f} / {dirty['payloads']:.0f}",
+        ),
+        ("valid events stored", f"{clean['stored']:.0f} / {dirty['stored']:.0f} of {args.valid}"),
+        ("dead letters", f"{clean['dead']:.0f} / {dirty['dead']:.0f}"),
+        ("hub errors (exceptions)", f"{clean['errors']:.0f} / {dirty['errors']:.0f}"),
+        ("ingest thread alive", "yes" if alive else "NO"),
+        ("hub RSS before -> after, MB", f"{rss_before:.0f} -> {rss_after:.0f}"),
+        ("valid events/s clean", f"{clean['rate']:.0f}"),
+        ("valid events/s under bad input", f"{dirty['rate']:.0f}"),
+        (
+            "all messages/s clean / under bad",
+            f"{clean['messages_rate']:.0f} / {dirty['messages_rate']:.0f}",
+        ),
+        ("ratio (target >= 0.80)", f"{ratio:.2f}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print(f"{'':{width}}  clean / under bad input")
+    for key, value in rows:
+        print(f"{key:{width}}  {value}")
+    ok = (
+        ratio >= 0.8
+        and alive
+        and clean["stored"] == dirty["stored"] == args.valid
+        and dirty["dead"] == args.bad
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
