@@ -3,9 +3,10 @@
 A photo is refused (:class:`EnrolmentRefused`, shown as HTTP 422 with the reason) when it
 is not a JPEG, PNG or WebP, declares more than :data:`MAX_PHOTO_PIXELS` pixels (read from
 its header, before decoding), cannot be decoded or shows no face. In a photo with
-bystanders the officer picks the subject (:class:`Subject`: a clicked point or a box; by default the largest face, unless
-another whole face is nearly as large); the chosen face is refused when it is cut off by the
-photo's edge, too small, or of too low quality (the edge's quality model).
+bystanders the officer picks the subject (:class:`Subject`: a clicked point or a box; by
+default the largest face, unless another whole face is nearly as large); the chosen face is
+refused when it is cut off by the photo's edge, too small, or of too low quality (the edge's
+quality model).
 """
 
 from __future__ import annotations
