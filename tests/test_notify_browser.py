@@ -30,13 +30,13 @@ def test_a_red_incident_and_a_stage_about_to_be_missed_notify(page: Page, dash: 
     page.context.grant_permissions(["notifications"], origin=dash.url)
     page.add_init_script(RECORD)
     log_in(page, dash)
-    expect(page.locator("#notify-enable")).to_have_text("Notifications: on")
+    expect(page.locator("#notify-enable")).to_have_text("通知：已开启")  # the hub default: zh-CN
     page.evaluate("localStorage.setItem('ringwatch.notify.warn_s', '59')")
     dash.send(event(EventKind.SHED, "shed-cam", level="alarm", scores={"fire": 0.9}))
     expect(page.locator("tr.incident[data-kind=shed]").first).to_be_visible(timeout=15_000)
     page.wait_for_function("() => window.__notes.length >= 2", timeout=15_000)
     titles = [n["title"] for n in page.evaluate("window.__notes")]
-    assert any(t.startswith("RED incident:") for t in titles), titles
-    assert any(t.startswith("Manager acknowledged:") and t.endswith("s left") for t in titles)
+    assert any(t.startswith("红色预警：") for t in titles), titles
+    assert any(t.startswith("物业签收：剩余 ") and t.endswith(" 秒") for t in titles), titles
     page.wait_for_timeout(2500)  # another scan: each warning is shown once
     assert len(page.evaluate("window.__notes")) == len(titles)

@@ -66,7 +66,9 @@ function button() {
     render();
   });
   render();
-  top.insertBefore(el, document.getElementById("logout"));
+  const logout = document.getElementById("logout");
+  if (logout && logout.parentNode) logout.parentNode.insertBefore(el, logout);
+  else top.append(el);
 }
 
 window.addEventListener("ringwatch:incident", (e) => onAlert(e.detail));
