@@ -95,7 +95,7 @@ class Hub:
 
     def start(self, ingest: bool) -> None:
         path = sqlite_path(self.engine)
-        if path is not None:  # SQLite serves one process: refuse a second worker
+        if path is not None and self.sqlite_lock is None:  # SQLite: refuse a second worker
             self.sqlite_lock = SqliteWorkerLock(path)
             self.sqlite_lock.acquire(self.config.ingest.worker)
         migrate(self.engine)
@@ -250,6 +250,7 @@ class Hub:
         self.engine.dispose()
         if self.sqlite_lock is not None:
             self.sqlite_lock.release()
+            self.sqlite_lock = None
 
 
 ZONES_USER_SUFFIX = "-zones"

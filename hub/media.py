@@ -78,7 +78,7 @@ def authenticate(
 ) -> Upload:
     """The upload's metadata if its headers are complete, fresh and signed by the device."""
     if evidence_key is None:
-        raise UploadRefused(503, "media uploads are off: set evidence_key in the hub settings")
+        raise UploadRefused(403, "media uploads are off: set evidence_key in the hub settings")
     missing = [h for h in (H_DEVICE, H_TIME, H_META, H_DIGEST, H_SIGNATURE) if not headers.get(h)]
     if missing:
         raise UploadRefused(401, f"missing headers: {', '.join(missing)}")

@@ -436,7 +436,9 @@ class WorkerProcess:
         try:
             url = f"http://127.0.0.1:{self.port}/api/v1/health"
             with urllib.request.urlopen(url, timeout=2) as response:
-                return bool(json.load(response)["ingest"]["connected"])
+                # Without a token /health says only ok or degraded; "ok" with ingest running
+                # means the database answers and the broker link is up.
+                return bool(json.load(response).get("status") == "ok")
         except (OSError, ValueError, KeyError):
             return False
 

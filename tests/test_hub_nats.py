@@ -35,7 +35,7 @@ from ringwatch.hub.nats import (
 )
 from ringwatch.hub.nats_cluster import NatsCluster
 from ringwatch.hub.settings import HubSettings
-from tests.hub_fixtures import HUB_CONFIG, SECRET, database
+from tests.hub_fixtures import HUB_CONFIG, SECRET, create_admin, database, health
 from tests.services import wait_for
 
 
@@ -127,6 +127,7 @@ def two_workers(
 ) -> Iterator[tuple[Hub, Hub, list[TestClient]]]:
     group = f"hubs-{uuid.uuid4().hex[:6]}"
     with database("postgresql", tmp_path, pg_url) as url:
+        create_admin(url)  # /health details need an admin's token
         apps = [create_app(_settings(url, cluster, i), _config(f"w{i}", group)) for i in (0, 1)]
         clients = [TestClient(a) for a in apps]
         for c in clients:
@@ -171,8 +172,8 @@ def test_two_workers_share_one_durable_consumer_and_store_each_event_once(
         assert _stored(w1) == 400, "each event stored exactly once"
         counts = [w.stats.snapshot()["stored"] for w in (w1, w2)]
         assert sum(counts) == 400 and min(counts) > 0, counts
-        health = clients[0].get("/api/v1/health").json()
-        assert health["ingest"]["connected"] and health["status"] == "ok"
+        seen = health(clients[0])
+        assert seen["ingest"]["connected"] and seen["status"] == "ok"
     finally:
         edge.client.close()
 

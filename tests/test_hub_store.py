@@ -19,7 +19,7 @@ from ringwatch.hub.inventory import HubConfig
 from tests.hub_fixtures import BACKENDS, database, settings
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=[b for b in BACKENDS if b != "sqlite"])  # SQLite: one worker only
 def hubs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Hub, Hub]]:
     pg = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
     with database(request.param, tmp_path, pg) as url:

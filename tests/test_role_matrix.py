@@ -64,7 +64,10 @@ def _world(client: TestClient, hub: Hub, admin: dict[str, str]) -> dict[str, str
     }
     res = client.post("/api/v1/persons", json=person, headers=admin)
     assert res.status_code == 201, res.text
+    media = client.get(f"/api/v1/incidents/{incident}/media", headers=admin)
+    assert media.status_code == 200 and media.json(), media.text  # the event's snapshot
     return {
+        "media_id": media.json()[0]["id"],
         "site_id": "campus-n",
         "site": "campus-n",
         "camera_id": "gate",

@@ -43,6 +43,7 @@ def content_security_policy(style_hashes: Iterable[str] = ()) -> str:
             "script-src 'self'",
             f"style-src {styles}",
             "img-src 'self' data: blob:",
+            "media-src 'self' blob:",  # evidence clips play from authenticated blobs
             "connect-src 'self'",
             "object-src 'none'",
             "base-uri 'none'",
