@@ -33,12 +33,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ringwatch.errors import RingwatchError
+from ringwatch.paho_client import new_client
 
 log = logging.getLogger(__name__)
 
@@ -167,21 +168,7 @@ class MqttClient:
         self._subs: dict[str, tuple[int, Handler]] = {}
         self._lock = threading.Lock()
         self._state = _State()
-        if protocol == "3.1.1":  # e.g. NATS' MQTT listener, which refuses MQTT 5
-            self._paho = paho.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=client_id,
-                protocol=MQTTProtocolVersion.MQTTv311,
-                clean_session=session_expiry_s == 0,
-                manual_ack=manual_ack,
-            )
-        else:
-            self._paho = paho.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=client_id,
-                protocol=MQTTProtocolVersion.MQTTv5,
-                manual_ack=manual_ack,
-            )
+        self._paho = new_client(client_id, protocol, session_expiry_s, manual_ack)
         self._configure(username, password, ca_file, will, reconnect_delay_s)
 
     def _configure(

@@ -26,7 +26,6 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -39,6 +38,7 @@ from ringwatch.errors import ConfigError
 from ringwatch.hub.clock import Clock
 from ringwatch.hub.ingest import BatchResult, Inbound, IngestStats, Rejected
 from ringwatch.hub.settings import HubSettings
+from ringwatch.paho_client import new_client
 
 log = logging.getLogger(__name__)
 #: CONNACK reason codes after which retrying cannot help (MQTT 5 spec 3.2.2.2). Mosquitto
@@ -156,21 +156,7 @@ class MqttLink:
         self._client_id = client_id
         self._on_message = on_message
         self._expiry = session_expiry_s
-        if protocol == "3.1.1":  # a NATS cluster's MQTT listener (it refuses MQTT 5)
-            self.client = mqtt.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=client_id,
-                protocol=mqtt.MQTTv311,
-                clean_session=session_expiry_s == 0,
-                manual_ack=True,
-            )
-        else:
-            self.client = mqtt.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=client_id,
-                protocol=mqtt.MQTTv5,
-                manual_ack=True,
-            )
+        self.client = new_client(client_id, protocol, session_expiry_s, manual_ack=True)
         login = login or BrokerLogin()
         if login.username is not None:
             self.client.username_pw_set(login.username, login.password)
