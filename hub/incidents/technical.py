@@ -1,0 +1,87 @@
+"""Technical incidents: devices and cameras offline, an outbox that keeps growing, tampering."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ringwatch.contract.messages import Event
+from ringwatch.hub import crud
+from ringwatch.hub import tables as t
+from ringwatch.hub.incident_tables import Incident
+from ringwatch.hub.incidents.base import TIMERS, IncidentBase, Status, _lock_key
+from ringwatch.hub.incidents.watch import Finding
+from ringwatch.hub.routing import Reason
+from ringwatch.hub.stages import (
+    IncidentKind,
+)
+from ringwatch.hub.workers import lock_keys
+
+
+def tamper_finding(event: Event) -> Finding:
+    """A tamper event (edge/tamper.py) as the technical finding it raises or resolves."""
+    return Finding(
+        IncidentKind.CAMERA_TAMPER,
+        event.site,
+        event.device,
+        event.camera,
+        event.captured_at,
+        event.detail or "camera tampered with",
+        resolved=event.phase.value == "end",
+    )
+
+
+class TechnicalIncidents(IncidentBase):
+    """Raises and resolves technical incidents from findings."""
+
+    def watch_devices(self, session: Session, now: dt.datetime) -> list[Incident]:
+        """Raise (and resolve) technical incidents from the devices' last heartbeats."""
+        raised: list[Incident] = []
+        for device in session.scalars(sa.select(t.Device)):
+            findings = self.technical.observe(
+                device.site_id, device.id, device.last_seen_at, device.last_health, now
+            )
+            for finding in findings:
+                incident = self._technical(session, finding, now)
+                if incident is not None:
+                    raised.append(incident)
+        return raised
+
+    def _technical(self, session: Session, finding: Finding, now: dt.datetime) -> Incident | None:
+        lock_keys(session, [_lock_key(finding.kind.value, finding.site, finding.key)])
+        current = session.scalar(
+            sa.select(Incident).where(
+                Incident.kind == finding.kind.value,
+                Incident.site_id == finding.site,
+                Incident.key == finding.key,
+                Incident.status.in_(Status.ACTIVE),
+            )
+        )
+        if finding.resolved:
+            if current is not None:
+                current.status, current.closed_at, current.updated_at = Status.CLOSED, now, now
+                self._cancel_rest(session, current)
+                crud.audit(session, TIMERS, "resolve", "incident", current.id, now, finding.detail)
+                self.router.route(session, current, Reason.CLOSED, now)
+            return None
+        if current is not None:
+            return None
+        what = finding.kind.value.replace("_", " ")
+        target = finding.device + (f" camera {finding.camera}" if finding.camera else "")
+        incident = self._create(
+            session,
+            finding.kind,
+            finding.site,
+            finding.key,
+            finding.since,
+            now,
+            title=f"{target}: {what}",
+            camera=finding.camera,
+            device=finding.device,
+            late=False,  # found by the hub now: its timers start now
+        )
+        incident.detail = {"finding": finding.detail}
+        self.router.route(session, incident, Reason.NEW, now)
+        return incident
