@@ -331,6 +331,13 @@ class SnapshotRequest(_Message):
     camera: Ident
 
 
+class ZonesOrigin(StrEnum):
+    """Where a camera's running zones came from."""
+
+    SITE_FILE = "site_file"  # the box's own site file (no push accepted yet)
+    PUSHED = "pushed"  # a zone config the hub pushed and the box accepted (kept on disk)
+
+
 class SnapshotReply(_Message):
     request_id: Ident
     camera: Ident
@@ -340,6 +347,13 @@ class SnapshotReply(_Message):
     error: Annotated[str, Field(max_length=500)] | None = None
     captured_at: UtcTime | None = Field(
         default=None, description="When the camera read this frame (absent: unknown)."
+    )
+    zones: CameraZones | None = Field(
+        default=None,
+        description="The zones the camera runs now (absent: an older edge, or no camera).",
+    )
+    zones_origin: ZonesOrigin | None = Field(
+        default=None, description="Where the running zones came from."
     )
 
     @model_validator(mode="after")

@@ -42,6 +42,7 @@ from ringwatch.contract.messages import (
     SnapshotRequest,
     ZoneConfigAnswer,
     ZoneConfigPush,
+    ZonesOrigin,
     decode,
     encode,
 )
@@ -524,12 +525,15 @@ class Agent:
         self.pipelines: dict[str, CameraPipeline] = {}
         self.workers: dict[str, CameraWorker] = {}
         self.sheds: dict[str, ShedMonitor] = {}
+        self.zones_origin: dict[str, ZonesOrigin] = {}  # issue 13: reported in snapshots
         for cam in config.cameras:
             self._add_camera(cam, analyzers[cam.id], sources[cam.id])
 
     def _add_camera(self, cam: CameraConfig, analyzer: Analyzer, source: FrameSource) -> None:
         ident = Ident(self.config.site, self.config.device, cam.id)
-        zones = self._stored_zones(cam) or cam.camera_zones()
+        stored = self._stored_zones(cam)
+        zones = stored or cam.camera_zones()
+        self.zones_origin[cam.id] = ZonesOrigin.SITE_FILE if stored is None else ZonesOrigin.PUSHED
         shed = None
         if cam.role is CameraRole.SHED and cam.shed is not None:
             zone = next((z.id for z in zones.zones if z.role is ZoneRole.SHED), None)
@@ -620,6 +624,7 @@ class Agent:
             self._answer(push.request_id, push.camera, False, f"cannot persist: {exc}")
             return
         pipeline.swap_zones(push.zones)
+        self.zones_origin[push.camera] = ZonesOrigin.PUSHED
         self._answer(push.request_id, push.camera, True, None)
 
     def on_snapshot(self, topic: str, payload: bytes) -> None:
@@ -642,6 +647,8 @@ class Agent:
                 width=width,
                 height=height,
                 captured_at=pipeline.last_frame_at if pipeline is not None else None,
+                zones=None if pipeline is None else pipeline.zones,  # what the camera runs
+                zones_origin=self.zones_origin.get(request.camera),
             )
         self._reply(Command.SNAPSHOT, encode(reply))
 

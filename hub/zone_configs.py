@@ -96,6 +96,8 @@ class Snapshot:
     height: int
     taken_at: dt.datetime
     captured_at: dt.datetime | None = None  # the device's frame time; None: unknown
+    running: CameraZones | None = None  # the zones the camera runs (None: not reported)
+    running_origin: str | None = None  # ZonesOrigin: the site file, or a pushed config
 
     @property
     def stale(self) -> bool:
@@ -397,7 +399,13 @@ class ZoneConfigs:
         if reply.jpeg is None or reply.width is None or reply.height is None:
             raise SnapshotUnavailable(f"device {site}/{device}: {reply.error or 'no image'}")
         shot = Snapshot(
-            bytes(reply.jpeg), reply.width, reply.height, self.clock(), reply.captured_at
+            bytes(reply.jpeg),
+            reply.width,
+            reply.height,
+            self.clock(),
+            reply.captured_at,
+            reply.zones,
+            None if reply.zones_origin is None else reply.zones_origin.value,
         )
         with self._lock:
             self._snapshots[(site, camera)] = shot

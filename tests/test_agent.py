@@ -24,6 +24,7 @@ from ringwatch.contract.messages import (
     SnapshotRequest,
     ZoneConfigAnswer,
     ZoneConfigPush,
+    ZonesOrigin,
     decode,
     encode,
 )
@@ -319,6 +320,26 @@ def test_zone_config_push_is_validated_persisted_and_swapped_in(
     assert (answer.request_id, answer.accepted, answer.reason) == ("req-1", True, None)
     assert agent.pipelines["gate"].zones == zones
     assert ZoneStore(tmp_path / "zones").load("gate") == zones  # survives a restart
+
+
+def test_snapshots_report_the_zones_the_camera_runs_and_where_they_came_from(
+    hub: MqttClient, edge: tuple[Agent, ListSink]
+) -> None:
+    agent, _ = edge
+
+    def running() -> tuple[CameraZones | None, ZonesOrigin | None]:
+        request = SnapshotRequest(request_id=f"snap-{time.monotonic_ns()}", camera="gate")
+        raw = ask(hub, Command.SNAPSHOT, encode(request))
+        reply = decode(SnapshotReply, raw, limit=4_000_000)
+        return reply.zones, reply.zones_origin
+
+    site_zones = agent.pipelines["gate"].zones
+    assert [z.id for z in site_zones.zones] == [LEFT["id"]]
+    assert running() == (site_zones, ZonesOrigin.SITE_FILE)
+    pushed = CameraZones.model_validate({"zones": [{**LEFT, "id": "playground"}]})
+    push = ZoneConfigPush(request_id="req-9", camera="gate", zones=pushed)
+    assert decode(ZoneConfigAnswer, ask(hub, Command.ZONE_CONFIG, encode(push))).accepted
+    assert running() == (pushed, ZonesOrigin.PUSHED)
 
 
 def test_an_invalid_zone_config_is_rejected_with_the_reason(

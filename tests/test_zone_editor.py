@@ -29,10 +29,12 @@ from ringwatch.contract.messages import (
     SnapshotRequest,
     ZoneConfigAnswer,
     ZoneConfigPush,
+    ZonesOrigin,
     decode,
     encode,
 )
 from ringwatch.contract.topics import Command, command_topic, reply_topic, status_topic
+from ringwatch.contract.zones import CameraZones
 from ringwatch.edge.mqtt import Message, MqttClient, Outgoing
 from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.db import MIGRATIONS
@@ -58,10 +60,12 @@ URL = f"/api/v1/zones/{SITE}/{CAMERA}"
 
 class Device:
     """A stand-in edge box: retained online/offline status, answers pushes and snapshots.
-    A push whose zones contain an id starting with ``refuse`` is rejected with a reason."""
+    A push whose zones contain an id starting with ``refuse`` is rejected with a reason.
+    With ``running`` it reports the zones it runs in each snapshot, as the edge does."""
 
-    def __init__(self, broker_url: str) -> None:
+    def __init__(self, broker_url: str, running: CameraZones | None = None) -> None:
         self.pushes: list[ZoneConfigPush] = []
+        self.running, self.origin = running, ZonesOrigin.SITE_FILE
         self.lock = threading.Lock()
         status = status_topic(SITE, DEVICE)
         self.client = MqttClient(
@@ -88,6 +92,8 @@ class Device:
             accepted=not refused,
             reason=f"zone {refused[0]} overlaps the neighbour's garden" if refused else None,
         )
+        if not refused and self.running is not None:
+            self.running, self.origin = push.zones, ZonesOrigin.PUSHED
         self.client.publish(reply_topic(SITE, DEVICE, Command.ZONE_CONFIG), encode(answer))
 
     def _snapshot(self, message: Message) -> None:
@@ -101,6 +107,8 @@ class Device:
             jpeg=base64.b64encode(bytes(buf)),
             width=160,
             height=90,
+            zones=self.running,
+            zones_origin=None if self.running is None else self.origin,
         )
         self.client.publish(reply_topic(SITE, DEVICE, Command.SNAPSHOT), encode(reply))
 
@@ -300,6 +308,34 @@ def test_snapshot_and_preview_drawn_by_the_edge_annotator(
         inside, outside = drawn[70, 80].astype(int), drawn[10, 80].astype(int)
         assert inside[2] - plain[70, 80, 2] > 20 and inside[2] > inside[1] + 20
         assert abs(int(outside[2]) - int(plain[10, 80, 2])) < 8
+    finally:
+        device.close()
+
+
+def test_the_editor_sees_the_zones_the_device_runs(
+    hub: tuple[TestClient, Hub, dict[str, str]], broker: Broker
+) -> None:
+    """Nothing saved on the hub: the snapshot says what the camera runs (its site file) and
+    the preview draws it; after a push, the same zones, pushed, and they match."""
+    client, _, admin = hub
+    site_file = CameraZones.model_validate(_config(INNER))
+    device = Device(broker.url, running=site_file)
+    try:
+        shot = client.post(f"{URL}/snapshot", headers=admin).json()
+        assert CameraZones.model_validate(shot["running_zones"]) == site_file
+        assert (shot["running_origin"], shot["running_matches"]) == ("site_file", None)
+        drawn = _image(client.get(f"{URL}/preview.jpg", headers=admin).content)
+        inside = drawn[70, 80].astype(int)  # the running inner ring, tinted red (BGR)
+        assert inside[2] > inside[1] + 20, inside
+        other = _config({**INNER, "id": "court", "polygon": [[0, 0], [0.5, 0], [0.5, 0.4]]})
+        assert client.put(URL, json=other, headers=admin).status_code == 200
+        wait_for(lambda: _state(client, admin)["state"] == "accepted", 10, "the push accepted")
+        shot = client.post(f"{URL}/snapshot", headers=admin).json()
+        assert [z["id"] for z in shot["running_zones"]["zones"]] == ["court"]
+        assert (shot["running_origin"], shot["running_matches"]) == ("pushed", True)
+        device.running = site_file  # e.g. the box was reset to its site file
+        shot = client.post(f"{URL}/snapshot", headers=admin).json()
+        assert shot["running_matches"] is False
     finally:
         device.close()
 

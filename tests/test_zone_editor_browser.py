@@ -234,6 +234,13 @@ def test_draw_an_inner_ring_save_accepted_and_events_carry_it(page: Page, env: E
     wait_for(lambda: ("road", "outer") in env.zone_events(start), 90, "events in the outer ring")
     open_editor(page, env)
     expect(page.locator("#zone-status")).to_contain_text("No zones saved on the hub")
+    # the editor starts from what the camera runs (its device says so with the snapshot)
+    expect(page.locator("#running-msg")).to_contain_text(
+        "showing the zones the device runs now (1 zone(s), 0 line(s), 0 mask(s),"
+        " from its site file)"
+    )
+    expect(page.locator("polygon.zone-shape[data-id=road]")).to_have_count(1)
+    shot(page, "zone_editor_running_zones")
 
     # two points: refused by the hub's validation (the contract models), shown in the page
     page.select_option("#new-role", "inner")
@@ -241,10 +248,10 @@ def test_draw_an_inner_ring_save_accepted_and_events_carry_it(page: Page, env: E
     page.click("#save")
     expect(page.locator("#zone-status")).to_have_attribute("data-state", "invalid")
     expect(page.locator("#zone-errors")).to_contain_text(
-        "zones[0].polygon: need >= 3 points, got 2"
+        "zones[1].polygon: need >= 3 points, got 2"  # after the running road zone
     )
     shot(page, "zone_editor_two_points_refused")
-    page.click(".zone-row .delete")
+    page.click(".zone-row[data-id=inner-1] .delete")
 
     # start from the box's own site file (its local zones), then draw the walkway: an
     # inner-ring polygon over the bottom of the frame
@@ -263,6 +270,9 @@ def test_draw_an_inner_ring_save_accepted_and_events_carry_it(page: Page, env: E
     expect(page.locator("#zone-status")).to_contain_text("accepted", timeout=30_000)
     accepted = dt.datetime.now(dt.UTC)
     expect(page.locator("#preview")).to_be_visible()
+    expect(page.locator("#running-msg")).to_have_text(
+        "The device runs these zones (pushed from the hub).", timeout=20_000
+    )
     expect(page.locator("polygon.zone-shape[data-id=walkway]")).to_have_count(1)
     shot(page, "zone_editor_accepted")
 

@@ -20,6 +20,7 @@ const ed = {
   camera: null,
   size: { w: 640, h: 360 },
   config: emptyConfig(null),
+  saved: false, // the hub has zones saved for this camera
   tool: "select",
   draft: [],
   drag: null,
@@ -265,7 +266,7 @@ function watch() {
       showStatus(cfg);
       if (cfg.state !== "pending") {
         clearInterval(ed.poll);
-        refreshPreview();
+        snapshot(); // a fresh frame, and what the camera runs now
       }
     } catch {
       /* keep polling */
@@ -294,6 +295,7 @@ async function save() {
   document.getElementById("zone-errors").replaceChildren();
   try {
     const cfg = await api(`/zones/${ed.site}/${ed.camera}`, { method: "PUT", body: body() });
+    ed.saved = true;
     ed.config = { ...emptyConfig(null), ...structuredClone(cfg.zones) };
     renderItems();
     render();
@@ -340,9 +342,40 @@ async function snapshot() {
     img.dataset.loaded = "yes";
     msg.textContent = t("zones.snapshot", { w: shot.width, h: shot.height, at: fmtTime(shot.taken_at, ed.site) });
     render();
+    showRunning(shot);
     refreshPreview();
   } catch (err) {
     msg.textContent = t("zones.no_snapshot", { error: err.message });
+  }
+}
+
+// What the camera runs now (its device reports it with each snapshot): loaded into the
+// editor when the hub has nothing saved and nothing was drawn yet, else compared.
+function showRunning(shot) {
+  const el = document.getElementById("running-msg");
+  const z = shot.running_zones;
+  if (!el) return;
+  if (!z) {
+    el.dataset.state = "unknown";
+    el.textContent = t("zones.running_unknown");
+    return;
+  }
+  const counts = { zones: z.zones.length, lines: z.lines.length, masks: z.masks.length, origin: t(`zones.origin.${shot.running_origin || "unknown"}`) };
+  if (!ed.saved) {
+    const c = ed.config;
+    if (!ed.draft.length && !c.zones.length && !c.lines.length && !c.masks.length) {
+      ed.config = { ...emptyConfig(null), ...structuredClone(z) };
+      renderItems();
+      render();
+    }
+    el.dataset.state = "running";
+    el.textContent = t("zones.running_loaded", counts);
+  } else if (shot.running_matches) {
+    el.dataset.state = "same";
+    el.textContent = t("zones.running_same", counts);
+  } else {
+    el.dataset.state = "differs";
+    el.textContent = t("zones.running_differs", counts);
   }
 }
 
@@ -413,7 +446,7 @@ function editor(cfg, cameras) {
       h(
         "div",
         {},
-        h("div", { class: "card" }, h("h2", {}, t("zones.push_status")), h("p", { id: "zone-status", "data-state": "none", role: "status" }), h("ul", { id: "zone-errors", role: "alert" }),
+        h("div", { class: "card" }, h("h2", {}, t("zones.push_status")), h("p", { id: "zone-status", "data-state": "none", role: "status" }), h("p", { id: "running-msg", "data-state": "unknown" }), h("ul", { id: "zone-errors", role: "alert" }),
           h("div", { class: "row" }, h("button", { type: "button", id: "save", class: "good", onclick: save }, t("zones.save")))),
         h("div", { class: "card" }, h("h2", {}, t("zones.items")), h("div", { id: "items" })),
         h("div", { class: "card" }, h("h2", {}, t("zones.from_file")),
@@ -448,6 +481,7 @@ async function open() {
   [ed.site, ed.camera] = [m[1], m[2]];
   const cfg = await api(`/zones/${ed.site}/${ed.camera}`);
   ed.config = cfg.zones ? { ...emptyConfig(null), ...structuredClone(cfg.zones) } : emptyConfig(cfg.default_ring);
+  ed.saved = !!cfg.zones;
   ed.draft = [];
   main.replaceChildren(editor(cfg, cameras));
   setTool("select");

@@ -92,6 +92,16 @@ class SnapshotPublic(BaseModel):
     taken_at: dt.datetime
     captured_at: dt.datetime | None = Field(description="When the camera read the frame.")
     stale: bool = Field(description="An old frame (camera offline or stuck) or of unknown age.")
+    running_zones: dict[str, Any] | None = Field(
+        default=None, description="The zones the camera runs now, as its device reported them."
+    )
+    running_origin: str | None = Field(
+        default=None, description="site_file (the box's own file) or pushed (from the hub)."
+    )
+    running_matches: bool | None = Field(
+        default=None,
+        description="The running zones equal the hub's saved ones (None: either unknown).",
+    )
 
 
 def _zones(hub: HubDep) -> ZoneConfigs:
@@ -200,7 +210,13 @@ def take_snapshot(
         raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"snapshot refused: {exc}") from None
     with hub.sessions.begin() as audit_session:
         _audit_image(audit_session, hub, caller, "camera_snapshot", site, camera, shown.policy)
+        row = zones.current(audit_session, site, camera)
+        saved = None if row is None else CameraZones.model_validate(row.zones)
+    running = shot.running
     return SnapshotPublic(
+        running_zones=None if running is None else running.model_dump(mode="json"),
+        running_origin=shot.running_origin,
+        running_matches=None if running is None or saved is None else running == saved,
         width=shot.width,
         height=shot.height,
         policy=shown.policy,
@@ -220,11 +236,13 @@ def preview(
     _camera(session, caller, site, camera)
     row = zones.current(session, site, camera)
     policy = "original" if may_see_people(caller.role) else "pixelated"
+    last = zones.snapshot(site, camera)
+    running = None if last is None else last.running  # nothing saved: draw what runs
     try:
         drawn = zones.annotated(
             site,
             camera,
-            CameraZones() if row is None else CameraZones.model_validate(row.zones),
+            (running or CameraZones()) if row is None else CameraZones.model_validate(row.zones),
             None if policy == "original" else (lambda jpeg: release(jpeg, caller.role).jpeg),
         )
     except ValueError as exc:
