@@ -172,6 +172,13 @@ class ModelsConfig(_Section):
     dir: Path | None = Field(default=None, description="Defaults to $RINGWATCH_MODELS or cache.")
     provider: Provider = Field(default=Provider.CPU, description="onnxruntime execution provider.")
     threads: int = Field(default=2, ge=1, le=64, description="Intra-op threads per model.")
+    concurrent_runs: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="At most this many model runs at once across the box's cameras (0: no"
+        " limit); 1 queues the cameras' runs instead of sharing the cores among them all.",
+    )
     person_model: str = Field(default="yolox_nano", description="yolox_nano or nanodet.")
     thresholds: Thresholds = Field(default_factory=Thresholds)
     faces_in_persons: bool = Field(

@@ -35,7 +35,7 @@ def load_analyzers(
     from ringwatch.models.runtime import RuntimeOptions
 
     m = config.models
-    options = RuntimeOptions(provider=m.provider.value, threads=m.threads)
+    options = RuntimeOptions(m.provider.value, m.threads, m.concurrent_runs)
     thresholds = detector_thresholds(m.thresholds, shed_config(m.thresholds, config.shed))
     by_tasks: dict[tuple[frozenset[str], Tiling], Perception] = {}
     for cam in config.cameras:

@@ -5,6 +5,7 @@ onnxruntime is imported here and nowhere else in the model runners.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,26 @@ PROVIDERS = {
 
 @dataclass(frozen=True, slots=True)
 class RuntimeOptions:
-    """How sessions are made: provider name (cpu, cuda, openvino, tensorrt) and threads."""
+    """How sessions are made: provider name (cpu, cuda, openvino, tensorrt), threads, and
+    ``concurrent_runs``: at most that many runs of any model at once in this process (0: no
+    limit). Eight camera threads each starting a 2-thread run on a 2-core box share the
+    cores among 16 threads and all finish late; one run at a time finishes each early."""
 
     provider: str = "cpu"
     threads: int = 2
+    concurrent_runs: int = 0
+
+
+_GATES: dict[int, threading.BoundedSemaphore] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def run_gate(concurrent: int) -> threading.BoundedSemaphore | None:
+    """The process-wide gate for ``concurrent`` runs at once (one per count), or None."""
+    if concurrent <= 0:
+        return None
+    with _GATES_LOCK:
+        return _GATES.setdefault(concurrent, threading.BoundedSemaphore(concurrent))
 
 
 class OnnxModel:
@@ -50,6 +67,7 @@ class OnnxModel:
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{path}: onnxruntime cannot load it: {exc}") from None
         self.path = path
+        self._gate = run_gate(options.concurrent_runs)
         self.provider = self.session.get_providers()[0]
         inp = self.session.get_inputs()[0]
         self.input_name: str = inp.name
@@ -69,7 +87,11 @@ class OnnxModel:
         return [wanted, "CPUExecutionProvider"] if wanted != "CPUExecutionProvider" else [wanted]
 
     def run(self, tensor: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
-        outputs = self.session.run(self.output_names, {self.input_name: tensor})
+        if self._gate is None:
+            outputs = self.session.run(self.output_names, {self.input_name: tensor})
+        else:
+            with self._gate:
+                outputs = self.session.run(self.output_names, {self.input_name: tensor})
         return [np.asarray(o, dtype=np.float32) for o in outputs]
 
     def warm_up(self) -> None:
