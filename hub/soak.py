@@ -77,6 +77,7 @@ class SoakResult:
     alerts_doubled: int = 0
     webhooks_expected: int = 0
     webhooks_sent: int = 0
+    webhooks_resent: int = 0
     webhooks_doubled: int = 0
     escalations_expected: int = 0
     escalations_sent: int = 0
@@ -97,6 +98,7 @@ class SoakResult:
             f"{self.alerts_expected}/{self.alerts_sent}",
             str(self.alerts_doubled),
             f"{self.webhooks_expected}/{self.webhooks_sent}",
+            str(self.webhooks_resent),
             str(self.webhooks_doubled),
             f"{self.escalations_expected}/{self.escalations_sent}",
             str(self.escalations_doubled),
@@ -116,6 +118,7 @@ HEADERS = [
     "alerts exp/sent",
     "doubled",
     "webhooks exp/sent",
+    "resent (same alert_id)",
     "doubled",
     "escalations exp/sent",
     "doubled",
@@ -237,7 +240,9 @@ class Recipients:
     """A webhook receiver (HTTP) and an MQTT alert subscriber, counting what arrives."""
 
     def __init__(self) -> None:
-        self.webhook_keys: Counter[str] = Counter()
+        self.webhook_keys: Counter[str] = Counter()  # POSTs per alert_id
+        self.webhook_first: dict[str, dict[str, Any]] = {}  # alert_id -> first body kept
+        self.webhook_unkeyed = 0  # POSTs a recipient could not de-duplicate
         self.alerts: Counter[tuple[int, str, str]] = Counter()
         self.lock = threading.Lock()
         outer = self
@@ -245,9 +250,22 @@ class Recipients:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                self.rfile.read(length)
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw)
+                    alert_id = str(body["alert_id"]) if isinstance(body, dict) else ""
+                except (ValueError, KeyError):
+                    body, alert_id = {}, ""
+                key = self.headers.get("Idempotency-Key", "")
                 with outer.lock:
-                    outer.webhook_keys[self.headers.get("Idempotency-Key", "")] += 1
+                    # Like a real recipient: keep the first POST of an alert_id, drop
+                    # repeats (counted as resends). A POST without an alert_id, or whose
+                    # header and body disagree, cannot be de-duplicated.
+                    if not alert_id or key != alert_id:
+                        outer.webhook_unkeyed += 1
+                    else:
+                        outer.webhook_keys[alert_id] += 1
+                        outer.webhook_first.setdefault(alert_id, body)
                 self.send_response(200)
                 self.end_headers()
 
@@ -635,6 +653,28 @@ def _settle(db_url: str, timeout_s: float = 60) -> None:
         engine.dispose()
 
 
+def _webhook_counts(recipients: Recipients, hook_ids: set[str], r: SoakResult) -> None:
+    """``resent``: repeats of one alert_id (at least once after an unknown outcome; the
+    recipient drops them). ``doubled``: what a recipient could not drop: a POST without a
+    usable alert_id, an alert_id the hub never queued for a webhook, or one incident's
+    ``new`` alert arriving under two alert_ids."""
+    r.webhooks_resent = sum(n - 1 for n in recipients.webhook_keys.values() if n > 1)
+    unknown = [a for a in recipients.webhook_keys if a not in hook_ids]
+    news = Counter(
+        body.get("incident_id")
+        for body in recipients.webhook_first.values()
+        if body.get("reason") == "new"
+    )
+    twice_new = sum(n - 1 for n in news.values() if n > 1)
+    r.webhooks_doubled = recipients.webhook_unkeyed + len(unknown) + twice_new
+    if r.webhooks_doubled:
+        r.notes.append(
+            f"{r.broker}: webhooks doubled: {recipients.webhook_unkeyed} without a usable"
+            f" alert_id, {len(unknown)} unknown alert_id(s), {twice_new} 'new' alert(s) sent"
+            " again under another alert_id"
+        )
+
+
 def _measure(db_url: str, edges: list[Edge], recipients: Recipients, r: SoakResult) -> None:
     engine = sa.create_engine(db_url)
     sent = [i for e in edges for i in e.sent]
@@ -701,8 +741,13 @@ def _measure(db_url: str, edges: list[Edge], recipients: Recipients, r: SoakResu
                 for d in details
                 for m in [(d if isinstance(d, dict) else json.loads(d)).get("missed", [])]
             )
+            hook_ids = set(
+                conn.execute(
+                    sa.text("select alert_id from deliveries where channel = 'webhook'")
+                ).scalars()
+            )
         with recipients.lock:
-            r.webhooks_doubled = sum(n - 1 for n in recipients.webhook_keys.values() if n > 1)
+            _webhook_counts(recipients, hook_ids, r)
             r.alerts_doubled = sum(n - 1 for n in recipients.alerts.values() if n > 1)
             redelivered = recipients.redelivered
         got = recipients.seen()
