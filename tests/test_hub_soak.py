@@ -67,3 +67,21 @@ def test_the_webhook_columns_count_resends_apart_from_what_a_recipient_cannot_dr
         assert (result.webhooks_resent, result.webhooks_doubled) == (1, 3), result.notes
     finally:
         recipients.close()
+
+
+def test_the_private_postgresql_starts_answers_and_is_removed() -> None:
+    """Without --pg-url the soak runs on its own cluster (Debian's initdb + pg_ctl)."""
+    import sqlalchemy as sa
+
+    from ringwatch.hub.soak import PrivatePostgres
+
+    pg = PrivatePostgres().start()
+    where = pg.dir
+    try:
+        engine = sa.create_engine(pg.url)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("show port")).scalar() == str(pg.port)
+        engine.dispose()
+    finally:
+        pg.stop()
+    assert not where.exists()
