@@ -101,7 +101,9 @@ def _register_soak(cmds: Any) -> None:
     soak.add_argument("--workers", type=int, default=3, help="hub serve processes")
     soak.add_argument("--events", type=int, default=5000, help="messages from the 4 edges")
     soak.add_argument("--runs", type=int, default=1, help="runs in a row")
-    soak.add_argument("--pg-url", default=None, help="PostgreSQL (a private schema is made)")
+    soak.add_argument(
+        "--pg-url", default=None, help="PostgreSQL (a private schema; default a private cluster)"
+    )
     soak.add_argument("--rate", type=float, default=60.0, help="messages/s offered per edge")
     soak.add_argument(
         "--no-kill", action="store_true", help="kill nothing (throughput runs: a high --rate)"

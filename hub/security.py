@@ -47,7 +47,9 @@ class TokenCodec:
 
     def subject(self, token: str, now: dt.datetime) -> str | None:
         """The user name in a token that is valid at ``now`` (the hub's injected clock, the
-        same one that issued it), or None (expired, forged or malformed)."""
+        same one that issued it), or None (expired, forged or malformed). PyJWT's own time
+        checks use the wall clock, so they are off: its ``iat`` check refused a token
+        issued by a worker whose clock is a moment ahead (or by the injected clock)."""
         try:
             # The times are checked here against the injected clock, not by PyJWT against
             # the wall clock (PyJWT >= 2.10 refuses an "iat" ahead of it).

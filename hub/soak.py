@@ -2,7 +2,9 @@
 edge-equivalent publishers built on the edge's own outbox and uplink, one worker and one
 broker node SIGKILLed mid-stream and restarted; prints what was lost or doubled.
 
-- Database: a fresh schema on ``--pg-url`` (default the tests' PostgreSQL), dropped after.
+- Database: a fresh schema on ``--pg-url``, dropped after; without it a private PostgreSQL
+  cluster (Debian's ``initdb`` / ``pg_ctl`` from ``/usr/lib/postgresql/*/bin``) in a temp
+  dir on a free port, stopped and removed after the run (:class:`PrivatePostgres`).
 - Broker: ``nats``: a private 3-node cluster (JetStream R3 work queue, MQTT listeners; edges
   on different nodes, MQTT 3.1.1); the node leading the stream is the one killed.
   ``mosquitto``: a private Mosquitto (shared subscription, MQTT 5), killed and restarted.
@@ -26,9 +28,12 @@ node restart) is counted in a note, not as doubled: the hub published it once.
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import http.server
 import json
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,7 +57,6 @@ from ringwatch.contract.topics import EventKind
 from ringwatch.errors import ConfigError
 from ringwatch.table import render_table
 
-DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SECRET = "soak-secret-not-for-production"
 EDGES = 4
 PERSONS = 6
@@ -77,6 +81,7 @@ class SoakResult:
     alerts_doubled: int = 0
     webhooks_expected: int = 0
     webhooks_sent: int = 0
+    webhooks_resent: int = 0
     webhooks_doubled: int = 0
     escalations_expected: int = 0
     escalations_sent: int = 0
@@ -97,6 +102,7 @@ class SoakResult:
             f"{self.alerts_expected}/{self.alerts_sent}",
             str(self.alerts_doubled),
             f"{self.webhooks_expected}/{self.webhooks_sent}",
+            str(self.webhooks_resent),
             str(self.webhooks_doubled),
             f"{self.escalations_expected}/{self.escalations_sent}",
             str(self.escalations_doubled),
@@ -116,6 +122,7 @@ HEADERS = [
     "alerts exp/sent",
     "doubled",
     "webhooks exp/sent",
+    "resent (same alert_id)",
     "doubled",
     "escalations exp/sent",
     "doubled",
@@ -237,7 +244,9 @@ class Recipients:
     """A webhook receiver (HTTP) and an MQTT alert subscriber, counting what arrives."""
 
     def __init__(self) -> None:
-        self.webhook_keys: Counter[str] = Counter()
+        self.webhook_keys: Counter[str] = Counter()  # POSTs per alert_id
+        self.webhook_first: dict[str, dict[str, Any]] = {}  # alert_id -> first body kept
+        self.webhook_unkeyed = 0  # POSTs a recipient could not de-duplicate
         self.alerts: Counter[tuple[int, str, str]] = Counter()
         self.lock = threading.Lock()
         outer = self
@@ -245,9 +254,22 @@ class Recipients:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                self.rfile.read(length)
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw)
+                    alert_id = str(body["alert_id"]) if isinstance(body, dict) else ""
+                except (ValueError, KeyError):
+                    body, alert_id = {}, ""
+                key = self.headers.get("Idempotency-Key", "")
                 with outer.lock:
-                    outer.webhook_keys[self.headers.get("Idempotency-Key", "")] += 1
+                    # Like a real recipient: keep the first POST of an alert_id, drop
+                    # repeats (counted as resends). A POST without an alert_id, or whose
+                    # header and body disagree, cannot be de-duplicated.
+                    if not alert_id or key != alert_id:
+                        outer.webhook_unkeyed += 1
+                    else:
+                        outer.webhook_keys[alert_id] += 1
+                        outer.webhook_first.setdefault(alert_id, body)
                 self.send_response(200)
                 self.end_headers()
 
@@ -468,6 +490,72 @@ def _wait(cond: Any, timeout_s: float, what: str) -> float:
     return time.monotonic() - start
 
 
+# --- a private PostgreSQL ----------------------------------------------------------------
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster: ``initdb`` into a temp dir, ``pg_ctl start`` on a
+    free port (127.0.0.1 only, trust auth, durability settings left at their defaults),
+    ``pg_ctl stop`` and the dir removed after. Run as root, the server runs as the
+    ``postgres`` user (PostgreSQL refuses root)."""
+
+    def __init__(self) -> None:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not found:
+            raise ConfigError(
+                "soak: no --pg-url and no /usr/lib/postgresql/*/bin/initdb (install Debian's"
+                " postgresql package, tools/setup.sh does) to start a private PostgreSQL"
+            )
+        self.bin = Path(found[-1]).parent
+        self.dir = Path(tempfile.mkdtemp(prefix="ringwatch-soak-pg-"))
+        self.data = self.dir / "data"
+        self.port = 0
+        self.started = False
+        self.user: list[str] = []
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
+            self.user = ["runuser", "-u", "postgres", "--"]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        done = subprocess.run(
+            [*self.user, *args], capture_output=True, text=True, timeout=120, check=False
+        )
+        if done.returncode != 0:
+            raise ConfigError(f"soak: private PostgreSQL: {args[0]} failed: {done.stderr[-500:]}")
+
+    def start(self) -> PrivatePostgres:
+        from ringwatch.hub.nats_cluster import free_port
+
+        self._run(
+            str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
+            "--auth=trust", "-E", "UTF8", "--no-sync",
+        )  # fmt: skip
+        self.port = free_port()
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories="
+            f"{self.dir} -c max_connections=200"
+        )
+        self._run(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"),
+            "-o", options, "-w", "-t", "60", "start",
+        )  # fmt: skip
+        self.started = True
+        return self
+
+    def stop(self) -> None:
+        try:
+            if self.started:
+                self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop")
+        finally:
+            self.started = False
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
 # --- one run --------------------------------------------------------------------------------------
 
 
@@ -481,11 +569,20 @@ def run_soak(
     rate: float = 60.0,
 ) -> SoakResult:
     """One bounded run; see the module docstring."""
-    from ringwatch.hub.nats_cluster import NatsCluster, free_port
-
     if broker not in ("nats", "mosquitto"):
         raise ConfigError(f"soak: --broker {broker!r}: expected nats or mosquitto")
-    pg = pg_url or os.environ.get("RINGWATCH_TEST_PG_URL", DEFAULT_PG)
+    if pg_url is not None:
+        return _run(broker, workers, events, pg_url, kill=kill, rate=rate)
+    private = PrivatePostgres()
+    try:
+        return _run(broker, workers, events, private.start().url, kill=kill, rate=rate)
+    finally:
+        private.stop()
+
+
+def _run(broker: str, workers: int, events: int, pg: str, *, kill: bool, rate: float) -> SoakResult:
+    from ringwatch.hub.nats_cluster import NatsCluster, free_port
+
     schema = f"soak_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(pg)
     with admin.begin() as conn:
@@ -635,6 +732,28 @@ def _settle(db_url: str, timeout_s: float = 60) -> None:
         engine.dispose()
 
 
+def _webhook_counts(recipients: Recipients, hook_ids: set[str], r: SoakResult) -> None:
+    """``resent``: repeats of one alert_id (at least once after an unknown outcome; the
+    recipient drops them). ``doubled``: what a recipient could not drop: a POST without a
+    usable alert_id, an alert_id the hub never queued for a webhook, or one incident's
+    ``new`` alert arriving under two alert_ids."""
+    r.webhooks_resent = sum(n - 1 for n in recipients.webhook_keys.values() if n > 1)
+    unknown = [a for a in recipients.webhook_keys if a not in hook_ids]
+    news = Counter(
+        body.get("incident_id")
+        for body in recipients.webhook_first.values()
+        if body.get("reason") == "new"
+    )
+    twice_new = sum(n - 1 for n in news.values() if n > 1)
+    r.webhooks_doubled = recipients.webhook_unkeyed + len(unknown) + twice_new
+    if r.webhooks_doubled:
+        r.notes.append(
+            f"{r.broker}: webhooks doubled: {recipients.webhook_unkeyed} without a usable"
+            f" alert_id, {len(unknown)} unknown alert_id(s), {twice_new} 'new' alert(s) sent"
+            " again under another alert_id"
+        )
+
+
 def _measure(db_url: str, edges: list[Edge], recipients: Recipients, r: SoakResult) -> None:
     engine = sa.create_engine(db_url)
     sent = [i for e in edges for i in e.sent]
@@ -701,8 +820,13 @@ def _measure(db_url: str, edges: list[Edge], recipients: Recipients, r: SoakResu
                 for d in details
                 for m in [(d if isinstance(d, dict) else json.loads(d)).get("missed", [])]
             )
+            hook_ids = set(
+                conn.execute(
+                    sa.text("select alert_id from deliveries where channel = 'webhook'")
+                ).scalars()
+            )
         with recipients.lock:
-            r.webhooks_doubled = sum(n - 1 for n in recipients.webhook_keys.values() if n > 1)
+            _webhook_counts(recipients, hook_ids, r)
             r.alerts_doubled = sum(n - 1 for n in recipients.alerts.values() if n > 1)
             redelivered = recipients.redelivered
         got = recipients.seen()

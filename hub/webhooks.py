@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -89,34 +90,45 @@ class Dispatcher:
         self.publish = publish
         self.tokens = tokens or {}
         self.senders = senders or {}  # channel -> sender, retried like webhooks
+        #: Seconds since the round began move each claim's lease on (tests inject it).
+        self.monotonic: Callable[[], float] = time.monotonic
 
     def dispatch(self, now: dt.datetime) -> int:
         """Send what is due at ``now``; returns how many deliveries were attempted.
 
-        Claim, send, record: the due rows are claimed in one short transaction (attempt
-        counted, ``next_at`` moved ``CLAIM_S`` on, so no other worker takes them meanwhile),
-        then each is sent and its outcome committed on its own. A worker that dies holding
-        claims delays them by ``CLAIM_S`` (another worker then sends them); only one that
-        dies between a send and its commit can make a repeat, which recipients drop by
-        ``alert_id`` / ``Idempotency-Key``. Holding the rows locked while sending a whole
-        round instead made every delivery of the round go out again after such a death."""
-        with self.sessions.begin() as session:
-            due = self._due(session, now)
-            for delivery in due:
-                delivery.attempts += 1
-                delivery.next_at = now + dt.timedelta(seconds=self._claim_s())
-        for claimed in due:
+        Claim, send, record, one delivery at a time: the row is claimed in its own short
+        transaction (attempt counted, ``next_at`` moved the claim lease on from the moment
+        of the claim, so no other worker takes it meanwhile), sent, and its outcome
+        committed in another short transaction right after. Claiming a whole round at once
+        let the lease of the last rows of a long round run out while the first were still
+        being sent, so another worker sent them too. A worker that dies holding a claim
+        delays that one delivery by the lease (another worker then sends it); only one that
+        dies between a send and its commit can make a repeat, and the repeat carries the
+        same ``alert_id`` (body and ``Idempotency-Key``), so the recipient drops it. Holding
+        the rows locked while sending instead made every delivery of a round go out again
+        after such a death."""
+        attempted, start = 0, self.monotonic()
+        while attempted < MAX_PER_ROUND:
+            with self.sessions.begin() as session:
+                due = self._due(session, now, limit=1)
+                if not due:
+                    break
+                claimed = due[0]
+                claimed.attempts += 1
+                spent = self.monotonic() - start  # the lease runs from the claim, not the round
+                claimed.next_at = now + dt.timedelta(seconds=spent + self._claim_s())
+            attempted += 1
             result = self._attempt(claimed)
             with self.sessions.begin() as session:
                 row = session.get(Delivery, claimed.id, with_for_update=True)
                 if row is not None and row.status == DeliveryStatus.PENDING:
                     self._send(session, row, result, now)
-        return len(due)
+        return attempted
 
     def _claim_s(self) -> float:
         return max(10.0, 2 * self.retry.timeout_s)
 
-    def _due(self, session: Session, now: dt.datetime) -> list[Delivery]:
+    def _due(self, session: Session, now: dt.datetime, limit: int) -> list[Delivery]:
         channels = [Channel.WEBHOOK.value, *self.senders]
         if self.publish is not None:
             channels.append(Channel.MQTT.value)
@@ -128,7 +140,7 @@ class Dispatcher:
                 Delivery.next_at <= now,
             )
             .order_by(Delivery.id)
-            .limit(MAX_PER_ROUND)
+            .limit(limit)
             .with_for_update(skip_locked=True)
         )
         return list(session.scalars(query))

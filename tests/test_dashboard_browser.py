@@ -30,6 +30,7 @@ from ringwatch.hub.incident_tables import Incident
 from ringwatch.hub.ingest import Inbound, Ingestor, IngestStats
 from ringwatch.hub.inventory import HubConfig
 from ringwatch.hub.settings import HubSettings
+from ringwatch.hub.workers import Load, WorkerBeat
 from tests.hub_fixtures import database
 from tests.services import free_port
 
@@ -571,12 +572,25 @@ def test_devices_and_sheds_say_the_bay_its_temperature_and_threshold(
             for n in range(80)
         ]
     )
+    # The hub's own heartbeat row (hub-1, running) and a second worker written by the
+    # hub's WorkerBeat with the time injected: 40 events in 4 s with 3 waiting, then no
+    # heartbeat for a minute.
+    loads = iter([Load(0, 0, None), Load(40, 3, 1.5)])
+    gone = WorkerBeat(dash.hub.sessions, "hub-2", dash.hub.clock, lambda: next(loads))
+    gone.beat(now - dt.timedelta(seconds=64))
+    gone.beat(now - dt.timedelta(seconds=60))
     log_in(page, dash)
     page.click("nav a[href='#/devices']")
     device = page.locator("tr.device[data-id=box-1]")
     expect(device).to_contain_text("在线")
     expect(page.locator("tr.camera[data-id=gate]")).to_contain_text("4.8 fps")
     expect(page.locator("tr.camera[data-id=shed-cam]")).to_contain_text("离线")
+    expect(page.locator(".workers-view h2")).to_have_text("中心处理进程")
+    expect(page.locator("#workers tr.worker[data-name=hub-1]")).to_contain_text("运行中")
+    stale = page.locator("#workers tr.worker[data-name=hub-2]")
+    expect(stale).to_contain_text("无心跳")
+    expect(stale).to_contain_text("10.0/秒（已存 40 条）")
+    expect(stale).to_contain_text("1.5 秒（3 条待处理）")
     shot(page, "09-devices-zh")
     page.click("nav a[href='#/sheds']")
     bay = page.locator(".shed[data-shed=shed-a] .bay[data-bay=b2]")

@@ -24,7 +24,7 @@ from ringwatch.hub.incident_runtime import IncidentRuntime
 from ringwatch.hub.incident_tables import Delivery, DeliveryAttempt, Incident
 from ringwatch.hub.inventory import HubConfig
 from ringwatch.hub.routing import DeliveryStatus
-from ringwatch.hub.webhooks import UrllibTransport
+from ringwatch.hub.webhooks import Dispatcher, HttpResult, UrllibTransport
 from tests.hub_fixtures import BACKENDS, HUB_CONFIG, database
 from tests.test_incidents import T0, FakeClock, event
 
@@ -159,6 +159,64 @@ def test_an_unreachable_webhook_is_given_up_after_its_attempts(db_url: str) -> N
         [hook] = [d for d in _all(sessions, Delivery) if d.channel == "webhook"]
         assert (hook.status, hook.attempts) == (DeliveryStatus.GIVEN_UP, 3)
         assert hook.last_error is not None and "Connection refused" in hook.last_error
+    finally:
+        engine.dispose()
+
+
+def test_a_second_worker_dispatching_during_a_slow_round_sends_nothing_twice(
+    db_url: str,
+) -> None:
+    """Worker A's round has 3 webhooks and each POST takes 0.6 claim leases (time injected,
+    no sleeping; a POST is bounded by the timeout, half a lease). During A's second POST,
+    worker B dispatches at 1.1 leases. B takes only what A has not claimed yet (the third);
+    A, once its POST returns, finds nothing more due. Each alert id reaches the receiver
+    once. Claiming the whole round up front let B take A's second and third deliveries
+    (their lease, counted from the round's start, had run out) and both sent them."""
+    engine = make_engine(db_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        crud.apply_config(session, HubConfig.model_validate(HUB_CONFIG))
+    clock = FakeClock(T0)
+    try:
+        with FlakyReceiver(failures=0) as receiver:
+            config = IncidentsConfig.model_validate(
+                {"timer_loop": False, "webhooks": [{"url": receiver.url}]}
+            )
+            incidents = IncidentRuntime(sessions, config, ColourPolicy(), clock)
+            incidents.on_stored(
+                [
+                    event(EventKind.INTRUSION, 0, "gate"),
+                    event(EventKind.LOITERING, 0, "gate"),
+                    event(EventKind.INTRUSION, 0, "door"),
+                ],
+                clock(),
+            )
+            worker_b = Dispatcher(sessions, config.retry, UrllibTransport())
+            lease = worker_b._claim_s()
+            a_elapsed = [0.0]
+            b_attempted: list[int] = []
+
+            class SlowPosts(UrllibTransport):
+                def post(
+                    self, url: str, body: bytes, headers: dict[str, str], timeout_s: float
+                ) -> HttpResult:
+                    a_elapsed[0] += 0.6 * lease
+                    if a_elapsed[0] > lease and not b_attempted:
+                        later = T0 + dt.timedelta(seconds=1.1 * lease)
+                        b_attempted.append(worker_b.dispatch(later))
+                    return super().post(url, body, headers, timeout_s)
+
+            worker_a = Dispatcher(sessions, config.retry, SlowPosts())
+            worker_a.monotonic = lambda: a_elapsed[0]
+            a_attempted = worker_a.dispatch(T0)
+            hooks = [d for d in _all(sessions, Delivery) if d.channel == "webhook"]
+            assert len(hooks) == 3
+            assert (a_attempted, b_attempted) == (2, [1])
+            ids = [body["alert_id"] for body in receiver.accepted]
+            assert sorted(ids) == sorted(h.alert_id for h in hooks), "each alert id once"
+            assert {h.status for h in hooks} == {DeliveryStatus.SENT}
+            assert {h.attempts for h in hooks} == {1}
     finally:
         engine.dispose()
 

@@ -55,20 +55,64 @@ function deviceRows(d) {
   ];
 }
 
+// The hub workers, from what /health reports (hub/workers.py workers_view); /health gives
+// the list to admins, technicians and auditors only, others see a line saying so.
+const WORKER_COLS = ["state", "name", "started", "heartbeat", "lag", "events_per_s"];
+
+function workerCell(key, ...children) {
+  return h("td", { dataset: { label: t(`workers.col.${key}`) } }, ...children);
+}
+
+function workerRow(w) {
+  const ok = w.state === "ok";
+  const lag = w.lag_s === null || w.lag_s === undefined ? t("workers.no_lag") : t("workers.lag", { s: num(w.lag_s, 1), queued: w.queued });
+  return h(
+    "tr",
+    { class: "worker", dataset: { name: w.name, state: w.state } },
+    workerCell("state", badge(ok ? t("workers.ok") : t("workers.stale"), ok ? "online" : "offline")),
+    workerCell("name", h("strong", {}, w.name), " ", h("span", { class: "muted raw" }, w.instance)),
+    workerCell("started", fmtTime(w.started_at)),
+    workerCell("heartbeat", fmtTime(w.last_heartbeat), " ", h("span", { class: "muted" }, t("workers.ago", { s: num(w.heartbeat_age_s, 0) }))),
+    workerCell("lag", lag),
+    workerCell("events_per_s", t("workers.rate", { rate: num(w.events_per_s, 1), events: w.events })),
+  );
+}
+
+function workersView() {
+  const body = h("tbody", { id: "workers" });
+  const note = h("p", { class: "muted", id: "workers-note" });
+  const load = async () => {
+    const health = await api("/health");
+    const workers = health.workers;
+    if (!Array.isArray(workers)) {
+      note.textContent = t("workers.hidden");
+      body.replaceChildren();
+    } else {
+      note.textContent = workers.length ? "" : t("workers.none");
+      body.replaceChildren(...workers.map(workerRow));
+    }
+  };
+  const table = h("table", { class: "workers cards" }, h("thead", {}, h("tr", {}, WORKER_COLS.map((c) => h("th", {}, t(`workers.col.${c}`))))), body);
+  return { load, node: h("section", { class: "workers-view" }, h("h2", {}, t("workers.title")), note, h("div", { class: "table-wrap" }, table)) };
+}
+
 export async function devicesPage() {
   const body = h("tbody", { id: "devices" });
+  const workers = workersView();
   const load = async () => {
     const devices = await api("/dashboard/devices");
     body.replaceChildren(...devices.flatMap(deviceRows));
   };
-  await load();
+  await Promise.all([load(), workers.load()]);
   every(5000, load);
+  every(5000, workers.load);
   const cols = ["state", "device", "agent", "heartbeat", "outbox", "uptime", "fps", "latency"];
   return h(
     "section",
     {},
     h("h1", {}, t("devices.title")),
     h("div", { class: "table-wrap" }, h("table", { class: "devices cards" }, h("thead", {}, h("tr", {}, cols.map((c) => h("th", {}, t(`devices.col.${c}`))))), body)),
+    workers.node,
   );
 }
 
