@@ -41,7 +41,7 @@ from ringwatch.hub.mqtt import (
 )
 from ringwatch.hub.notify import notify_senders
 from ringwatch.hub.registry import FaceEmbedding, PhotoEnroller
-from ringwatch.hub.security import LoginThrottle, TokenCodec
+from ringwatch.hub.security import LoginThrottle, SharedLoginThrottle, TokenCodec
 from ringwatch.hub.settings import HubSettings
 from ringwatch.hub.workers import Load, SqliteWorkerLock, WorkerBeat, sqlite_path
 from ringwatch.hub.zone_configs import ZoneConfigs, start_zone_link
@@ -81,7 +81,7 @@ class Hub:
     media_retention: MediaRetention | None = None
     beat: WorkerBeat | None = None
     sqlite_lock: SqliteWorkerLock | None = None
-    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    login_throttle: LoginThrottle | SharedLoginThrottle = field(default_factory=LoginThrottle)
     _tmp: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
 
     def enroller(self) -> PhotoEnroller:
@@ -305,6 +305,7 @@ def build_hub(
         models_dir=models_dir,
         faces=faces,
     )
+    hub.login_throttle = SharedLoginThrottle(hub.sessions)  # one for every worker on the db
     hub.metrics = HubMetrics(hub.stats, hub.sessions, clock, config.ingest.worker)
     matcher.observe = hub.metrics.match_seconds.observe
     return hub
