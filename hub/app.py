@@ -27,6 +27,7 @@ from ringwatch.hub.crypto import TemplateCipher
 from ringwatch.hub.db import SessionFactory, make_engine, migrate, session_factory
 from ringwatch.hub.incident_runtime import IncidentRuntime
 from ringwatch.hub.ingest import Ingestor, IngestStats
+from ringwatch.hub.intake import Intake
 from ringwatch.hub.inventory import HubConfig
 from ringwatch.hub.matching import Matcher
 from ringwatch.hub.media import MediaRetention, MediaStore
@@ -40,7 +41,7 @@ from ringwatch.hub.mqtt import (
 )
 from ringwatch.hub.notify import notify_senders
 from ringwatch.hub.registry import FaceEmbedding, PhotoEnroller
-from ringwatch.hub.security import LoginThrottle, TokenCodec
+from ringwatch.hub.security import LoginThrottle, SharedLoginThrottle, TokenCodec
 from ringwatch.hub.settings import HubSettings
 from ringwatch.hub.workers import Load, SqliteWorkerLock, WorkerBeat, sqlite_path
 from ringwatch.hub.zone_configs import ZoneConfigs, start_zone_link
@@ -67,6 +68,7 @@ class Hub:
     models_dir: Path | None = None
     faces: FaceEmbedding | None = None
     worker: IngestWorker | None = None
+    intake: Intake | None = None  # malformed payloads: rejected on receipt, bulk dead letters
     link: MqttLink | None = None
     nats_link: NatsLink | None = None  # broker_kind nats: the JetStream consumer
     broker: PrivateMosquitto | None = None
@@ -79,7 +81,7 @@ class Hub:
     media_retention: MediaRetention | None = None
     beat: WorkerBeat | None = None
     sqlite_lock: SqliteWorkerLock | None = None
-    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    login_throttle: LoginThrottle | SharedLoginThrottle = field(default_factory=LoginThrottle)
     _tmp: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
 
     def enroller(self) -> PhotoEnroller:
@@ -168,15 +170,20 @@ class Hub:
             self.clock,
             cfg.batch_size,
         )
+        self.intake = Intake(
+            self.sessions, self.clock, self.stats, self.worker.submit, self.settings.time_bounds()
+        )
         self.link = MqttLink(
             BrokerAddress.from_url(url),
             f"ringwatch-{cfg.worker}",
             ingest_subscriptions(cfg.group),
-            self.worker.submit,
+            self.intake.receive,
             cfg.session_expiry_s,
             login,
         )
         self.worker.attach(self.link)
+        self.intake.attach(self.link)
+        self.intake.start()
         self.worker.start()
         self.link.start()
         assert self.zones is not None
@@ -199,15 +206,18 @@ class Hub:
             self.clock,
             cfg.batch_size,
         )
+        self.intake = Intake(self.sessions, self.clock, self.stats, self.worker.submit)
         self.nats_link = NatsLink(
             parse_servers(self.settings.nats_url),
             durable=cfg.group,
-            on_message=self.worker.submit,
+            on_message=self.intake.receive,
             name=f"ringwatch-{cfg.worker}",
             ack_wait_s=cfg.ack_wait_s,
             batch=cfg.batch_size,
         )
         self.worker.attach(self.nats_link)
+        self.intake.attach(self.nats_link)
+        self.intake.start()
         self.worker.start()
         self.nats_link.start()
         url = self.settings.broker_url
@@ -242,6 +252,8 @@ class Hub:
             self.zone_link.stop()
         if self.worker is not None:
             self.worker.stop()
+        if self.intake is not None:
+            self.intake.stop()
         if self.broker is not None:
             self.broker.stop()
         self.matcher.save_snapshot()  # the next start loads it instead of decrypting all
@@ -293,6 +305,7 @@ def build_hub(
         models_dir=models_dir,
         faces=faces,
     )
+    hub.login_throttle = SharedLoginThrottle(hub.sessions)  # one for every worker on the db
     hub.metrics = HubMetrics(hub.stats, hub.sessions, clock, config.ingest.worker)
     matcher.observe = hub.metrics.match_seconds.observe
     return hub

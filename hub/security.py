@@ -8,10 +8,15 @@ import secrets
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import jwt
+import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.exc import IntegrityError
+
+from ringwatch.hub.tables import LoginThrottleEntry as Entry
 
 ALGORITHM = "HS256"
 TOKEN_MINUTES = 8 * 60
@@ -133,3 +138,78 @@ class LoginThrottle:
     @staticmethod
     def _keys(username: str, client: str) -> tuple[str, str]:
         return f"user:{username}", f"client:{client}"
+
+
+class SharedLoginThrottle:
+    """:class:`LoginThrottle`'s rules kept in the database (table ``login_throttle``), so
+    every hub worker on it sees the same failures and locks: 5 failures of one user name
+    within ``window`` lock it for ``lockout``, 20 from one address lock that address.
+    The window is fixed (it starts at a key's first failure after the last one expired),
+    not sliding. Rows whose window and lock are over are deleted as failures come in."""
+
+    def __init__(
+        self,
+        sessions: Any,
+        max_user_failures: int = 5,
+        max_client_failures: int = 20,
+        window: dt.timedelta = dt.timedelta(minutes=15),
+        lockout: dt.timedelta = dt.timedelta(minutes=5),
+    ) -> None:
+        self.sessions = sessions
+        self.max_user_failures = max_user_failures
+        self.max_client_failures = max_client_failures
+        self.window = window
+        self.lockout = lockout
+
+    def retry_after(self, username: str, client: str, now: dt.datetime) -> float | None:
+        """Seconds until ``username`` from ``client`` may try again, or None (go ahead)."""
+        keys = LoginThrottle._keys(username, client)
+        with self.sessions.begin() as session:
+            ends = session.scalars(
+                sa.select(Entry.locked_until).where(
+                    Entry.key.in_(keys), Entry.locked_until.is_not(None)
+                )
+            ).all()
+        until = max(ends, default=None)
+        if until is None or until <= now:
+            return None
+        return float((until - now).total_seconds())
+
+    def failed(self, username: str, client: str, now: dt.datetime) -> None:
+        limits = (self.max_user_failures, self.max_client_failures)
+        with self.sessions.begin() as session:
+            session.execute(
+                sa.delete(Entry).where(
+                    Entry.window_start <= now - self.window,
+                    sa.or_(Entry.locked_until.is_(None), Entry.locked_until <= now),
+                    Entry.key.not_in(LoginThrottle._keys(username, client)),
+                )
+            )
+            for key, limit in zip(LoginThrottle._keys(username, client), limits, strict=True):
+                entry = self._entry(session, key, now)
+                if entry.window_start <= now - self.window:
+                    entry.failures, entry.window_start = 0, now
+                entry.failures += 1
+                if entry.failures >= limit:
+                    entry.locked_until = now + self.lockout
+                    entry.failures, entry.window_start = 0, now
+
+    def succeeded(self, username: str) -> None:
+        with self.sessions.begin() as session:
+            session.execute(
+                sa.update(Entry).where(Entry.key == f"user:{username}").values(failures=0)
+            )
+
+    @staticmethod
+    def _entry(session: Any, key: str, now: dt.datetime) -> Any:
+        """The row of ``key``, locked for this transaction (PostgreSQL: ``FOR UPDATE``, so
+        two workers counting the same failure wait for each other), made if missing."""
+        entry = session.get(Entry, key, with_for_update=True)
+        if entry is None:
+            try:
+                with session.begin_nested():
+                    session.add(Entry(key=key, failures=0, window_start=now, locked_until=None))
+            except IntegrityError:  # another worker made it first
+                pass
+            entry = session.get(Entry, key, with_for_update=True, populate_existing=True)
+        return entry

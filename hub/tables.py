@@ -241,6 +241,17 @@ class DeadLetter(Base):
     payload: Mapped[str] = mapped_column(Text)
 
 
+class LoginThrottleEntry(Base):
+    """Failed logins of one user name (``user:NAME``) or one client address
+    (``client:ADDR``) in the current window, shared by every hub worker (0005_i11)."""
+
+    __tablename__ = "login_throttle"
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[dt.datetime] = mapped_column(index=True)
+    locked_until: Mapped[dt.datetime | None]
+
+
 class SensorReading(Base):
     """A shed bay's charger reading, kept for charts."""
 

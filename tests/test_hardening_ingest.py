@@ -4,6 +4,7 @@ suite in test_fuzz_payloads.py drives a real broker)."""
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import struct
@@ -34,6 +35,7 @@ from ringwatch.contract.topics import EventKind, event_topic, health_topic, sens
 from ringwatch.hub import tables as t
 from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.ingest import Inbound, Ingestor, IngestStats, lenient_event_id, strip_biometrics
+from ringwatch.hub.intake import SAMPLES_PER_MINUTE, Intake, bound_heap
 from ringwatch.hub.mqtt import IngestWorker
 from ringwatch.hub.registry import EnrolmentRefused, PhotoEnroller, decode_image
 from ringwatch.hub.settings import HubSettings
@@ -313,3 +315,68 @@ def test_site_names_with_control_characters_are_refused(
     assert "control character" in res.text
     res = client.post("/api/v1/sites", json={"id": "s-ok", "name": "北校区 (east)"}, headers=admin)
     assert res.status_code == 201, res.text
+
+
+class AckLink:
+    """What the intake needs of a broker link: acks and receipts, recorded."""
+
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+        self.published: list[tuple[str, bytes]] = []
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.acked.append(mid)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> bool:
+        self.published.append((topic, payload))
+        return True
+
+
+def test_malformed_payloads_are_rejected_on_receipt_and_dead_lettered_in_bulk(
+    hub: tuple[TestClient, Hub],
+) -> None:
+    """Bad payloads never reach the valid events' batches; each gets its own dead-letter
+    row with its reason (exact counts), a payload kept for the first ones of a reason each
+    minute only, an ack after their commit, and a receipt when it names its event."""
+    _, app_hub = hub
+    now = app_hub.clock()
+    stats = IngestStats()
+    forwarded: list[Inbound] = []
+    intake = Intake(app_hub.sessions, lambda: now, stats, forwarded.append)  # one minute
+    link = AckLink()
+    intake.attach(link)
+    named = _event_json(now, fuzz=1)  # an unknown field: invalid, yet it names its event
+    bad = [Inbound(TOPIC, BOMB, mid=i) for i in range(1, SAMPLES_PER_MINUTE + 6)]
+    bad += [
+        Inbound(TOPIC, b"\xff" * 10, mid=100),
+        Inbound(TOPIC, b"x" * 2_000_000, mid=101),
+        Inbound(TOPIC, json.dumps(named).encode(), mid=102),
+        Inbound(TOPIC, json.dumps(_event_json("9999-12-31T23:59:59Z")).encode(), mid=103),
+    ]
+    good = _inbound(_event_json(now))
+    for message in [*bad[:3], good, *bad[3:]]:
+        intake.receive(message)
+    assert forwarded == [good]  # only the valid one goes on to the ingest worker
+    intake.start()
+    try:
+        deadline = time.monotonic() + 30
+        while stats.dead_letters < len(bad) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        intake.stop()
+    dead = _dead(app_hub)
+    assert len(dead) == len(bad) == stats.dead_letters == stats.snapshot()["received"]
+    reasons = collections.Counter(d.reason for d in dead)
+    assert reasons == {"invalid": SAMPLES_PER_MINUTE + 7, "oversized": 1, "time_out_of_bounds": 1}
+    assert stats.dead_by_reason == dict(reasons)
+    bombs = [d for d in dead if d.size == len(BOMB)]
+    assert sum(d.payload.startswith("(not a JSON object") for d in bombs) == SAMPLES_PER_MINUTE
+    assert all("recursion" in d.detail.lower() for d in bombs)
+    not_kept = [d for d in dead if d.payload.startswith("(payload not kept")]
+    assert len(not_kept) == 7  # 5 bombs, the bytes and the named event: over the sample
+    assert sorted(link.acked) == sorted(m.mid for m in bad)
+    assert len(link.published) == 1 and named["event_id"].encode() in link.published[0][1]
+
+
+def test_the_heap_gives_large_payloads_back() -> None:
+    assert bound_heap()  # glibc: blocks of 256 kB and more are mmapped, freed at once

@@ -5,20 +5,27 @@ mixed in, through a real Mosquitto into a real hub (SQLite), and what the bad on
 
 Prints a table: payloads tried, valid events stored (once each), dead letters, hub errors,
 whether the ingest thread is alive, RSS before/after, the clean rate, the rate under bad
-input and their ratio. Exits 1 when the ratio is under 0.8 or anything was lost or
-doubled (the benchmark's assertion; the unit tests assert no timing). Run it on an idle
-machine: figures taken while other work runs are floors.
+input and their ratio, then the MQTT ceiling: the messages/s a paho receiver that only
+acks takes from the same publisher (the valid rate under bad input cannot exceed that
+ceiling x the valid share, 1/21 at the defaults). Exits 1 when the ratio is under 0.8,
+anything was lost or doubled, or the hub's RSS grew over RSS_GROWTH_MB after
+malloc_trim(0) (twice that before it) (the benchmark's assertions; the unit tests assert
+no timing). ``--tracemalloc`` prints the hub's top Python allocation growth. Run it on an
+idle machine: figures taken while other work runs are floors.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import random
 import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import uuid
 from pathlib import Path
 
@@ -28,11 +35,14 @@ sys.path.insert(0, str(REPO))  # tests.fuzz_payloads: the fuzz suite's payload m
 from ringwatch.edge.mqtt import MqttClient  # noqa: E402
 from ringwatch.hub.app import Hub, build_hub  # noqa: E402
 from ringwatch.hub.broker import PrivateMosquitto  # noqa: E402
+from ringwatch.hub.ingest import Inbound  # noqa: E402
 from ringwatch.hub.inventory import HubConfig  # noqa: E402
+from ringwatch.hub.mqtt import BrokerAddress, MqttLink, ingest_subscriptions  # noqa: E402
 from ringwatch.hub.settings import HubSettings  # noqa: E402
 from tests import fuzz_payloads as fz  # noqa: E402
 from tests.hub_fixtures import HUB_CONFIG  # noqa: E402
 
+RSS_GROWTH_MB = 60  # bound on the hub's RSS growth over both runs (was ~190 MB)
 EVENT_TOPIC = f"{fz.P}/events/{fz.SITE}/{fz.DEVICE}/intrusion"
 
 
@@ -58,6 +68,7 @@ def publish(url: str, valid: int, bad: int, seed: int) -> None:
     """Publish ``valid`` events with ``bad`` malformed payloads spread among them (run in a
     child process, so the hub's RSS is the hub's own)."""
     rng = random.Random(seed)
+    t0 = time.monotonic()
     client = MqttClient(url, f"fuzz-bench-{uuid.uuid4().hex[:6]}")
     client.start()
     assert client.wait_connected(10)
@@ -70,6 +81,7 @@ def publish(url: str, valid: int, bad: int, seed: int) -> None:
         _publish(client, EVENT_TOPIC, json.dumps(fz.valid("event")).encode())
     # in order: once the broker has acked this one, it has all of them
     assert client.publish_wait("fuzz-bench/done", b"1", timeout=300)  # a topic no one reads
+    print(f"publisher: {valid + bad} sent in {time.monotonic() - t0:.2f}s", file=sys.stderr)
     client.close()
 
 
@@ -116,11 +128,49 @@ def rss_mb() -> float:
     return 0.0
 
 
+def transport_ceiling(url: str, valid: int, bad: int, seed: int) -> float:
+    """Messages/s a paho receiver that only acks (no parsing, no database) takes from the
+    same publisher: the most any hub on this MQTT stack could take, good or bad."""
+    got: list[float] = []
+
+    def on_message(message: Inbound) -> None:
+        got.append(time.monotonic())
+        link.ack(message.mid, message.qos)
+
+    link = MqttLink(
+        BrokerAddress.from_url(url), "fuzz-bench-ceiling", ingest_subscriptions("ceil"), on_message
+    )
+    link.start()
+    try:
+        assert link.connected.wait(10)
+        cmd = [sys.executable, __file__, "--publish-to", url, "--valid", str(valid)]
+        subprocess.run([*cmd, "--bad", str(bad), "--seed", str(seed)], check=True)
+        deadline = time.monotonic() + 120
+        while len(got) < valid + bad and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        link.stop()
+    return len(got) / (got[-1] - got[0]) if len(got) > 1 else 0.0
+
+
+def malloc_trim() -> bool:
+    """Hand freed heap pages back to the system (glibc); False where there is no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--valid", type=int, default=500)
     parser.add_argument("--bad", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--tracemalloc", action="store_true", help="print the hub's top allocation growth"
+    )
     parser.add_argument("--publish-to", help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     if args.publish_to:
@@ -143,13 +193,32 @@ def main() -> int:
         try:
             assert hub.link is not None and hub.link.connected.wait(10)
             run(hub, broker.url, 50, 0, args.seed)  # warm-up
+            if args.tracemalloc:
+                tracemalloc.start(8)
+                snap_before = tracemalloc.take_snapshot()
             rss_before = rss_mb()
             clean = run(hub, broker.url, args.valid, 0, args.seed)
             dirty = run(hub, broker.url, args.valid, args.bad, args.seed)
             alive = hub.worker is not None and hub.worker.running
+            time.sleep(1)  # the last acks and receipts
             rss_after = rss_mb()
+            if args.tracemalloc:
+                growth = tracemalloc.take_snapshot().compare_to(snap_before, "traceback")
+                print("top allocation growth (tracemalloc) over the two runs:")
+                for stat in growth[:8]:
+                    print(f"  {stat.size_diff / 1e6:+8.2f} MB {stat.count_diff:+7d} blocks")
+                    for line in stat.traceback.format()[-6:]:
+                        print("     ", line)
+                traced = sum(s.size_diff for s in growth) / 1e6
+                print(f"  total traced growth {traced:+.1f} MB")
+            gc.collect()
+            trimmed = malloc_trim()
+            rss_trimmed = rss_mb()
         finally:
             hub.stop()
+        try:
+            ceiling = transport_ceiling(broker.url, args.valid, args.bad, args.seed)
+        finally:
             broker.stop()
     ratio = dirty["rate"] / clean["rate"]
     rows = [
@@ -162,6 +231,10 @@ def main() -> int:
         ("hub errors (exceptions)", f"{clean['errors']:.0f} / {dirty['errors']:.0f}"),
         ("ingest thread alive", "yes" if alive else "NO"),
         ("hub RSS before -> after, MB", f"{rss_before:.0f} -> {rss_after:.0f}"),
+        (
+            "hub RSS after malloc_trim(0), MB",
+            f"{rss_trimmed:.0f} (growth {rss_trimmed - rss_before:+.0f})" if trimmed else "n/a",
+        ),
         ("valid events/s clean", f"{clean['rate']:.0f}"),
         ("valid events/s under bad input", f"{dirty['rate']:.0f}"),
         (
@@ -169,6 +242,12 @@ def main() -> int:
             f"{clean['messages_rate']:.0f} / {dirty['messages_rate']:.0f}",
         ),
         ("ratio (target >= 0.80)", f"{ratio:.2f}"),
+        ("MQTT ceiling: messages/s an ack-only receiver takes", f"{ceiling:.0f}"),
+        (
+            "  -> most valid events/s at this mix (ceiling x valid share)",
+            f"{ceiling * args.valid / (args.valid + args.bad):.0f}",
+        ),
+        ("hub share of that ceiling under bad input", f"{dirty['messages_rate'] / ceiling:.2f}"),
     ]
     width = max(len(k) for k, _ in rows)
     print(f"{'':{width}}  clean / under bad input")
@@ -179,6 +258,8 @@ def main() -> int:
         and alive
         and clean["stored"] == dirty["stored"] == args.valid
         and dirty["dead"] == args.bad
+        and (not trimmed or rss_trimmed - rss_before < RSS_GROWTH_MB)
+        and rss_after - rss_before < 2 * RSS_GROWTH_MB
     )
     return 0 if ok else 1
 
