@@ -861,10 +861,10 @@ def stream_kinds(dash: Dash, username: str, password: str) -> set[str]:
 
 
 def test_board_search_filters_sort_and_pages_on_a_phone_in_english(dash: Dash) -> None:
-    """The board's search, kind and time-range filters, sort and paging, in English at
-    390x844. 25 closed loitering incidents on the gate camera (rows written to the hub's
-    database: the correlation keeps one incident per camera, and this site has three)
-    give two pages; one is an hour and a half old."""
+    """A wrong password refused in English; the board's search, kind and time-range
+    filters, sort and paging, in English at 390x844. 25 closed loitering incidents on the
+    gate camera (rows written to the hub's database: the correlation keeps one incident
+    per camera, and this site has three) give two pages; one is an hour and a half old."""
     from ringwatch.hub.incident_tables import Incident as Row
 
     now = dt.datetime.now(dt.UTC)
@@ -884,6 +884,11 @@ def test_board_search_filters_sort_and_pages_on_a_phone_in_english(dash: Dash) -
             )  # fmt: skip
     context, page = open_page(dash, "en", "phone")
     try:
+        page.goto(f"{dash.url}/")
+        page.fill("input[name=username]", ADMIN[0])
+        page.fill("input[name=password]", "not-the-password")
+        page.click("#login button[type=submit]")  # the hub's refusal, as an English sentence
+        expect(page.locator("#login-error")).to_have_text("Incorrect user name or password.")
         log_in(page, dash)
         page.select_option("select[name=state]", "all")
         page.select_option("select[name=kind]", "loitering")
