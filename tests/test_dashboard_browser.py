@@ -649,6 +649,17 @@ def test_audit_page_filters_and_exports_csv(page: Page, dash: Dash) -> None:
     csv = Path(got.value.path()).read_text("utf-8").splitlines()
     assert csv[0] == "id,at,actor,role,action,entity,entity_id,reason,detail", csv[0]
     assert len(csv) > 1 and all(",login," in line for line in csv[1:]), csv[:3]
+    # who: another user's logins are not there; when: the last hour still has them
+    page.fill("#audit-actor", "no-such-user")
+    page.locator("#audit-actor").dispatch_event("change")
+    expect(page.locator("#audit-count")).to_have_text("共 0 条（最新优先）")
+    expect(page.locator("#audit-rows tr")).to_have_count(0)
+    page.fill("#audit-actor", ADMIN[0])
+    page.locator("#audit-actor").dispatch_event("change")
+    page.select_option("#audit-when", "1h")
+    expect(page.locator("#audit-rows tr").first).to_contain_text(ADMIN[0])
+    rows = page.locator("#audit-rows tr").all_inner_texts()
+    assert rows and all(ADMIN[0] in r and "登录" in r for r in rows), rows
 
 
 BADGES_JS = """() => {
