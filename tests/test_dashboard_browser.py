@@ -446,15 +446,21 @@ def test_closing_with_steps_left_asks_for_a_reason_and_a_burning_shed_raises_aga
     shot(page, "12-board-shed-raised-again-zh")
 
 
-def inject_match(dash: Dash, enrol: bool = True, camera: str = "gate") -> None:
-    """Enrol lin-manuel-miranda.png through the API (the real face pipeline), then send a
-    face event of him from the gate camera's perimeter ring through the hub's ingest."""
-    photo = (dash.data / "faces/watchlist_demo/lin-manuel-miranda.png").read_bytes()
+def inject_match(
+    dash: Dash,
+    enrol: bool = True,
+    camera: str = "gate",
+    who: tuple[str, str, str] = ("lin-manuel-miranda.png", "Lin-Manuel Miranda", "red"),
+) -> None:
+    """Enrol lin-manuel-miranda.png (or ``who``: photo, name, tier) through the API (the
+    real face pipeline), then send a face event of him from the gate camera's perimeter
+    ring through the hub's ingest."""
+    photo = (dash.data / "faces/watchlist_demo" / who[0]).read_bytes()
     if enrol:
         headers = dash.api_token()
         body = {
-            "display_name": "Lin-Manuel Miranda",
-            "tier": "red",
+            "display_name": who[1],
+            "tier": who[2],
             "reason": "演示布控人员（浏览器测试）",
             "case_reference": "CASE-BROWSER-1",
             "legal_basis": "法院裁定（测试）",
@@ -937,5 +943,39 @@ def test_board_search_filters_sort_and_pages_on_a_phone_in_english(dash: Dash) -
         assert not chinese_on_page(page), chinese_on_page(page)
         no_missing_keys(page)
         shot(page, "en-phone-board-filtered")
+    finally:
+        context.close()
+
+
+def test_reject_a_match_from_the_boards_row_on_a_tablet_in_english(dash: Dash) -> None:
+    """In English at 768x1024: a watch-list row is rejected right from the board; without
+    a reason the hub's refusal reads as a sentence; with one the row leaves the board."""
+    context, page = open_page(dash, "en", "tablet")
+    try:
+        log_in(page, dash)
+        page.select_option("select[name=state]", "active")
+        page.select_option("select[name=kind]", "")
+        page.select_option("select[name=range]", "all")
+        page.fill("#board-search", "Alex")
+        inject_match(dash, who=("alex-lacamoire.png", "Alex Lacamoire", "yellow"))
+        row = page.locator("tr.incident[data-kind=watchlist]", has_text="Alex Lacamoire")
+        expect(row).to_have_count(1, timeout=15_000)
+        expect(row).to_contain_text("Watch-list: Alex Lacamoire")
+        fully_visible(page, "tr.incident button.reject")
+        row.locator("button.reject").click()  # first click asks for the reason
+        expect(row.locator("input.reject-reason")).to_be_visible()
+        row.locator("button.reject").click()  # empty: refused, in words
+        expect(row.locator(".error")).to_have_text(
+            "Reason: please fill this in (at least 1 character(s))."
+        )
+        row.locator("input.reject-reason").fill("Not him: the live face has a beard")
+        row.locator("button.reject").click()
+        expect(row).to_have_count(0)  # rejected: no longer active
+        [incident] = [i for i in dash.incidents("watchlist") if "Lacamoire" in i.title]
+        assert incident.status == "rejected"
+        assert incident.decision_reason == "Not him: the live face has a beard"
+        no_sideways_scroll(page, "board tablet en")
+        assert not chinese_on_page(page), chinese_on_page(page)
+        no_missing_keys(page)
     finally:
         context.close()
