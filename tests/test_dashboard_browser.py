@@ -416,6 +416,14 @@ def test_a_new_shed_alarm_live_acknowledge_then_undo(page: Page, dash: Dash) -> 
     expect(row.locator("button.ack")).to_be_visible()
     [incident] = dash.incidents("shed")
     assert incident.level == "alarm"
+    page.goto(f"{dash.url}/#/incident/{incident.id}")
+    # a step marked on the incident page can be taken back within 10 s
+    step = page.locator("#steps li[data-stage=acknowledged]")
+    step.locator("button.step").click()
+    expect(step.locator(".timer")).to_have_attribute("data-state", "done")
+    step.locator("button.undo").click()
+    expect(step.locator("button.step")).to_be_visible()
+    expect(step.locator(".timer")).to_have_attribute("data-state", "running")
 
 
 def test_closing_with_steps_left_asks_for_a_reason_and_a_burning_shed_raises_again(
