@@ -304,6 +304,35 @@ UNTRANSLATED_JS = """(allowed) => {
 }"""
 
 
+# Chinese the tests themselves type in (reasons, legal bases): data, shown as entered.
+CHINESE_DATA = (
+    "演示布控人员（浏览器测试）",
+    "法院裁定（测试）",
+    "不是此人：抓拍图中的人留有胡须",
+    "误报：充电器指示灯反光",
+    "演示：从浏览器布控",
+)
+CHINESE_JS = """(data) => {
+  const found = new Set();
+  const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    const el = n.parentElement;
+    if (!el || el.closest('script, style, [hidden], #lang, #login-lang, textarea')) continue;
+    if (!el.getClientRects().length) continue;
+    let text = n.textContent;
+    for (const d of data) text = text.split(d).join('');
+    if (/[\u3400-\u9fff\u3000-\u303f\uff00-\uffef]/.test(text)) found.add(text.trim());
+  }
+  return [...found];
+}"""
+
+
+def chinese_on_page(page: Page) -> list[str]:
+    """Texts with Chinese on an English page, beyond the data the tests typed in."""
+    found: list[str] = page.evaluate(CHINESE_JS, list(CHINESE_DATA))
+    return found
+
+
 def untranslated(page: Page, extra: frozenset[str] = frozenset()) -> list[str]:
     """English words shown on a zh-CN page, beyond names, ids and units."""
     found: list[str] = page.evaluate(UNTRANSLATED_JS, sorted(LATIN_OK | extra))
@@ -388,6 +417,14 @@ def test_a_new_shed_alarm_live_acknowledge_then_undo(page: Page, dash: Dash) -> 
     expect(row.locator("button.ack")).to_be_visible()
     [incident] = dash.incidents("shed")
     assert incident.level == "alarm"
+    page.goto(f"{dash.url}/#/incident/{incident.id}")
+    # a step marked on the incident page can be taken back within 10 s
+    step = page.locator("#steps li[data-stage=acknowledged]")
+    step.locator("button.step").click()
+    expect(step.locator(".timer")).to_have_attribute("data-state", "done")
+    step.locator("button.undo").click()
+    expect(step.locator("button.step")).to_be_visible()
+    expect(step.locator(".timer")).to_have_attribute("data-state", "running")
 
 
 def test_closing_with_steps_left_asks_for_a_reason_and_a_burning_shed_raises_again(
@@ -418,15 +455,21 @@ def test_closing_with_steps_left_asks_for_a_reason_and_a_burning_shed_raises_aga
     shot(page, "12-board-shed-raised-again-zh")
 
 
-def inject_match(dash: Dash, enrol: bool = True, camera: str = "gate") -> None:
-    """Enrol lin-manuel-miranda.png through the API (the real face pipeline), then send a
-    face event of him from the gate camera's perimeter ring through the hub's ingest."""
-    photo = (dash.data / "faces/watchlist_demo/lin-manuel-miranda.png").read_bytes()
+def inject_match(
+    dash: Dash,
+    enrol: bool = True,
+    camera: str = "gate",
+    who: tuple[str, str, str] = ("lin-manuel-miranda.png", "Lin-Manuel Miranda", "red"),
+) -> None:
+    """Enrol lin-manuel-miranda.png (or ``who``: photo, name, tier) through the API (the
+    real face pipeline), then send a face event of him from the gate camera's perimeter
+    ring through the hub's ingest."""
+    photo = (dash.data / "faces/watchlist_demo" / who[0]).read_bytes()
     if enrol:
         headers = dash.api_token()
         body = {
-            "display_name": "Lin-Manuel Miranda",
-            "tier": "red",
+            "display_name": who[1],
+            "tier": who[2],
             "reason": "演示布控人员（浏览器测试）",
             "case_reference": "CASE-BROWSER-1",
             "legal_basis": "法院裁定（测试）",
@@ -476,7 +519,7 @@ def test_reject_a_match_then_the_same_person_on_that_camera_is_kept_quiet(
     expect(page.locator("#case-ref")).to_have_text("CASE-BROWSER-1")
     expect(page.locator("#similarity")).to_contain_text("阈值")
     for image in ("#live-crop", "#enrolled-photo"):
-        page.wait_for_function(f"document.querySelector('{image}').naturalWidth > 0")
+        page.wait_for_function(f"() => document.querySelector('{image}').naturalWidth > 0")
     head = page.locator(".incident-head").inner_text()
     assert head.count("待核实比中") == 1, head
     expect(page.locator("#timeline tbody tr")).to_have_count(1)  # 3 sightings, one segment
@@ -634,6 +677,17 @@ def test_audit_page_filters_and_exports_csv(page: Page, dash: Dash) -> None:
     csv = Path(got.value.path()).read_text("utf-8").splitlines()
     assert csv[0] == "id,at,actor,role,action,entity,entity_id,reason,detail", csv[0]
     assert len(csv) > 1 and all(",login," in line for line in csv[1:]), csv[:3]
+    # who: another user's logins are not there; when: the last hour still has them
+    page.fill("#audit-actor", "no-such-user")
+    page.locator("#audit-actor").dispatch_event("change")
+    expect(page.locator("#audit-count")).to_have_text("共 0 条（最新优先）")
+    expect(page.locator("#audit-rows tr")).to_have_count(0)
+    page.fill("#audit-actor", ADMIN[0])
+    page.locator("#audit-actor").dispatch_event("change")
+    page.select_option("#audit-when", "1h")
+    expect(page.locator("#audit-rows tr").first).to_contain_text(ADMIN[0])
+    rows = page.locator("#audit-rows tr").all_inner_texts()
+    assert rows and all(ADMIN[0] in r and "登录" in r for r in rows), rows
 
 
 BADGES_JS = """() => {
@@ -713,7 +767,8 @@ PAGES = {
 @pytest.mark.parametrize("lang", LANGS)
 def test_every_page_at_every_size_fits_and_speaks_one_language(dash: Dash, lang: str) -> None:
     """At 1440x900, 768x1024 and 390x844: no sideways scrolling, the primary actions on
-    screen, no missing catalogue key, and (zh-CN) no untranslated English."""
+    screen, no missing catalogue key, no untranslated English on zh-CN pages and no
+    Chinese on English pages (beyond the data the tests typed in)."""
     now = dt.datetime.now(dt.UTC)
     reading = SensorReading(
         site=SITE, shed="shed-a", bay="b1", current_a=2.0, voltage_v=48.0,
@@ -745,16 +800,15 @@ def test_every_page_at_every_size_fits_and_speaks_one_language(dash: Dash, lang:
                 no_sideways_scroll(page, f"{name} {size} {lang}")
                 if name == "incident":
                     fully_visible(page, "#steps h2")
-                if lang == "zh-CN":
-                    words = untranslated(page)
-                    if words:
-                        problems.append(f"{name} at {size}: {words}")
+                words = untranslated(page) if lang == "zh-CN" else chinese_on_page(page)
+                if words:
+                    problems.append(f"{name} at {size}: {words}")
                 shot(page, f"{lang}-{size}-{name}")
             no_missing_keys(page)
         finally:
             context.close()
         assert not errors, f"JavaScript errors at {size}: {errors}"
-    assert not problems, f"untranslated English on zh-CN pages: {problems}"
+    assert not problems, f"{lang} pages showing the other language: {problems}"
 
 
 def _record(errors: list[str], exc: Any) -> None:
@@ -777,6 +831,9 @@ def test_zone_editor_fits_a_tablet(dash: Dash) -> None:
             assert stage and side and side["y"] >= stage["y"] + stage["height"], (stage, side)
             if lang == "zh-CN":
                 assert not untranslated(page, frozenset({"loiter"})), untranslated(page)
+                assert chinese_on_page(page), "the Chinese check finds nothing on a zh-CN page"
+            else:
+                assert not chinese_on_page(page), chinese_on_page(page)
             no_missing_keys(page)
             shot(page, f"{lang}-tablet-zones")
         finally:
@@ -840,3 +897,107 @@ def stream_kinds(dash: Dash, username: str, password: str) -> set[str]:
         except httpx.ReadTimeout:
             pass  # the stream stays open: everything up to now has arrived
         return kinds
+
+
+def test_board_search_filters_sort_and_pages_on_a_phone_in_english(dash: Dash) -> None:
+    """A wrong password refused in English; the board's search, kind and time-range
+    filters, sort and paging, in English at 390x844. 25 closed loitering incidents on the
+    gate camera (rows written to the hub's database: the correlation keeps one incident
+    per camera, and this site has three) give two pages; one is an hour and a half old."""
+    from ringwatch.hub.incident_tables import Incident as Row
+
+    now = dt.datetime.now(dt.UTC)
+    ids = "00000000-0000-4000-8000-{:012d}".format
+    with dash.hub.sessions.begin() as session:
+        for n in range(25):
+            at = now - dt.timedelta(minutes=90 if n == 0 else n)
+            session.add(
+                Row(
+                    id=ids(n), kind="loitering",
+                    key=f"camera:gate:{n}", site_id=SITE, station_id="st-north",
+                    manager_id="pm-acme", device_id=DEVICE, camera_id="gate",
+                    colour="yellow", level=None, ring="perimeter", status="closed",
+                    title=f"Loitering #{n:02d} at gate", first_seen=at, last_seen=at,
+                    created_at=at, updated_at=at, closed_at=now, detail={},
+                )
+            )  # fmt: skip
+    context, page = open_page(dash, "en", "phone")
+    try:
+        page.goto(f"{dash.url}/")
+        page.fill("input[name=username]", ADMIN[0])
+        page.fill("input[name=password]", "not-the-password")
+        page.click("#login button[type=submit]")  # the hub's refusal, as an English sentence
+        expect(page.locator("#login-error")).to_have_text("Incorrect user name or password.")
+        log_in(page, dash)
+        page.select_option("select[name=state]", "all")
+        page.select_option("select[name=kind]", "loitering")
+        info = page.locator("#page-info")
+        expect(info).to_have_text("Page 1 of 2 (25 incidents)", timeout=15_000)
+        expect(page.locator("tr.incident")).to_have_count(20)
+        expect(page.locator("tr.incident").first).to_have_attribute("data-id", ids(1))  # newest
+        expect(page.locator("tr.incident").first).to_have_class(re.compile(r"\binactive\b"))
+        fully_visible(page, "#page-next")
+        page.click("#page-next")
+        expect(info).to_have_text("Page 2 of 2 (25 incidents)")
+        expect(page.locator("tr.incident")).to_have_count(5)
+        expect(page.locator("tr.incident").last).to_have_attribute("data-id", ids(0))  # oldest
+        page.select_option("select[name=range]", "1h")  # back to page 1, without #00
+        expect(info).to_have_text("Page 1 of 2 (24 incidents)")
+        page.click("#page-next")
+        expect(page.locator("tr.incident")).to_have_count(4)
+        expect(page.locator(f"tr.incident[data-id='{ids(0)}']")).to_have_count(0)
+        page.fill("#board-search", "#07")  # the stored title is searched too
+        expect(page.locator("tr.incident")).to_have_count(1)
+        expect(page.locator("tr.incident")).to_have_attribute("data-id", ids(7))
+        page.fill("#board-search", "no such incident")
+        expect(page.locator("#board-rows")).to_contain_text("No incidents")
+        page.fill("#board-search", "")
+        page.select_option("select[name=kind]", "")
+        page.select_option("select[name=range]", "all")
+        dash.send(event(EventKind.SHED, "shed-cam", level="alarm", scores={"fire": 0.8}))
+        page.select_option("select[name=sort]", "colour")  # red first, then orange, yellow
+        expect(page.locator("tr.incident").first).to_have_attribute("data-colour", "red")
+        rank = {"red": 0, "orange": 1, "yellow": 2}
+        colours = page.eval_on_selector_all("tr.incident", "rs => rs.map(r => r.dataset.colour)")
+        ranks = [rank.get(c, 9) for c in colours]
+        assert ranks == sorted(ranks), colours
+        no_sideways_scroll(page, "board, filtered, phone, en")
+        assert not chinese_on_page(page), chinese_on_page(page)
+        no_missing_keys(page)
+        shot(page, "en-phone-board-filtered")
+    finally:
+        context.close()
+
+
+def test_reject_a_match_from_the_boards_row_on_a_tablet_in_english(dash: Dash) -> None:
+    """In English at 768x1024: a watch-list row is rejected right from the board; without
+    a reason the hub's refusal reads as a sentence; with one the row leaves the board."""
+    context, page = open_page(dash, "en", "tablet")
+    try:
+        log_in(page, dash)
+        page.select_option("select[name=state]", "active")
+        page.select_option("select[name=kind]", "")
+        page.select_option("select[name=range]", "all")
+        page.fill("#board-search", "Alex")
+        inject_match(dash, who=("alex-lacamoire.png", "Alex Lacamoire", "yellow"))
+        row = page.locator("tr.incident[data-kind=watchlist]", has_text="Alex Lacamoire")
+        expect(row).to_have_count(1, timeout=15_000)
+        expect(row).to_contain_text("Watch-list: Alex Lacamoire")
+        fully_visible(page, "tr.incident button.reject")
+        row.locator("button.reject").click()  # first click asks for the reason
+        expect(row.locator("input.reject-reason")).to_be_visible()
+        row.locator("button.reject").click()  # empty: refused, in words
+        expect(row.locator(".error")).to_have_text(
+            "Reason: please fill this in (at least 1 character(s))."
+        )
+        row.locator("input.reject-reason").fill("Not him: the live face has a beard")
+        row.locator("button.reject").click()
+        expect(row).to_have_count(0)  # rejected: no longer active
+        [incident] = [i for i in dash.incidents("watchlist") if "Lacamoire" in i.title]
+        assert incident.status == "rejected"
+        assert incident.decision_reason == "Not him: the live face has a beard"
+        no_sideways_scroll(page, "board tablet en")
+        assert not chinese_on_page(page), chinese_on_page(page)
+        no_missing_keys(page)
+    finally:
+        context.close()

@@ -37,6 +37,7 @@ from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.inventory import HubConfig
 from tests.hub_fixtures import create_admin, settings
 from tests.services import Broker, free_port, wait_for
+from tests.test_dashboard_browser import untranslated
 
 REPO = Path(__file__).resolve().parent.parent
 SHOTS = REPO / "artifacts" / "screenshots"
@@ -225,6 +226,39 @@ def draw(page: Page, tool: str, points: list[tuple[float, float]]) -> None:
 
 def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.data
+def test_the_editor_opens_on_the_running_zones_in_chinese(env: Env) -> None:
+    """zh-CN: before the hub saves anything, the editor shows what the device runs (its
+    site file's road ring), says so in Chinese, and no catalogue key is missing."""
+    wait_for(lambda: env.online() is True, 60, "the edge online")
+    context = env.browser.new_context(viewport={"width": 1500, "height": 1000})
+    context.add_init_script("localStorage.setItem('ringwatch.language', 'zh-CN')")
+    page = context.new_page()
+    try:
+        open_editor(page, env)
+        expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+        expect(page.locator("#running-msg")).to_have_text(
+            "中心尚未保存：显示设备当前运行的区域（1 个区域、0 条线、0 个遮罩，来自其站点文件）。"
+            "保存后即由中心管理。"
+        )
+        expect(page.locator("polygon.zone-shape[data-id=road]")).to_have_count(1)
+        expect(page.locator(".zone-row[data-id=road] .zone-role")).to_have_value("outer")
+        missing = page.evaluate("[...window.__i18nMissing || []]")
+        assert not missing, f"catalogue keys missing in zh-CN: {missing}"
+        words = untranslated(page, frozenset({"road", "loiter"}))  # a zone id; a field name
+        assert not words, f"English on the zh-CN zone editor: {words}"
+        shot(page, "zone_editor_running_zones_zh")
+    finally:
+        # The console saves the language per user: give the English tests theirs back.
+        page.evaluate(
+            """async () => {
+              const { api } = await import('./api.js');
+              await api('/dashboard/preferences', {method: 'PUT', body: {language: 'en'}});
+            }"""
+        )
+        context.close()
 
 
 @pytest.mark.data

@@ -24,6 +24,11 @@ let pager = null;
 let seen = null;
 let all = [];
 let hubNowMs = Date.now();
+// Filters change faster than the hub answers: only the newest request's answer is shown
+// (an older one arriving late would bring back rows of the filter just left), and the
+// incidents an alert marked fresh stay fresh until an answer is shown.
+let generation = 0;
+const pendingFresh = new Set();
 
 function select(name, label, options) {
   return h(
@@ -39,10 +44,15 @@ function active(i) {
 
 async function refresh(fresh = new Set()) {
   if (!body) return;
+  const mine = ++generation;
+  for (const id of fresh) pendingFresh.add(id);
   const query = new URLSearchParams({ limit: "1000" });
   for (const key of ["colour", "kind", "site_id"]) if (view[key]) query.set(key, view[key]);
   if (!["active", "all"].includes(view.state)) query.set("state", view.state);
   const data = await api(`/dashboard/board?${query}`);
+  if (mine !== generation || !body) return;
+  fresh = new Set(pendingFresh);
+  pendingFresh.clear();
   syncClock(data.now);
   hubNowMs = Date.parse(data.now);
   const first = seen === null;

@@ -241,7 +241,12 @@ function steps(i, stages, reload) {
       if (suffix) undoable.delete(`${i.id}/${name}`);
       else {
         undoable.set(`${i.id}/${name}`, Date.now() + UNDO_MS);
-        setTimeout(() => reload().catch(() => {}), UNDO_MS + 50);
+        // Only the expired Undo button goes: a whole re-render would close an open
+        // close-confirmation panel and drop the reason being typed.
+        setTimeout(() => {
+          if ((undoable.get(`${i.id}/${name}`) || 0) > Date.now()) return;
+          document.querySelector(`#steps li[data-stage="${name}"] button.undo`)?.remove();
+        }, UNDO_MS + 50);
       }
       await reload();
     } catch (err) {

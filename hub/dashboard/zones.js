@@ -80,7 +80,7 @@ function drawShapes(svg) {
     const colour = COLOURS[z.role] || "#fff";
     svg.append(
       s("polygon", { class: "zone-shape", "data-id": z.id, points: pointsAttr(z.polygon), fill: colour, "fill-opacity": 0.2, stroke: colour, "stroke-width": stroke }),
-      label(`${z.id} (${z.role})`, z.polygon[0], colour),
+      label(`${z.id} (${roleName(z.role)})`, z.polygon[0], colour),
       ...z.polygon.map((p, i) => handle(p, (q) => (z.polygon[i] = q))),
     );
   }
@@ -97,7 +97,7 @@ function drawShapes(svg) {
     svg.append(
       s("line", { class: "line-shape", "data-id": l.id, x1: ax, y1: ay, x2: bx, y2: by, stroke: LINE_COLOUR, "stroke-width": stroke * 1.5, "marker-end": "url(#arrow)" }),
       arrow(l, stroke),
-      label(`${l.id} (${l.direction})`, l.a, LINE_COLOUR),
+      label(`${l.id} (${t(`zones.direction.${l.direction}`)})`, l.a, LINE_COLOUR),
       handle(l.a, (q) => (l.a = q)),
       handle(l.b, (q) => (l.b = q)),
     );
@@ -179,7 +179,7 @@ function select(options, value, attrs, onchange) {
 }
 
 function scheduleOptions() {
-  return [["", "(always)"], ...Object.keys(ed.config.schedules).map((n) => [n, n])];
+  return [["", t("zones.schedule_always")], ...Object.keys(ed.config.schedules).map((n) => [n, n])];
 }
 
 function idInput(item, cls) {
