@@ -133,9 +133,11 @@ class Hub:
             self.media_retention.start()
 
     def _alert(self, topic: str, payload: bytes) -> bool:
-        """Publish a routed alert (False while there is no broker link: retried later)."""
-        link = self.link or self.nats_link
-        return link is not None and link.publish(topic, payload)
+        """Publish a routed alert: True only once the broker PUBACKed it; False (no link,
+        link down, no PUBACK in time) leaves no queued copy, the dispatcher retries."""
+        if self.link is not None:
+            return self.link.publish_confirmed(topic, payload)
+        return self.nats_link is not None and self.nats_link.publish(topic, payload)
 
     @property
     def ingest_connected(self) -> bool:
