@@ -1,6 +1,8 @@
 """``create_app(settings)``: the hub's FastAPI application. Nothing happens at import time;
-the engine, migrations, config file, private broker and MQTT ingest are set up in the
-lifespan and torn down in reverse order."""
+:func:`build_hub` makes the frozen :class:`Hub` (engine, codecs, matcher; no connections),
+and the lifespan opens the frozen :class:`Services` once (migrations, config file, private
+broker, MQTT or NATS ingest, timers), each stop pushed on an exit stack as it starts, so
+they are torn down in reverse order."""
 
 from __future__ import annotations
 
@@ -8,10 +10,10 @@ import datetime as dt
 import logging
 import tempfile
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
@@ -52,9 +54,31 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
+class Services:
+    """What the lifespan starts, built once by :func:`open_services` and frozen; stopped in
+    reverse order of starting by the lifespan's exit stack."""
+
+    incidents: IncidentRuntime
+    zones: ZoneConfigs
+    media: MediaStore  # issue 14: evidence clips and snapshots
+    media_retention: MediaRetention
+    beat: WorkerBeat
+    worker: IngestWorker | None = None
+    intake: Intake | None = None  # malformed payloads: rejected on receipt, bulk dead letters
+    link: MqttLink | None = None
+    nats_link: NatsLink | None = None  # broker_kind nats: the JetStream consumer
+    broker: PrivateMosquitto | None = None
+    broker_url: str | None = None
+    zone_link: MqttLink | None = None
+    sqlite_lock: SqliteWorkerLock | None = None
+
+
+@dataclass(frozen=True, eq=False)  # one hub is equal to itself only
 class Hub:
-    """Everything a request or the ingest needs, built once per app."""
+    """The hub's parts made by :func:`build_hub` (no connections), frozen; the running
+    :class:`Services` appear once the lifespan (or :meth:`start`) opened them, under the
+    same attribute names the routes use (``hub.link``, ``hub.incidents``...)."""
 
     settings: HubSettings
     config: HubConfig
@@ -65,204 +89,271 @@ class Hub:
     matcher: Matcher
     tokens: TokenCodec
     stats: IngestStats
+    metrics: HubMetrics  # issue 18: /metrics
     models_dir: Path | None = None
-    faces: FaceEmbedding | None = None
-    worker: IngestWorker | None = None
-    intake: Intake | None = None  # malformed payloads: rejected on receipt, bulk dead letters
-    link: MqttLink | None = None
-    nats_link: NatsLink | None = None  # broker_kind nats: the JetStream consumer
-    broker: PrivateMosquitto | None = None
-    broker_url: str | None = None
-    incidents: IncidentRuntime | None = None
-    zones: ZoneConfigs | None = None
-    zone_link: MqttLink | None = None
-    metrics: HubMetrics | None = None  # issue 18: /metrics
-    media: MediaStore | None = None  # issue 14: evidence clips and snapshots
-    media_retention: MediaRetention | None = None
-    beat: WorkerBeat | None = None
-    sqlite_lock: SqliteWorkerLock | None = None
     login_throttle: LoginThrottle | SharedLoginThrottle = field(default_factory=LoginThrottle)
-    _tmp: list[tempfile.TemporaryDirectory[str]] = field(default_factory=list)
+    _faces: list[FaceEmbedding] = field(default_factory=list)  # loaded on first use
+    _running: list[tuple[Services, ExitStack]] = field(default_factory=list)  # 0 or 1
+
+    @property
+    def faces(self) -> FaceEmbedding | None:
+        return self._faces[0] if self._faces else None
 
     def enroller(self) -> PhotoEnroller:
         """The photo enroller; loads the face models on first use."""
-        if self.faces is None:
+        if not self._faces:
             from ringwatch.models.faces import FacePipeline
             from ringwatch.models.manifest import default_models_dir
 
-            self.faces = FacePipeline.from_models_dir(self.models_dir or default_models_dir())
+            self._faces.append(
+                FacePipeline.from_models_dir(self.models_dir or default_models_dir())
+            )
         return PhotoEnroller(
-            self.faces, self.settings.enrol_min_quality, self.settings.enrol_min_face_px
+            self._faces[0], self.settings.enrol_min_quality, self.settings.enrol_min_face_px
         )
 
-    def start(self, ingest: bool) -> None:
-        path = sqlite_path(self.engine)
-        if path is not None and self.sqlite_lock is None:  # SQLite: refuse a second worker
-            self.sqlite_lock = SqliteWorkerLock(path)
-            self.sqlite_lock.acquire(self.config.ingest.worker)
-        migrate(self.engine)
-        with self.sessions.begin() as session:
-            crud.apply_config(session, self.config)
-        self.matcher.warm(self.sessions)  # decrypted templates in memory before any face
-        self.incidents = IncidentRuntime(
-            self.sessions,
-            self.config.incidents,
-            self.settings.colour_policy,
-            self.clock,
-            self._alert,
-            senders=notify_senders(self.settings, self.config.incidents),  # issue 14
-            worker=self.config.ingest.worker,
-        )
-        self.zones = ZoneConfigs(self.sessions, self.clock)
-        self._start_media()
-        if ingest:
-            self._start_ingest()
-        self.beat = WorkerBeat(self.sessions, self.config.ingest.worker, self.clock, self._load)
-        if self.config.incidents.timer_loop:
-            self.incidents.start()
-            self.beat.start()
+    # -- the running services, None before start / after stop ------------------------------
 
-    def _load(self) -> Load:
-        queued, lag = (0, None) if self.worker is None else self.worker.lag()
-        return Load(self.stats.snapshot().get("stored", 0), queued, lag)
+    @property
+    def services(self) -> Services | None:
+        return self._running[0][0] if self._running else None
 
-    def _start_media(self) -> None:
-        """Issue 14: the media folder and its retention (hub/media.py)."""
-        self.media = MediaStore(self.settings.media_dir)
-        retention = self.config.incidents.retention
-        self.media_retention = MediaRetention(self.sessions, self.media, retention, self.clock)
-        if self.config.incidents.timer_loop:
-            self.media_retention.start()
+    @property
+    def incidents(self) -> IncidentRuntime | None:
+        return None if self.services is None else self.services.incidents
 
-    def _alert(self, topic: str, payload: bytes) -> bool:
-        """Publish a routed alert (False while there is no broker link: retried later)."""
-        link = self.link or self.nats_link
-        return link is not None and link.publish(topic, payload)
+    @property
+    def zones(self) -> ZoneConfigs | None:
+        return None if self.services is None else self.services.zones
+
+    @property
+    def media(self) -> MediaStore | None:
+        return None if self.services is None else self.services.media
+
+    @property
+    def media_retention(self) -> MediaRetention | None:
+        return None if self.services is None else self.services.media_retention
+
+    @property
+    def beat(self) -> WorkerBeat | None:
+        return None if self.services is None else self.services.beat
+
+    @property
+    def worker(self) -> IngestWorker | None:
+        return None if self.services is None else self.services.worker
+
+    @property
+    def intake(self) -> Intake | None:
+        return None if self.services is None else self.services.intake
+
+    @property
+    def link(self) -> MqttLink | None:
+        return None if self.services is None else self.services.link
+
+    @property
+    def nats_link(self) -> NatsLink | None:
+        return None if self.services is None else self.services.nats_link
+
+    @property
+    def broker(self) -> PrivateMosquitto | None:
+        return None if self.services is None else self.services.broker
+
+    @property
+    def broker_url(self) -> str | None:
+        return None if self.services is None else self.services.broker_url
+
+    @property
+    def zone_link(self) -> MqttLink | None:
+        return None if self.services is None else self.services.zone_link
+
+    @property
+    def sqlite_lock(self) -> SqliteWorkerLock | None:
+        return None if self.services is None else self.services.sqlite_lock
 
     @property
     def ingest_connected(self) -> bool:
         link = self.link or self.nats_link
         return link is not None and link.connected.is_set()
 
-    def _start_ingest(self) -> None:
-        if self.settings.broker_kind == "nats":
-            self._start_nats_ingest()
-            return
-        url = self.settings.broker_url
-        if url is None:
-            tmp = tempfile.TemporaryDirectory(prefix="ringwatch-broker-")
-            self._tmp.append(tmp)
-            self.broker = PrivateMosquitto(Path(tmp.name)).start()
-            url = self.broker.url
-            log.info("started a private Mosquitto at %s", url)
-        self.broker_url = url
-        login = BrokerLogin.from_settings(self.settings) if self.broker is None else None
-        cfg = self.config.ingest
-        self.worker = IngestWorker(
-            Ingestor(
-                self.sessions,
-                self.matcher,
-                self.clock,
-                self.stats,
-                self._stored,
-                self.settings.time_bounds(),
-            ),
-            self.clock,
-            cfg.batch_size,
-        )
-        self.intake = Intake(
-            self.sessions, self.clock, self.stats, self.worker.submit, self.settings.time_bounds()
-        )
-        self.link = MqttLink(
-            BrokerAddress.from_url(url),
-            f"ringwatch-{cfg.worker}",
-            ingest_subscriptions(cfg.group),
-            self.intake.receive,
-            cfg.session_expiry_s,
-            login,
-        )
-        self.worker.attach(self.link)
-        self.intake.attach(self.link)
-        self.intake.start()
-        self.worker.start()
-        self.link.start()
-        assert self.zones is not None
-        zone_id = f"ringwatch-{cfg.worker}-zones"
-        self.zone_link = start_zone_link(
-            self.zones, url, zone_id, cfg.session_expiry_s, zone_login(login)
-        )
+    # -- lifecycle ---------------------------------------------------------------------------
 
-    def _start_nats_ingest(self) -> None:
-        """Pull from the JetStream work queue; device status and replies (zone configs)
-        over MQTT 3.1.1 from one node's MQTT listener (``broker_url``)."""
-        from ringwatch.hub.nats import NatsLink, parse_servers
-
-        if self.settings.nats_url is None:
-            raise ConfigError("hub settings: broker_kind nats needs nats_url (nats://host:port)")
-        cfg = self.config.ingest
-        self.broker_url = self.settings.nats_url
-        self.worker = IngestWorker(
-            Ingestor(self.sessions, self.matcher, self.clock, self.stats, self._stored),
-            self.clock,
-            cfg.batch_size,
-        )
-        self.intake = Intake(self.sessions, self.clock, self.stats, self.worker.submit)
-        self.nats_link = NatsLink(
-            parse_servers(self.settings.nats_url),
-            durable=cfg.group,
-            on_message=self.intake.receive,
-            name=f"ringwatch-{cfg.worker}",
-            ack_wait_s=cfg.ack_wait_s,
-            batch=cfg.batch_size,
-        )
-        self.worker.attach(self.nats_link)
-        self.intake.attach(self.nats_link)
-        self.intake.start()
-        self.worker.start()
-        self.nats_link.start()
-        url = self.settings.broker_url
-        if url is None:
-            log.warning("broker_kind nats without broker_url: no zone-config pushes")
+    def start(self, ingest: bool) -> None:
+        """Open the services (what the lifespan does); a second start while running is a
+        no-op, so a lifespan entered twice keeps one set (and one SQLite worker lock)."""
+        if self._running:
             return
-        assert self.zones is not None
-        login = BrokerLogin.from_settings(self.settings)
-        zone_id = f"ringwatch-{cfg.worker}-zones"
-        self.zone_link = start_zone_link(
-            self.zones, url, zone_id, cfg.session_expiry_s, zone_login(login), protocol="3.1.1"
-        )
+        stack = ExitStack()
+        try:
+            services = open_services(self, ingest, stack)
+        except BaseException:
+            stack.close()
+            raise
+        self._running.append((services, stack))
+
+    def stop(self) -> None:
+        """Stop the services in reverse order of starting, then the engine."""
+        if self._running:
+            _, stack = self._running.pop()
+            stack.close()
+
+    def _alert(self, topic: str, payload: bytes) -> bool:
+        """Publish a routed alert: True only once the broker PUBACKed it; False (no link,
+        link down, no PUBACK in time) leaves no queued copy, the dispatcher retries."""
+        if self.link is not None:
+            return self.link.publish_confirmed(topic, payload)
+        return self.nats_link is not None and self.nats_link.publish(topic, payload)
+
+    def _load(self) -> Load:
+        queued, lag = (0, None) if self.worker is None else self.worker.lag()
+        return Load(self.stats.snapshot().get("stored", 0), queued, lag)
 
     def _stored(self, events: list[Event], now: dt.datetime, session: Session) -> None:
-        if self.metrics is not None:  # issue 18: ingest lag
-            self.metrics.stored(events, now)
+        self.metrics.stored(events, now)  # issue 18: ingest lag
         if self.incidents is not None:
             self.incidents.on_stored(events, now, session)
 
-    def stop(self) -> None:
-        if self.media_retention is not None:
-            self.media_retention.stop()
-        if self.beat is not None:
-            self.beat.stop()
-        if self.incidents is not None:
-            self.incidents.stop()
-        if self.link is not None:
-            self.link.stop()
-        if self.nats_link is not None:
-            self.nats_link.stop()
-        if self.zone_link is not None:
-            self.zone_link.stop()
-        if self.worker is not None:
-            self.worker.stop()
-        if self.intake is not None:
-            self.intake.stop()
-        if self.broker is not None:
-            self.broker.stop()
-        self.matcher.save_snapshot()  # the next start loads it instead of decrypting all
-        for tmp in self._tmp:
-            tmp.cleanup()
-        self.engine.dispose()
-        if self.sqlite_lock is not None:
-            self.sqlite_lock.release()
-            self.sqlite_lock = None
+
+def open_services(hub: Hub, ingest: bool, stack: ExitStack) -> Services:
+    """Start the hub's services; each one's stop goes on ``stack`` as it starts, so closing
+    the stack tears them down in reverse (the engine last)."""
+    lock = None
+    path = sqlite_path(hub.engine)
+    if path is not None:  # SQLite: refuse a second worker
+        lock = SqliteWorkerLock(path)
+        lock.acquire(hub.config.ingest.worker)
+        stack.callback(lock.release)  # last of all
+    stack.callback(hub.engine.dispose)
+    stack.callback(hub.matcher.save_snapshot)  # the next start loads it, not decrypting all
+    migrate(hub.engine)
+    with hub.sessions.begin() as session:
+        crud.apply_config(session, hub.config)
+    hub.matcher.warm(hub.sessions)  # decrypted templates in memory before any face
+    incidents = IncidentRuntime(
+        hub.sessions,
+        hub.config.incidents,
+        hub.settings.colour_policy,
+        hub.clock,
+        hub._alert,
+        senders=notify_senders(hub.settings, hub.config.incidents),  # issue 14
+        worker=hub.config.ingest.worker,
+    )
+    zones = ZoneConfigs(hub.sessions, hub.clock)
+    media = MediaStore(hub.settings.media_dir)  # issue 14 (hub/media.py)
+    retention = MediaRetention(hub.sessions, media, hub.config.incidents.retention, hub.clock)
+    timers = hub.config.incidents.timer_loop
+    if timers:
+        retention.start()
+        stack.callback(retention.stop)
+    links = _start_ingest(hub, zones, stack) if ingest else {}
+    beat = WorkerBeat(hub.sessions, hub.config.ingest.worker, hub.clock, hub._load)
+    if timers:
+        incidents.start()
+        stack.callback(incidents.stop)
+        beat.start()
+        stack.callback(beat.stop)
+    return Services(incidents, zones, media, retention, beat, sqlite_lock=lock, **links)
+
+
+class _Links(TypedDict, total=False):
+    worker: IngestWorker
+    intake: Intake
+    link: MqttLink
+    nats_link: NatsLink
+    broker: PrivateMosquitto
+    broker_url: str
+    zone_link: MqttLink
+
+
+def _start_ingest(hub: Hub, zones: ZoneConfigs, stack: ExitStack) -> _Links:
+    if hub.settings.broker_kind == "nats":
+        return _start_nats_ingest(hub, zones, stack)
+    out: _Links = {}
+    url = hub.settings.broker_url
+    if url is None:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ringwatch-broker-"))
+        out["broker"] = broker = PrivateMosquitto(Path(tmp)).start()
+        stack.callback(broker.stop)
+        url = broker.url
+        log.info("started a private Mosquitto at %s", url)
+    out["broker_url"] = url
+    login = BrokerLogin.from_settings(hub.settings) if "broker" not in out else None
+    cfg = hub.config.ingest
+    out["worker"] = worker = IngestWorker(
+        Ingestor(
+            hub.sessions, hub.matcher, hub.clock, hub.stats, hub._stored, hub.settings.time_bounds()
+        ),
+        hub.clock,
+        cfg.batch_size,
+    )
+    out["intake"] = intake = Intake(
+        hub.sessions, hub.clock, hub.stats, worker.submit, hub.settings.time_bounds()
+    )
+    out["link"] = link = MqttLink(
+        BrokerAddress.from_url(url),
+        f"ringwatch-{cfg.worker}",
+        ingest_subscriptions(cfg.group),
+        intake.receive,
+        cfg.session_expiry_s,
+        login,
+    )
+    worker.attach(link)
+    intake.attach(link)
+    intake.start()
+    stack.callback(intake.stop)
+    worker.start()
+    stack.callback(worker.stop)
+    link.start()
+    stack.callback(link.stop)
+    zone_id = f"ringwatch-{cfg.worker}-zones"
+    out["zone_link"] = zl = start_zone_link(
+        zones, url, zone_id, cfg.session_expiry_s, zone_login(login)
+    )
+    stack.callback(zl.stop)
+    return out
+
+
+def _start_nats_ingest(hub: Hub, zones: ZoneConfigs, stack: ExitStack) -> _Links:
+    """Pull from the JetStream work queue; device status and replies (zone configs)
+    over MQTT 3.1.1 from one node's MQTT listener (``broker_url``)."""
+    from ringwatch.hub.nats import NatsLink, parse_servers
+
+    if hub.settings.nats_url is None:
+        raise ConfigError("hub settings: broker_kind nats needs nats_url (nats://host:port)")
+    cfg = hub.config.ingest
+    out: _Links = {"broker_url": hub.settings.nats_url}
+    out["worker"] = worker = IngestWorker(
+        Ingestor(hub.sessions, hub.matcher, hub.clock, hub.stats, hub._stored),
+        hub.clock,
+        cfg.batch_size,
+    )
+    out["intake"] = intake = Intake(hub.sessions, hub.clock, hub.stats, worker.submit)
+    out["nats_link"] = nats_link = NatsLink(
+        parse_servers(hub.settings.nats_url),
+        durable=cfg.group,
+        on_message=intake.receive,
+        name=f"ringwatch-{cfg.worker}",
+        ack_wait_s=cfg.ack_wait_s,
+        batch=cfg.batch_size,
+    )
+    worker.attach(nats_link)
+    intake.attach(nats_link)
+    intake.start()
+    stack.callback(intake.stop)
+    worker.start()
+    stack.callback(worker.stop)
+    nats_link.start()
+    stack.callback(nats_link.stop)
+    url = hub.settings.broker_url
+    if url is None:
+        log.warning("broker_kind nats without broker_url: no zone-config pushes")
+        return out
+    login = BrokerLogin.from_settings(hub.settings)
+    zone_id = f"ringwatch-{cfg.worker}-zones"
+    out["zone_link"] = zl = start_zone_link(
+        zones, url, zone_id, cfg.session_expiry_s, zone_login(login), protocol="3.1.1"
+    )
+    stack.callback(zl.stop)
+    return out
 
 
 ZONES_USER_SUFFIX = "-zones"
@@ -292,23 +383,25 @@ def build_hub(
     engine = make_engine(settings.database_url)
     cipher = TemplateCipher(settings.template_key)
     matcher = TimedMatcher(cipher, clock, config.matching)  # issue 18: 1:N time in /metrics
-    hub = Hub(
+    sessions = session_factory(engine)
+    stats = IngestStats()
+    metrics = HubMetrics(stats, sessions, clock, config.ingest.worker)
+    matcher.observe = metrics.match_seconds.observe
+    return Hub(
         settings=settings,
         config=config,
         engine=engine,
-        sessions=session_factory(engine),
+        sessions=sessions,
         clock=clock,
         cipher=cipher,
         matcher=matcher,
         tokens=TokenCodec(settings.jwt_secret),
-        stats=IngestStats(),
+        stats=stats,
+        metrics=metrics,
         models_dir=models_dir,
-        faces=faces,
+        login_throttle=SharedLoginThrottle(sessions),  # one for every worker on the database
+        _faces=[] if faces is None else [faces],
     )
-    hub.login_throttle = SharedLoginThrottle(hub.sessions)  # one for every worker on the db
-    hub.metrics = HubMetrics(hub.stats, hub.sessions, clock, config.ingest.worker)
-    matcher.observe = hub.metrics.match_seconds.observe
-    return hub
 
 
 def create_app(
@@ -345,7 +438,6 @@ def create_app(
     app.state.hub = hub
     app.include_router(api_router, prefix="/api/v1")
     include_dashboard(app)
-    assert hub.metrics is not None
     include_metrics(app, hub.metrics)  # issue 18
     styles = inline_style_hashes(DASHBOARD_DIR.glob("*.html"))
     app.add_middleware(Guard, csp=content_security_policy(styles))

@@ -1,16 +1,21 @@
-"""The hub's MQTT side: one small paho adapter (:class:`MqttLink`) and the ingest worker
-that batches messages, commits them, then acks them and sends the devices their receipts.
+"""The hub's MQTT side: its role on top of the shared paho adapter (:mod:`ringwatch.mqtt`,
+core/mqtt.py) in :class:`MqttLink`, and the ingest worker that batches messages, commits
+them, then acks them and sends the devices their receipts.
 
-paho: ``CallbackAPIVersion.VERSION2``, MQTT 5, a stable client id per worker, a persistent
-session (``clean_start=False`` plus a session expiry, since paho's default wipes the session
-on each new client), ``manual_ack=True`` so the broker redelivers whatever was not committed,
-and the shared subscriptions made again in every ``on_connect`` (a shared subscription
-restored from Mosquitto's persistence file receives nothing after a broker restart).
+The link: a stable client id per worker, a persistent session (``clean_start=False`` plus a
+session expiry), ``manual_ack=True`` so the broker redelivers whatever was not committed, and
+the shared subscriptions made again in every ``on_connect`` (a shared subscription restored
+from Mosquitto's persistence file receives nothing after a broker restart) -- all of it, with
+the checks of ``loop_start``, SUBACK and PUBACK refusals, in :class:`ringwatch.mqtt.MqttClient`.
 
 Login: a production broker (configs/mosquitto.conf) refuses anonymous clients, so a link
 takes a :class:`BrokerLogin` (user name, password read from a file, CA file for mqtts://).
 A CONNACK refusing the credentials stops all retrying (the same credentials cannot start
-working) and is kept in :attr:`MqttLink.refused` for the health endpoint, as edge/mqtt.py does.
+working) and is kept in :attr:`MqttLink.refused` for the health endpoint.
+
+Routed alerts go out through :meth:`MqttLink.publish_confirmed`: True only once the broker
+PUBACKed, False leaves no copy in paho that would be sent after a reconnect, so the
+dispatcher's retry is the only other copy (hub/webhooks.py).
 """
 
 from __future__ import annotations
@@ -20,41 +25,32 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
+import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from ringwatch.contract.messages import MAX_RECEIPT_IDS, Receipt, encode
 from ringwatch.contract.topics import TopicKind, receipt_topic, shared_filter, topic_filter
-from ringwatch.errors import ConfigError
 from ringwatch.hub.clock import Clock
 from ringwatch.hub.ingest import BatchResult, Inbound, IngestStats, Rejected
-from ringwatch.hub.settings import HubSettings
-from ringwatch.paho_client import new_client
+from ringwatch.mqtt import (
+    FATAL_CONNACK,
+    BrokerAddress,
+    BrokerLogin,
+    ClientCounters,
+    Message,
+    MqttClient,
+)
 
 log = logging.getLogger(__name__)
-#: CONNACK reason codes after which retrying cannot help (MQTT 5 spec 3.2.2.2). Mosquitto
-#: 2.0.11 answers a wrong password with 0x87, not 0x86.
-FATAL_CONNACK = {
-    0x84: "unsupported protocol version",
-    0x85: "client identifier not valid",
-    0x86: "bad user name or password",
-    0x87: "not authorized",
-    0x8A: "banned",
-    0x8C: "bad authentication method",
-}
 INGEST_KINDS = (TopicKind.EVENTS, TopicKind.HEALTH, TopicKind.SENSORS)
 # Connection-level database errors: the batch is retried as a whole. Any other error
 # (DataError, IntegrityError, ProgrammingError, a bug) is one message's fault.
 UNAVAILABLE = (OperationalError, InterfaceError)
+#: How long a routed alert waits for its PUBACK (well under the dispatcher's claim time).
+ALERT_CONFIRM_S = 5.0
 
 
 class Link(Protocol):
@@ -76,66 +72,14 @@ class BatchIngest(Protocol):
     def dead_letter(self, message: Inbound, reason: str, detail: str) -> BatchResult: ...
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-
-    @classmethod
-    def from_url(cls, url: str) -> BrokerAddress:
-        parts = urlsplit(url)
-        if parts.username is not None or parts.password is not None:
-            # Refused, not dropped: the URL is logged and shown by /health.
-            raise ConfigError(
-                "broker url: credentials in the URL are not accepted; set broker_username"
-                " and broker_password_file in the hub settings"
-            )
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ConfigError(f"broker url {url!r}: expected mqtt://host:port or mqtts://...")
-        tls = parts.scheme == "mqtts"
-        return cls(parts.hostname, parts.port or (8883 if tls else 1883), tls)
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerLogin:
-    """How a hub link logs in: user name + password, and the CA file for mqtts://."""
-
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    ca_file: Path | None = None
-
-    @classmethod
-    def from_settings(cls, settings: HubSettings) -> BrokerLogin:
-        """The login from the hub settings; the password is read from its file (first line,
-        without the line break). Raise :class:`ConfigError` naming the file, never the
-        password, when it cannot be read or the file is set without a user name."""
-        path = settings.broker_password_file
-        if path is not None and settings.broker_username is None:
-            raise ConfigError(
-                "hub settings: broker_password_file is set but broker_username is not"
-            )
-        password = None
-        if path is not None:
-            try:
-                lines = path.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(
-                    f"broker_password_file {path}: cannot read it ({type(exc).__name__})"
-                ) from None
-            if not lines or not lines[0]:
-                raise ConfigError(f"broker_password_file {path}: the first line is empty")
-            password = lines[0]
-        return cls(settings.broker_username, password, settings.broker_ca_file)
-
-
 def ingest_subscriptions(group: str) -> list[str]:
     """Shared filters for events, health and sensor readings."""
     return [shared_filter(group, topic_filter(kind)) for kind in INGEST_KINDS]
 
 
 class MqttLink:
-    """A paho client: persistent session, manual acks, re-subscribe on every connect."""
+    """The hub's broker link: the shared client in manual-ack mode, one callback for all of
+    its subscriptions, and the refusal worded for the hub's settings."""
 
     def __init__(
         self,
@@ -150,104 +94,83 @@ class MqttLink:
         self.address = address
         self.protocol = protocol
         self.subscriptions = list(subscriptions)
-        self.connected = threading.Event()
         self.refused: str | None = None  # why the broker refused us for good (health shows it)
-        self.refusals = 0  # refused CONNACKs so far
         self._client_id = client_id
         self._on_message = on_message
-        self._expiry = session_expiry_s
-        self.client = new_client(client_id, protocol, session_expiry_s, manual_ack=True)
         login = login or BrokerLogin()
-        if login.username is not None:
-            self.client.username_pw_set(login.username, login.password)
-        if address.tls:
-            self.client.tls_set(ca_certs=str(login.ca_file) if login.ca_file else None)
-        self.client.on_connect = self._connected
-        self.client.on_disconnect = self._disconnected
-        self.client.on_message = self._message
-        self.client.reconnect_delay_set(1, 10)
+        scheme = "mqtts" if address.tls else "mqtt"
+        self.mqtt = MqttClient(
+            f"{scheme}://{address.host}:{address.port}",
+            client_id,
+            username=login.username,
+            password=login.password,
+            ca_file=login.ca_file,
+            session_expiry_s=session_expiry_s,
+            manual_ack=True,
+            reconnect_delay_s=(1, 10),
+            protocol=protocol,
+        )
+        self.mqtt.on_refused = self._refused
+        self.mqtt.unmatched = self._message  # a session's old filter: still ingested, acked
+        for topic_filter_ in self.subscriptions:
+            self.mqtt.subscribe(topic_filter_, self._message, qos=1)
+
+    @property
+    def client(self) -> paho.Client:
+        """The paho client underneath (tests check ``client.is_connected()``)."""
+        return self.mqtt.raw
+
+    @property
+    def connected(self) -> threading.Event:
+        return self.mqtt.connected_event
+
+    @property
+    def refusals(self) -> int:
+        """Refused CONNACKs so far."""
+        return self.mqtt.counters().refused
+
+    def counters(self) -> ClientCounters:
+        return self.mqtt.counters()
 
     def start(self) -> None:
-        if self.protocol == "3.1.1":
-            self.client.connect_async(self.address.host, self.address.port, 30)
-        else:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = self._expiry
-            self.client.connect_async(
-                self.address.host, self.address.port, 30, clean_start=False, properties=props
-            )
-        rc = self.client.loop_start()
-        if rc != mqtt.MQTT_ERR_SUCCESS:
-            raise ConfigError(f"cannot start the MQTT network thread: {mqtt.error_string(rc)}")
+        self.mqtt.start()
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-        self.connected.clear()
+        self.mqtt.close()
 
     def ack(self, mid: int, qos: int) -> None:
-        if qos > 0:
-            rc = self.client.ack(mid, qos)
-            if rc != mqtt.MQTT_ERR_SUCCESS:
-                log.warning("ack of mid %s failed: %s", mid, mqtt.error_string(rc))
+        self.mqtt.ack(mid, qos)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> bool:
-        """True when paho took the message (sent, or queued and sent on reconnect); False
-        when nothing was queued, so a caller that retries never makes a second copy.
-
-        paho queues a QoS 1+ publish made while disconnected and sends it after reconnecting,
-        yet returns ``MQTT_ERR_NO_CONN`` for it: that is success here. While the link is
-        known to be down nothing is handed to paho at all (the caller keeps the message)."""
-        if not self.client.is_connected():
+        """Receipts and zone configs: True when paho took the message on a live connection;
+        False (nothing handed to paho) while the link is down: the caller keeps it."""
+        client = self.mqtt.raw
+        if not client.is_connected():
             return False
-        info = self.client.publish(topic, payload, qos=qos)
-        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+        info = client.publish(topic, payload, qos=qos)
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             return True
-        if info.rc == mqtt.MQTT_ERR_NO_CONN and qos > 0:
+        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0:
             return True  # dropped between the check and the call: paho queued it
-        log.warning("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+        log.warning("publish to %s failed: %s", topic, paho.error_string(info.rc))
         return False
 
-    def _connected(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            self.refusals += 1
-            log.error("broker refused the connection: %s (0x%02x)", reason, reason.value)
-            if reason.value in FATAL_CONNACK:
-                self.refused = (
-                    f"broker {self.address.host}:{self.address.port} refused client "
-                    f"{self._client_id!r}: {FATAL_CONNACK[reason.value]} (0x{reason.value:02x});"
-                    " not retrying: check broker_username / broker_password_file"
-                )
-                log.error("%s", self.refused)
-                client.disconnect()  # ends paho's loop: the same credentials cannot help
-            return
-        if self.protocol == "3.1.1":
-            result, _ = client.subscribe([(f, 1) for f in self.subscriptions])
-        else:
-            result, _ = client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.subscriptions])
-        if result != mqtt.MQTT_ERR_SUCCESS:
-            log.error("subscribe failed: %s", mqtt.error_string(result))
-            return
-        self.connected.set()
+    def publish_confirmed(
+        self, topic: str, payload: bytes, timeout: float = ALERT_CONFIRM_S
+    ) -> bool:
+        """Routed alerts: True only once the broker PUBACKed; False leaves no queued copy
+        (see :meth:`ringwatch.mqtt.MqttClient.publish_confirmed`)."""
+        return self.mqtt.publish_confirmed(topic, payload, 1, timeout)
 
-    def _disconnected(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self.connected.clear()
+    def _refused(self, code: int) -> None:
+        self.refused = (
+            f"broker {self.address.host}:{self.address.port} refused client "
+            f"{self._client_id!r}: {FATAL_CONNACK[code]} (0x{code:02x});"
+            " not retrying: check broker_username / broker_password_file"
+        )
+        log.error("%s", self.refused)
 
-    def _message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+    def _message(self, message: Message) -> None:
         try:
             self._on_message(
                 Inbound(message.topic, bytes(message.payload), message.mid, message.qos)
