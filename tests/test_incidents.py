@@ -277,8 +277,14 @@ def test_sightings_of_one_person_form_one_incident_with_trajectory_and_colour(de
     [incident] = desk.rows(Incident)
     assert (incident.colour, incident.ring, incident.escalating) == ("red", "inner", True)
     assert incident.first_seen == T0 and incident.last_seen == T0 + dt.timedelta(seconds=40)
-    trajectory = incident.detail["trajectory"]
-    assert [(p["camera"], p["ring"], p["colour"]) for p in trajectory] == [
+    # The trajectory is the incident's sighting points (detail keeps only their count).
+    trajectory = sorted(
+        desk.rows(IncidentPoint, IncidentPoint.incident_id == incident.id,
+                  IncidentPoint.role == "sighting"),
+        key=lambda p: p.at,
+    )
+    assert incident.detail["sightings"] == 3 and "trajectory" not in incident.detail
+    assert [(p.camera_id, p.ring, p.colour) for p in trajectory] == [
         ("gate", "perimeter", "orange"),
         ("gate", "inner", "red"),
         ("gate", "outer", "yellow"),

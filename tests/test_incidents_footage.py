@@ -39,7 +39,7 @@ from ringwatch.contract.topics import EventKind, TopicKind, event_topic, topic_f
 from ringwatch.edge.mqtt import Message, MqttClient
 from ringwatch.hub import tables as t
 from ringwatch.hub.app import Hub, create_app
-from ringwatch.hub.incident_tables import Incident
+from ringwatch.hub.incident_tables import Incident, IncidentPoint
 from ringwatch.hub.inventory import HubConfig
 from ringwatch.models.faces import FacePipeline
 from tests.hub_fixtures import BACKENDS, create_admin, database, review_due, settings, token
@@ -220,15 +220,20 @@ def test_real_edge_footage_makes_the_expected_incidents(
         assert match.person_id == lin and match.site_id == SITE
         assert (match.colour, match.ring) == (EXPECTED_COLOUR, GATE_RING)
         assert match.detail["person"]["tier"] == LIN_TIER
-        trajectory = match.detail["trajectory"]
+        with hub.sessions() as session:  # the trajectory: the incident's sighting points
+            trajectory = list(
+                session.scalars(
+                    sa.select(IncidentPoint).filter_by(incident_id=match.id, role="sighting")
+                )
+            )
         # At the 1:N threshold 0.5 the deterministic run (every frame, 10 fps of video time)
         # yields one matching best shot; several sightings forming one trajectory: see
         # test_incidents.py::test_sightings_of_one_person_form_one_incident_with_trajectory...
         assert len(trajectory) >= 1, "his sighting on the gate camera"
-        assert {(p["camera"], p["ring"], p["colour"]) for p in trajectory} == {
+        assert {(p.camera_id, p.ring, p.colour) for p in trajectory} == {
             ("gate", GATE_RING, EXPECTED_COLOUR)
         }
-        assert min(p["similarity"] for p in trajectory) >= hub.matcher.threshold
+        assert min(p.similarity or 0.0 for p in trajectory) >= hub.matcher.threshold
         wait_for(lambda: bool(_alerts(observer, match.id)), 30, "the routed alert on MQTT")
         first = _alerts(observer, match.id)[0]
         assert (first.recipient_kind.value, first.recipient) == ("station", "st-north")

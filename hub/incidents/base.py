@@ -169,19 +169,17 @@ class IncidentBase:
         incident.updated_at = now
 
     @staticmethod
-    def _trajectory(incident: Incident, point: IncidentPoint) -> None:
-        trajectory = list(incident.detail.get("trajectory", []))
-        trajectory.append(
-            {
-                "camera": point.camera_id,
-                "ring": point.ring,
-                "at": point.at.isoformat(),
-                "colour": point.colour,
-                "similarity": None if point.similarity is None else round(point.similarity, 4),
-            }
-        )
-        trajectory.sort(key=lambda p: str(p["at"]))
-        incident.detail = {**incident.detail, "trajectory": trajectory[-500:]}
+    def _count_sighting(incident: Incident) -> None:
+        """Count the sighting in ``detail``; the trajectory itself is the incident's points.
+
+        The points (camera, ring, colour, time, similarity) are in ``incident_points``, which
+        ``GET /incidents/{id}`` and the case export read. Keeping a copy of up to 500 of them
+        in the incident's ``detail`` JSON rewrote ~15-60 kB on every sighting of a busy
+        incident, under its key lock (the hottest row of the ingest path; docs/scale.md).
+        """
+        count = int(incident.detail.get("sightings", 0)) + 1
+        rest = {k: v for k, v in incident.detail.items() if k != "trajectory"}
+        incident.detail = {**rest, "sightings": count}
 
     @staticmethod
     def _event_point(incident: Incident, event: Event, ring: Ring | None) -> IncidentPoint:

@@ -108,7 +108,7 @@ class Correlation(PersonLinks, TechnicalIncidents):
             at=sighting.captured_at,
         )
         session.add(point)
-        self._trajectory(incident, point)
+        self._count_sighting(incident)
         if fresh:
             self.router.route(session, incident, Reason.NEW, now, person_station=person.station_id)
         elif step.deeper or step.raised:
