@@ -18,8 +18,12 @@ broker node SIGKILLed mid-stream and restarted; prints what was lost or doubled.
 
 Columns: events sent / stored / lost (sent, never stored) / doubled (an event applied twice
 to an incident); incidents expected (distinct correlation keys sent) / made / doubled;
-routed MQTT alerts and webhook deliveries expected (rows) / sent / doubled (a recipient got
-one alert id twice); escalations expected (stages past due, undone) / sent / doubled;
+routed MQTT alerts and webhook deliveries expected (rows) / sent / resent (same alert_id:
+at least once after a failed or timed-out attempt or a worker killed between the send and its
+commit; a recipient de-duplicating on alert_id drops it) / doubled (what a recipient could
+not drop: an id the hub never queued; for webhooks also a POST without a usable id, or one
+incident's "new" alert under a second id); escalations expected (stages past due, undone) /
+sent / doubled;
 drain time (from the last event generated to every outbox empty). An alert the broker
 redelivers to a subscriber with the DUP flag (MQTT QoS 1 at least once, e.g. after a
 node restart) is counted in a note, not as doubled: the hub published it once.
@@ -78,6 +82,7 @@ class SoakResult:
     incidents_doubled: int = 0
     alerts_expected: int = 0
     alerts_sent: int = 0
+    alerts_resent: int = 0
     alerts_doubled: int = 0
     webhooks_expected: int = 0
     webhooks_sent: int = 0
@@ -100,6 +105,7 @@ class SoakResult:
             f"{self.incidents_expected}/{self.incidents_made}",
             str(self.incidents_doubled),
             f"{self.alerts_expected}/{self.alerts_sent}",
+            str(self.alerts_resent),
             str(self.alerts_doubled),
             f"{self.webhooks_expected}/{self.webhooks_sent}",
             str(self.webhooks_resent),
@@ -120,6 +126,7 @@ HEADERS = [
     "incidents exp/made",
     "doubled",
     "alerts exp/sent",
+    "resent (same alert_id)",
     "doubled",
     "webhooks exp/sent",
     "resent (same alert_id)",
@@ -825,9 +832,19 @@ def _measure(db_url: str, edges: list[Edge], recipients: Recipients, r: SoakResu
                     sa.text("select alert_id from deliveries where channel = 'webhook'")
                 ).scalars()
             )
+            mqtt_ids = set(
+                conn.execute(
+                    sa.text("select alert_id from deliveries where channel = 'mqtt'")
+                ).scalars()
+            )
         with recipients.lock:
             _webhook_counts(recipients, hook_ids, r)
-            r.alerts_doubled = sum(n - 1 for n in recipients.alerts.values() if n > 1)
+            # Like the webhooks: a repeat of one alert_id is a resend a recipient drops (at
+            # least once: a failed or timed-out publish, or a worker killed between the
+            # broker's PUBACK and its commit); doubled is what it could not drop, an alert
+            # under an id the hub never queued.
+            r.alerts_resent = sum(n - 1 for n in recipients.alerts.values() if n > 1)
+            r.alerts_doubled = sum(n for k, n in recipients.alerts.items() if k[1] not in mqtt_ids)
             redelivered = recipients.redelivered
         got = recipients.seen()
         if redelivered:
