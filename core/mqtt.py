@@ -339,6 +339,19 @@ class MqttClient:
                 return False
         return True
 
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Wait until connected and every subscription sent has its SUBACK (granted or
+        refused: see :meth:`counters`); a message published before that may not reach us."""
+        deadline = time.monotonic() + timeout
+        if not self.wait_connected(timeout):
+            return False
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._state.pending_subs:
+                    return True
+            time.sleep(0.01)
+        return False
+
     def close(self, timeout: float = 2.0) -> None:
         """Publish the farewell (if connected), disconnect and stop the network thread."""
         if self._farewell is not None and self.connected:

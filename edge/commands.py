@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import pydantic_core
+
 from ringwatch.contract.errors import ContractError
 from ringwatch.contract.messages import (
     MAX_SNAPSHOT_REPLY_BYTES,
@@ -250,10 +252,10 @@ class Agent:
 
     def _answer_unparsable(self, payload: bytes, reason: str) -> None:
         """Reject a push that does not validate, if its request id and camera can be read."""
-        import json
-
         try:
-            raw = json.loads(payload)
+            # pydantic_core's parser is depth-limited (ValueError on a JSON bomb) where the
+            # standard library's raises RecursionError
+            raw = pydantic_core.from_json(payload)
             self._answer(str(raw["request_id"]), str(raw["camera"]), False, reason)
         except (ValueError, KeyError, TypeError, ContractError):
             log.warning("zone config push without a readable request id: %s", reason)

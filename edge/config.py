@@ -242,6 +242,8 @@ class MotionConfig(_Section):
     recheck_every: int = Field(
         default=10, ge=1, le=1000, description="Analysed frames between forced full checks."
     )
+
+
 class ClipsConfig(_Section):
     """Evidence clips around alerts and their upload to the hub (issue 14; docs/evidence.md).
 

@@ -393,7 +393,7 @@ def verify_export(data: bytes, public_key: bytes | None) -> Verdict:
         try:
             manifest = json.loads(manifest_bytes)
             listing: dict[str, dict[str, Any]] = manifest["files"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             return Verdict(False, [*problems, f"manifest unreadable: {exc}"], 0, None, source)
         for name, entry in sorted(listing.items()):
             if name not in names:

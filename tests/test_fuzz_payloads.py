@@ -31,6 +31,7 @@ from ringwatch.edge.outbox import Outbox
 from ringwatch.edge.uplink import Uplink
 from ringwatch.hub import tables as t
 from ringwatch.hub.app import Hub, create_app
+from ringwatch.hub.mqtt import MqttLink
 from tests import fuzz_payloads as fz
 from tests.hub_fixtures import database, hub_config
 from tests.hub_fixtures import settings as hub_settings
@@ -63,6 +64,9 @@ def running_hub(broker: Broker, tmp: Path) -> Iterator[Hub]:
             hub: Hub = app.state.hub
             assert hub.link is not None and hub.link.connected.wait(10)
             assert hub.zone_link is not None and hub.zone_link.connected.wait(10)
+            # bad payloads are sent once: none may go out before the hub's SUBACKs
+            assert isinstance(hub.link, MqttLink) and hub.link.mqtt.wait_subscribed(10)
+            assert hub.zone_link.mqtt.wait_subscribed(10)
             yield hub
 
 
@@ -73,7 +77,7 @@ def edge_uplink(broker: Broker, tmp: Path) -> Iterator[Uplink]:
     uplink = Uplink(outbox, client, fz.SITE, fz.DEVICE, receipt_timeout_s=30)
     uplink.start()
     client.start()
-    assert client.wait_connected(10)
+    assert client.wait_subscribed(10)  # receipts sent before the SUBACK are lost
     stop = threading.Event()
     pump = threading.Thread(target=uplink.run, args=(stop,), daemon=True)
     pump.start()
@@ -88,7 +92,7 @@ def edge_uplink(broker: Broker, tmp: Path) -> Iterator[Uplink]:
 
 
 @contextmanager
-def edge_agent(broker: Broker, tmp: Path) -> Iterator[Agent]:
+def edge_agent(broker: Broker, tmp: Path) -> Iterator[tuple[Agent, MqttClient]]:
     """The agent of test_agent.py's ``edge`` fixture (campus/box-1, a shed camera), on MQTT."""
     from tests.test_agent import (
         LEFT,
@@ -111,10 +115,10 @@ def edge_agent(broker: Broker, tmp: Path) -> Iterator[Agent]:
     for topic, handler in agent.subscriptions():
         client.subscribe(topic, lambda m, h=handler: h(m.topic, m.payload))  # type: ignore[misc]
     client.start()
-    assert client.wait_connected(10)
+    assert client.wait_subscribed(10)  # a command sent before its SUBACK is lost
     agent.workers["gate"].step(noise_frames(1)[0])  # a frame seen: snapshots have something
     try:
-        yield agent
+        yield agent, client
     finally:
         client.close()
 
@@ -217,21 +221,21 @@ def test_hostile_payloads_on_hub_topics_are_counted_and_valid_events_stored_once
         st.sampled_from(["snapshot", "zone_config", "sensor"]).flatmap(
             lambda what: fz.malformed(
                 {"snapshot": "reply", "zone_config": "answer", "sensor": "sensor"}[what]
-            ).map(lambda payload: (what, payload))
+            ).map(lambda payload: fz.Bad(what, payload))  # a short repr when it fails
         ),
         min_size=60,
         max_size=60,
     )
 )
 def test_hostile_payloads_on_edge_topics_are_counted_and_the_agent_answers(
-    broker: Broker, bad: list[tuple[str, bytes]]
+    broker: Broker, bad: list[fz.Bad]
 ) -> None:
     from tests.test_agent import ask
 
     hub_client = MqttClient(broker.url, f"fuzz-hub-{uuid.uuid4().hex[:6]}")
     hub_client.start()
     assert hub_client.wait_connected(10)
-    with tempfile.TemporaryDirectory() as tmp, edge_agent(broker, Path(tmp)) as agent:
+    with tempfile.TemporaryDirectory() as tmp, edge_agent(broker, Path(tmp)) as (agent, client):
         topics = {
             "snapshot": command_topic("campus", "box-1", Command.SNAPSHOT),
             "zone_config": command_topic("campus", "box-1", Command.ZONE_CONFIG),
@@ -239,11 +243,16 @@ def test_hostile_payloads_on_edge_topics_are_counted_and_the_agent_answers(
         }
         assert {f for f, _ in agent.subscriptions()} >= set(list(topics.values())[:2])
         before = agent.bad_messages
-        for what, payload in bad:
-            assert hub_client.publish(topics[what], payload, qos=1)
-        wait_for(lambda: agent.bad_messages - before >= len(bad), 30, "every bad command")
+        for message in bad:
+            assert hub_client.publish(topics[message.topic], message.payload, qos=1)
+        try:
+            wait_for(lambda: agent.bad_messages - before >= len(bad), 30, "every bad command")
+        except AssertionError as exc:
+            counted = agent.bad_messages - before
+            raise AssertionError(f"{exc}: {counted} of {len(bad)} counted") from None
         time.sleep(0.3)
         assert agent.bad_messages - before == len(bad)
+        assert client.counters().handler_errors == 0  # each refused by its handler, none raised
         request = json.dumps({"request_id": "ok-1", "camera": "gate"}).encode()
         reply = json.loads(ask(hub_client, Command.SNAPSHOT, request))
         assert reply["request_id"] == "ok-1" and "jpeg" in reply  # still answering

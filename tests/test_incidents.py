@@ -279,8 +279,11 @@ def test_sightings_of_one_person_form_one_incident_with_trajectory_and_colour(de
     assert incident.first_seen == T0 and incident.last_seen == T0 + dt.timedelta(seconds=40)
     # The trajectory is the incident's sighting points (detail keeps only their count).
     trajectory = sorted(
-        desk.rows(IncidentPoint, IncidentPoint.incident_id == incident.id,
-                  IncidentPoint.role == "sighting"),
+        desk.rows(
+            IncidentPoint,
+            IncidentPoint.incident_id == incident.id,
+            IncidentPoint.role == "sighting",
+        ),
         key=lambda p: p.at,
     )
     assert incident.detail["sightings"] == 3 and "trajectory" not in incident.detail
