@@ -26,7 +26,7 @@ from ringwatch.hub import crud
 from ringwatch.hub.broker import PrivateMosquitto
 from ringwatch.hub.clock import Clock, utc_now
 from ringwatch.hub.crypto import TemplateCipher
-from ringwatch.hub.db import SessionFactory, make_engine, migrate, session_factory
+from ringwatch.hub.db import SessionFactory, WriteTurns, make_engine, migrate, session_factory
 from ringwatch.hub.incident_runtime import IncidentRuntime
 from ringwatch.hub.ingest import Ingestor, IngestStats
 from ringwatch.hub.intake import Intake
@@ -278,15 +278,15 @@ def _start_ingest(hub: Hub, zones: ZoneConfigs, stack: ExitStack) -> _Links:
     out["broker_url"] = url
     login = BrokerLogin.from_settings(hub.settings) if "broker" not in out else None
     cfg = hub.config.ingest
+    turns = WriteTurns.for_engine(hub.engine)  # SQLite: the two hot writers take turns
+    bounds = hub.settings.time_bounds()
     out["worker"] = worker = IngestWorker(
-        Ingestor(
-            hub.sessions, hub.matcher, hub.clock, hub.stats, hub._stored, hub.settings.time_bounds()
-        ),
+        Ingestor(hub.sessions, hub.matcher, hub.clock, hub.stats, hub._stored, bounds, turns),
         hub.clock,
         cfg.batch_size,
     )
     out["intake"] = intake = Intake(
-        hub.sessions, hub.clock, hub.stats, worker.submit, hub.settings.time_bounds()
+        hub.sessions, hub.clock, hub.stats, worker.submit, bounds, turns=turns
     )
     out["link"] = link = MqttLink(
         BrokerAddress.from_url(url),
@@ -321,12 +321,13 @@ def _start_nats_ingest(hub: Hub, zones: ZoneConfigs, stack: ExitStack) -> _Links
         raise ConfigError("hub settings: broker_kind nats needs nats_url (nats://host:port)")
     cfg = hub.config.ingest
     out: _Links = {"broker_url": hub.settings.nats_url}
+    turns = WriteTurns.for_engine(hub.engine)
     out["worker"] = worker = IngestWorker(
-        Ingestor(hub.sessions, hub.matcher, hub.clock, hub.stats, hub._stored),
+        Ingestor(hub.sessions, hub.matcher, hub.clock, hub.stats, hub._stored, turns=turns),
         hub.clock,
         cfg.batch_size,
     )
-    out["intake"] = intake = Intake(hub.sessions, hub.clock, hub.stats, worker.submit)
+    out["intake"] = intake = Intake(hub.sessions, hub.clock, hub.stats, worker.submit, turns=turns)
     out["nats_link"] = nats_link = NatsLink(
         parse_servers(hub.settings.nats_url),
         durable=cfg.group,

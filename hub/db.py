@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,45 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         cursor.close()
 
     return engine
+
+
+class WriteTurns:
+    """First come, first served turns at writing, for the hub's two hot writers on SQLite
+    (the ingest worker's batches and the dead-letter thread's rounds). SQLite has one
+    writer at a time, and its busy handler (sleep, then retry) lets a thread that commits
+    back to back starve a waiting one: under a flood of malformed payloads with valid
+    events flowing, the dead-letter thread did not commit once in 10 s, its messages stayed
+    unacked and held the broker's in-flight window, and valid ingest slowed with it
+    (tools/fuzz_bench.py --flood). On PostgreSQL writers do not exclude each other: no
+    turns (``enabled`` False)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._cond = threading.Condition()
+        self._next = 0  # the next ticket to hand out
+        self._serving = 0  # the ticket whose turn it is
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> WriteTurns:
+        return cls(engine.dialect.name == "sqlite")
+
+    def turn(self) -> Any:
+        """A context manager: hold the turn for one transaction."""
+        return self._turn() if self.enabled else nullcontext()
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        with self._cond:
+            ticket = self._next
+            self._next += 1
+            while ticket != self._serving:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._serving += 1
+                self._cond.notify_all()
 
 
 def session_factory(engine: Engine) -> SessionFactory:

@@ -45,7 +45,7 @@ from ringwatch.hub import crud
 from ringwatch.hub import tables as t
 from ringwatch.hub.ann import Match
 from ringwatch.hub.clock import Clock
-from ringwatch.hub.db import SessionFactory
+from ringwatch.hub.db import SessionFactory, WriteTurns
 from ringwatch.hub.matching import Matcher
 
 KEPT_PAYLOAD_CHARS = 64 * 1024
@@ -318,8 +318,10 @@ class Ingestor:
         stats: IngestStats,
         on_stored: StoredHook | None = None,
         time_bounds: TimeBounds | None = None,
+        turns: WriteTurns | None = None,
     ) -> None:
         self.time_bounds = time_bounds or TimeBounds()  # message times vs this clock
+        self.turns = turns or WriteTurns(enabled=False)  # shared with the dead-letter thread
         self.sessions = sessions
         self.matcher = matcher
         self.clock = clock
@@ -359,7 +361,7 @@ class Ingestor:
         return result
 
     def _commit(self, items: Sequence[Parsed | Rejected]) -> BatchResult:
-        with self.sessions.begin() as session:
+        with self.turns.turn(), self.sessions.begin() as session:
             writer = _BatchWriter(session, self.matcher, self.clock())
             result = writer.write(items)
             if self.on_stored is not None and writer.fresh:

@@ -34,7 +34,7 @@ from ringwatch.contract.messages import MAX_RECEIPT_IDS, Receipt, TimeBounds, en
 from ringwatch.contract.topics import receipt_topic
 from ringwatch.hub import tables as t
 from ringwatch.hub.clock import Clock
-from ringwatch.hub.db import SessionFactory
+from ringwatch.hub.db import SessionFactory, WriteTurns
 from ringwatch.hub.ingest import (
     BatchResult,
     Inbound,
@@ -63,8 +63,10 @@ class Intake:
         batch_size: int = 500,
         max_wait_s: float = 0.05,
         retry_s: tuple[float, float] = (0.5, 5.0),
+        turns: WriteTurns | None = None,
     ) -> None:
         self.sessions = sessions
+        self.turns = turns or WriteTurns(enabled=False)  # shared with the ingest worker
         self.clock = clock
         self.stats = stats
         self.forward = forward  # the ingest worker's submit
@@ -162,7 +164,7 @@ class Intake:
         while True:
             try:
                 now = self.clock()
-                with self.sessions.begin() as session:
+                with self.turns.turn(), self.sessions.begin() as session:
                     for row in rows:
                         row["received_at"] = now
                     session.execute(sa.insert(t.DeadLetter), rows)

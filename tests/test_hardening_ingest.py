@@ -8,6 +8,7 @@ import collections
 import datetime as dt
 import json
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from ringwatch.contract.messages import (
 from ringwatch.contract.topics import EventKind, event_topic, health_topic, sensor_topic
 from ringwatch.hub import tables as t
 from ringwatch.hub.app import Hub, create_app
+from ringwatch.hub.db import WriteTurns
 from ringwatch.hub.ingest import Inbound, Ingestor, IngestStats, lenient_event_id, strip_biometrics
 from ringwatch.hub.intake import SAMPLES_PER_MINUTE, Intake, bound_heap
 from ringwatch.hub.mqtt import IngestWorker
@@ -380,3 +382,78 @@ def test_malformed_payloads_are_rejected_on_receipt_and_dead_lettered_in_bulk(
 
 def test_the_heap_gives_large_payloads_back() -> None:
     assert bound_heap()  # glibc: blocks of 256 kB and more are mmapped, freed at once
+
+
+def test_write_turns_are_first_come_first_served() -> None:
+    """A writer that commits back to back cannot take the turn again before one that was
+    already waiting (SQLite's busy handler let the ingest worker starve the dead-letter
+    thread)."""
+    turns = WriteTurns(enabled=True)
+    order: list[str] = []
+    waiting = threading.Event()
+
+    def other() -> None:
+        waiting.set()
+        with turns.turn():
+            order.append("other")
+
+    with turns.turn():
+        order.append("busy 1")
+        thread = threading.Thread(target=other)
+        thread.start()
+        assert waiting.wait(5)
+        deadline = time.monotonic() + 5
+        while turns._next < 2 and time.monotonic() < deadline:  # its ticket is drawn
+            time.sleep(0.001)
+    with turns.turn():  # straight back for the next one
+        order.append("busy 2")
+    thread.join(5)
+    assert order == ["busy 1", "other", "busy 2"]
+    assert WriteTurns.for_engine(sa.create_engine("sqlite://")).enabled
+
+
+def test_dead_letters_are_stored_while_valid_batches_commit_back_to_back(
+    hub: tuple[TestClient, Hub],
+) -> None:
+    """With the turns shared, malformed payloads are dead-lettered (and so acked) while the
+    ingest worker commits batch after batch; before, on SQLite, none was stored until
+    valid ingest paused, and their unacked messages held the broker's in-flight window."""
+    _, app_hub = hub
+    now = app_hub.clock()
+    stats = IngestStats()
+    turns = WriteTurns.for_engine(app_hub.engine)
+    ingestor = Ingestor(
+        app_hub.sessions, app_hub.matcher, lambda: now, stats, app_hub._stored, turns=turns
+    )
+    intake = Intake(app_hub.sessions, lambda: now, stats, lambda m: None, turns=turns)
+    intake.attach(AckLink())
+    stop = threading.Event()
+    batches = 0
+
+    def ingest_back_to_back() -> None:
+        nonlocal batches
+        while not stop.is_set():
+            ingestor.ingest([_inbound(_event_json(now)) for _ in range(200)])
+            batches += 1
+
+    busy = threading.Thread(target=ingest_back_to_back)
+    busy.start()
+    intake.start()
+    try:
+        for i in range(50):
+            intake.receive(Inbound(TOPIC, b"\xff" * 10, mid=i + 1))
+            time.sleep(0.02)
+        sent_at = batches
+        deadline = time.monotonic() + 60
+        while stats.dead_letters < 50 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        dead, waited = stats.dead_letters, batches - sent_at
+    finally:
+        stop.set()
+        busy.join(30)
+        intake.stop()
+    assert batches >= 3, "the ingest worker was not busy"
+    assert dead == 50
+    # each dead-letter round waits for at most the batch in progress (and one more drawn
+    # before it): counted in batches, not seconds
+    assert waited <= 3, f"the last dead letters waited for {waited} valid batches"

@@ -85,6 +85,99 @@ def publish(url: str, valid: int, bad: int, seed: int) -> None:
     client.close()
 
 
+def flood(url: str, rate: float, seconds: float, seed: int) -> None:
+    """Publish malformed payloads paced at ``rate`` per second for ``seconds`` (a device
+    gone wrong, or an attacker with a device's login), from its own client (child process)."""
+    rng = random.Random(seed)
+    client = MqttClient(url, f"fuzz-flood-{uuid.uuid4().hex[:6]}")
+    client.start()
+    assert client.wait_connected(10)
+    t0 = time.monotonic()
+    sent = 0
+    while (now := time.monotonic()) - t0 < seconds:
+        due = int((now - t0) * rate)
+        while sent < due:
+            _publish(client, *rough_malformed(rng))
+            sent += 1
+        time.sleep(0.002)
+    client.close()
+
+
+def run_flooded(hub: Hub, url: str, valid: int, rate: float, seed: int) -> dict[str, float]:
+    """Valid events from one publisher as fast as it goes while another floods malformed
+    payloads at ``rate``/s (0: clean). The rate is valid events stored per second from the
+    first to the last stored; ``bad_rate`` the malformed messages the hub dead-lettered per
+    second over the same window (the flood it actually absorbed)."""
+    flooder = None
+    before = hub.stats.snapshot()
+
+    def taken(key: str) -> int:
+        return hub.stats.snapshot()[key] - before[key]
+
+    if rate > 0:
+        cmd = [sys.executable, __file__, "--flood-to", url, "--flood-rate", str(rate)]
+        flooder = subprocess.Popen([*cmd, "--seed", str(seed + 1)])
+        deadline = time.monotonic() + 30
+        while taken("dead_letters") < rate and time.monotonic() < deadline:
+            time.sleep(0.01)  # the flood is running before the valid events start
+    try:
+        cmd = [sys.executable, __file__, "--publish-to", url, "--valid", str(valid)]
+        child = subprocess.Popen([*cmd, "--bad", "0", "--seed", str(seed)])
+        deadline = time.monotonic() + 600
+        while taken("stored") == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        start, dead_at_start = time.monotonic(), taken("dead_letters")
+        while taken("stored") < valid and time.monotonic() < deadline:
+            time.sleep(0.002)
+        elapsed = time.monotonic() - start
+        dead = taken("dead_letters") - dead_at_start
+        child.wait(timeout=600)
+    finally:
+        if flooder is not None:
+            flooder.kill()
+            flooder.wait()
+    return {
+        "stored": taken("stored"),
+        "rate": (valid - 1) / elapsed,
+        "bad_rate": dead / elapsed,
+        "errors": taken("errors"),
+    }
+
+
+def flood_table(hub: Hub, url: str, valid: int, rates: list[float], seed: int) -> bool:
+    """Clean and flooded runs, alternating so both see the same load; True when every
+    valid event was stored once and nothing raised."""
+    from ringwatch.table import render_table
+
+    rows = []
+    ok = True
+    for rate in rates:
+        clean = run_flooded(hub, url, valid, 0, seed)
+        dirty = run_flooded(hub, url, valid, rate, seed)
+        ok = ok and clean["stored"] == dirty["stored"] == valid
+        ok = ok and clean["errors"] == dirty["errors"] == 0
+        rows.append(
+            (
+                f"{rate:,.0f}",
+                f"{dirty['bad_rate']:,.0f}",
+                f"{clean['rate']:,.0f}",
+                f"{dirty['rate']:,.0f}",
+                f"{dirty['rate'] / clean['rate']:.2f}",
+                f"{dirty['stored']:.0f} of {valid}",
+            )
+        )
+    headers = (
+        "flood offered msg/s",
+        "flood absorbed msg/s",
+        "valid ev/s clean",
+        "valid ev/s flooded",
+        "ratio",
+        "valid stored",
+    )
+    print(render_table(headers, rows))
+    return ok
+
+
 def run(hub: Hub, url: str, valid: int, bad: int, seed: int) -> dict[str, float]:
     """The rate is valid events stored per second, from the hub's first message of the run
     to its last valid event stored."""
@@ -171,10 +264,23 @@ def main() -> int:
     parser.add_argument(
         "--tracemalloc", action="store_true", help="print the hub's top allocation growth"
     )
-    parser.add_argument("--publish-to", help=argparse.SUPPRESS)  # the child process
+    parser.add_argument(
+        "--flood",
+        type=float,
+        nargs="+",
+        metavar="MSG_PER_S",
+        help="instead: valid events from one publisher while another floods malformed"
+        " payloads at each of these rates, each run beside a clean one",
+    )
+    parser.add_argument("--publish-to", help=argparse.SUPPRESS)  # the child processes
+    parser.add_argument("--flood-to", help=argparse.SUPPRESS)
+    parser.add_argument("--flood-rate", type=float, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publish_to:
         publish(args.publish_to, args.valid, args.bad, args.seed)
+        return 0
+    if args.flood_to:
+        flood(args.flood_to, args.flood_rate, 600, args.seed)
         return 0
     with tempfile.TemporaryDirectory(prefix="fuzz-bench-") as tmp:
         broker = PrivateMosquitto(Path(tmp) / "mq").start()
@@ -193,6 +299,13 @@ def main() -> int:
         try:
             assert hub.link is not None and hub.link.connected.wait(10)
             run(hub, broker.url, 50, 0, args.seed)  # warm-up
+            if args.flood:
+                try:
+                    ok = flood_table(hub, broker.url, args.valid, args.flood, args.seed)
+                finally:
+                    hub.stop()
+                    broker.stop()
+                return 0 if ok else 1
             if args.tracemalloc:
                 tracemalloc.start(8)
                 snap_before = tracemalloc.take_snapshot()
