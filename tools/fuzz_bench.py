@@ -144,30 +144,38 @@ def run_flooded(hub: Hub, url: str, valid: int, rate: float, seed: int) -> dict[
     }
 
 
-def flood_table(hub: Hub, url: str, valid: int, rates: list[float], seed: int) -> bool:
-    """Clean and flooded runs, alternating so both see the same load; True when every
-    valid event was stored once and nothing raised."""
+def flood_table(hub: Hub, url: str, valid: int, rates: list[float], rounds: int, seed: int) -> bool:
+    """Clean and flooded runs side by side, their order swapped every round (the database
+    grows run by run, so a fixed order would favour the first); True when every valid
+    event was stored once and nothing raised."""
     from ringwatch.table import render_table
 
     rows = []
     ok = True
     for rate in rates:
-        clean = run_flooded(hub, url, valid, 0, seed)
-        dirty = run_flooded(hub, url, valid, rate, seed)
-        ok = ok and clean["stored"] == dirty["stored"] == valid
-        ok = ok and clean["errors"] == dirty["errors"] == 0
-        rows.append(
-            (
-                f"{rate:,.0f}",
-                f"{dirty['bad_rate']:,.0f}",
-                f"{clean['rate']:,.0f}",
-                f"{dirty['rate']:,.0f}",
-                f"{dirty['rate'] / clean['rate']:.2f}",
-                f"{dirty['stored']:.0f} of {valid}",
+        for round_ in range(rounds):
+            if round_ % 2 == 0:
+                clean = run_flooded(hub, url, valid, 0, seed)
+                dirty = run_flooded(hub, url, valid, rate, seed)
+            else:
+                dirty = run_flooded(hub, url, valid, rate, seed)
+                clean = run_flooded(hub, url, valid, 0, seed)
+            ok = ok and clean["stored"] == dirty["stored"] == valid
+            ok = ok and clean["errors"] == dirty["errors"] == 0
+            rows.append(
+                (
+                    f"{rate:,.0f}",
+                    "clean first" if round_ % 2 == 0 else "flooded first",
+                    f"{dirty['bad_rate']:,.0f}",
+                    f"{clean['rate']:,.0f}",
+                    f"{dirty['rate']:,.0f}",
+                    f"{dirty['rate'] / clean['rate']:.2f}",
+                    f"{dirty['stored']:.0f} of {valid}",
+                )
             )
-        )
     headers = (
         "flood offered msg/s",
+        "order",
         "flood absorbed msg/s",
         "valid ev/s clean",
         "valid ev/s flooded",
@@ -272,6 +280,7 @@ def main() -> int:
         help="instead: valid events from one publisher while another floods malformed"
         " payloads at each of these rates, each run beside a clean one",
     )
+    parser.add_argument("--rounds", type=int, default=2, help="with --flood: rounds per rate")
     parser.add_argument("--publish-to", help=argparse.SUPPRESS)  # the child processes
     parser.add_argument("--flood-to", help=argparse.SUPPRESS)
     parser.add_argument("--flood-rate", type=float, default=0, help=argparse.SUPPRESS)
@@ -301,7 +310,9 @@ def main() -> int:
             run(hub, broker.url, 50, 0, args.seed)  # warm-up
             if args.flood:
                 try:
-                    ok = flood_table(hub, broker.url, args.valid, args.flood, args.seed)
+                    ok = flood_table(
+                        hub, broker.url, args.valid, args.flood, args.rounds, args.seed
+                    )
                 finally:
                     hub.stop()
                     broker.stop()
