@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +51,9 @@ class WriteTurns:
     (the ingest worker's batches and the dead-letter thread's rounds). SQLite has one
     writer at a time, and its busy handler (sleep, then retry) lets a thread that commits
     back to back starve a waiting one: under a flood of malformed payloads with valid
-    events flowing, the dead-letter thread did not commit once in 10 s, its messages stayed
-    unacked and held the broker's in-flight window, and valid ingest slowed with it
-    (tools/fuzz_bench.py --flood). On PostgreSQL writers do not exclude each other: no
+    events flowing, the dead-letter thread did not commit once in 10 s, and its messages
+    waited in memory, unacked, in the broker's in-flight window (tools/fuzz_bench.py
+    --flood). On PostgreSQL writers do not exclude each other: no
     turns (``enabled`` False)."""
 
     def __init__(self, enabled: bool) -> None:
@@ -66,8 +66,8 @@ class WriteTurns:
     def for_engine(cls, engine: Engine) -> WriteTurns:
         return cls(engine.dialect.name == "sqlite")
 
-    def turn(self) -> Any:
-        """A context manager: hold the turn for one transaction."""
+    def turn(self) -> AbstractContextManager[None]:
+        """Hold the turn for one transaction (``with turns.turn(): ...``)."""
         return self._turn() if self.enabled else nullcontext()
 
     @contextmanager
