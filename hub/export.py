@@ -294,7 +294,7 @@ TEXT: dict[str, dict[str, str]] = {
            "verify": "Check this file with: ringwatch hub verify-export FILE --public-key KEY"},
     "zh-CN": {"title": "案卷", "incident": "事件", "status": "状态", "site": "地点",
               "first": "首次发现时间", "last": "最后发现时间", "timeline": "视频追踪轨迹",
-              "media": "录像片段和快照", "matches": "布控比中记录",
+              "media": "录像片段和快照", "matches": "重点人员比中记录",
               "decisions": "处置记录", "stages": "处置环节", "stage": "处置环节",
               "similarity": "相似度", "threshold": "阈值", "legal": "法律依据",
               "case": "案件编号",

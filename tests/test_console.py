@@ -89,7 +89,7 @@ def test_pages_have_no_inline_scripts_or_styles() -> None:
             "zh-CN",
             "原因：请填写（至少1个字符）。",
         ),
-        ("incident is closed already", "zh-CN", "该事件状态为已结束，不能再操作。"),
+        ("incident is closed already", "zh-CN", "该事件状态为已结束处置，不能再操作。"),
         (
             "stages not done: onsite_check, fire_service_called; closing anyway needs a reason",
             "zh-CN",

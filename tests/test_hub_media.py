@@ -229,7 +229,7 @@ def test_case_export_is_complete_signed_and_tampering_is_detected(
     for words in (
         "<h1>案卷: Watch-list: Red Person</h1>",
         "重点人员比中",
-        "布控比中记录",
+        "重点人员比中记录",
         "相似度",
         "法律依据: court order (test)",
         "案件编号: CASE-Red Person",

@@ -25,7 +25,7 @@ from ringwatch.contract.media import MediaKind
 from ringwatch.contract.messages import AlertLevel
 from ringwatch.contract.topics import EventKind
 from ringwatch.contract.zones import ZoneRole
-from ringwatch.hub import export, notify, terms
+from ringwatch.hub import export, i18n, notify, terms
 from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.incident_tables import Delivery
 from ringwatch.hub.incidents import Status
@@ -187,7 +187,7 @@ def test_email_and_gateway_alerts_are_sent_once_across_restarts_and_escalate(
         "地点 campus-n",
         "摄像机 gate",
         "防控圈 周界圈",
-        "状态 处置中",
+        "状态 待处置",
         "查看详情：https://ringwatch.test/#/incident/",
         "请勿直接回复",
     ):
@@ -250,10 +250,28 @@ def test_glossary_terms_in_a_chinese_alert_and_the_language_is_checked() -> None
     shed = {**alert, "kind": "shed", "colour": None, "level": "alarm", "ring": None,
             "reason": "closed", "status": "closed"}  # fmt: skip
     subject, text = notify.render(shed, "zh-CN", None)
-    assert subject.startswith("[Ringwatch] 已结束处置：报警 ") and "电动车智慧停车棚告警" in text
+    assert subject.startswith("[Ringwatch] 已结束处置：告警 ") and "电动车智慧停车棚告警" in text
     assert notify.render(alert, "en", None)[0] == "[Ringwatch] New alert: RED Watch-list: X"
     assert ContactConfig(recipient="st-north", email="a@b.c").language == "en"
     assert ContactConfig(recipient="st-north", email="a@b.c", language="zh-CN")
     for wrong in ("fr", "zh", "zh-TW"):
         with pytest.raises(ValidationError):
             ContactConfig(recipient="st-north", email="a@b.c", language=wrong)
+
+
+def test_alerts_the_api_and_the_console_use_one_word_for_each_value() -> None:
+    """An SMS, a case file, an API sentence and the board name a kind, level, ring, status,
+    stage or media kind with the same word (they came from three lists before)."""
+    for language in terms.LANGUAGES:
+        console = json.loads((terms.DASHBOARD_CATALOGUES / f"{language}.json").read_text("utf-8"))
+        api = i18n.catalogue(language)
+        for what, prefix in terms.FROM_CONSOLE.items():
+            for key, word in terms.TERMS[language].items():
+                if key.startswith(f"{what}:") and key not in terms.OWN[language]:
+                    value = key.split(":", 1)[1]
+                    assert console[f"{prefix}.{value}"] == word, (language, key)
+                    in_api = api.get(f"{prefix}.{value}", word)  # mid-sentence: lower case
+                    assert in_api.casefold() == word.casefold(), (language, key, in_api, word)
+    assert terms.term("zh-CN", "kind", "watchlist") == "重点人员比中"
+    assert terms.term("zh-CN", "status", "closed") == "已结束处置"  # the glossary's 结束处置
+    assert terms.term("zh-CN", "media", "clip") == "录像片段"
