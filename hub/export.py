@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -391,9 +392,9 @@ def verify_export(data: bytes, public_key: bytes | None) -> Verdict:
         pem = public_key if public_key is not None else zf.read("public_key.pem")
         problems = _signature_problems(manifest_bytes, zf.read(SIGNATURE), pem)
         try:
-            manifest = json.loads(manifest_bytes)
+            manifest = pydantic_core.from_json(manifest_bytes)  # depth-limited, as at ingest
             listing: dict[str, dict[str, Any]] = manifest["files"]
-        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             return Verdict(False, [*problems, f"manifest unreadable: {exc}"], 0, None, source)
         for name, entry in sorted(listing.items()):
             if name not in names:

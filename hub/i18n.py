@@ -16,7 +16,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ringwatch.contract.media import MediaKind
+
 LOCALES = Path(__file__).resolve().parent / "locales"
+CONSOLE = Path(__file__).resolve().parent / "dashboard" / "i18n"  # the pages' catalogue
+VALUE_GROUPS = ("kind", "level", "media", "ring", "role", "stage", "status")
 LANGUAGES = ("zh-CN", "en")
 
 # English API detail -> catalogue key; named groups become the sentence's parameters.
@@ -54,10 +58,35 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 
 
 @cache
+def value_words(language: str) -> Mapping[str, str]:
+    """The console's words for stored values (its ``group.value`` keys of
+    :data:`VALUE_GROUPS`, e.g. ``kind.watchlist``), as they read inside a sentence. The
+    API's sentences and the alerts and case files (:mod:`ringwatch.hub.terms`) take them
+    from here, so each value has one word wherever the hub shows it."""
+    data: dict[str, str] = json.loads((CONSOLE / f"{language}.json").read_text("utf-8"))
+    out: dict[str, str] = {}
+    for key, word in data.items():
+        group, _, value = key.partition(".")
+        if group not in VALUE_GROUPS or not value.isidentifier() or "{" in word:
+            continue  # another text, a per-kind variant (stage.shed.acknowledged), a sentence
+        if group != "media" or value in set(MediaKind):
+            out[key] = _inside_sentence(language, word)
+    return out
+
+
+def _inside_sentence(language: str, word: str) -> str:
+    """The console's English labels start with a capital ("Acknowledged"); inside a
+    sentence the word does not (acronyms stay)."""
+    if language == "en" and word[:1].isupper() and not word[1:2].isupper():
+        return word[0].lower() + word[1:]
+    return word
+
+
+@cache
 def catalogue(language: str) -> Mapping[str, str]:
-    """All sentences of ``language`` (one of :data:`LANGUAGES`)."""
+    """All sentences of ``language`` (one of :data:`LANGUAGES`), with the value words."""
     data: dict[str, str] = json.loads((LOCALES / f"{language}.json").read_text("utf-8"))
-    return data
+    return {**value_words(language), **data}
 
 
 def negotiate(header: str | None, default: str) -> str:

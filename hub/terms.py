@@ -4,29 +4,26 @@ rings, statuses, stages, media...), per language: English ("en") and Simplified 
 :mod:`ringwatch.hub.export` (the case file's summary).
 
 One word per thing: kinds, levels, rings, statuses, stages and media kinds are read from
-the console's own catalogue (``hub/dashboard/i18n/<language>.json``), so an SMS, a case
-file and the board say the same (the programme's terms, shared GLOSSARY-zh.md: 三道防控圈
+the console's own catalogue (``hub/dashboard/i18n/<language>.json``, through
+:func:`ringwatch.hub.i18n.value_words`), so an SMS, a case file, an API sentence and the
+board say the same (the programme's terms, shared GLOSSARY-zh.md: 三道防控圈
 外圈 / 周界圈 / 内圈, 签收, 到场, 结束处置, 比中...). Only what the console has no word for
 is kept here: the colours as warning tiers (红色预警: an alert names the tier, the board
 shows a coloured badge) and the roles of a case file's trajectory points.
-``tests/test_hub_notify.py`` checks that both languages have every word and that the
-hub's API catalogue (``hub/locales``) uses the same ones.
+``tests/test_hub_notify.py`` checks that both languages have every word.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from ringwatch.hub.i18n import value_words
 
 LANGUAGES = ("en", "zh-CN")
 DEFAULT_LANGUAGE = "en"
 LANGUAGE_PATTERN = "^(" + "|".join(LANGUAGES) + ")$"
 
-DASHBOARD_CATALOGUES = Path(__file__).resolve().parent / "dashboard" / "i18n"
-# what: the catalogue's key prefix ("kind" -> "kind.watchlist")
-FROM_CONSOLE = {"kind": "kind", "level": "level", "ring": "ring", "status": "status",
-                "stage": "stage", "media": "media"}  # fmt: skip
-MEDIA_KINDS = ("clip", "snapshot", "crop")
+# the groups whose words come from the console ("role" means a trajectory point's role
+# here, a user's role there: this module keeps its own)
+CONSOLE_GROUPS = ("kind", "level", "media", "ring", "stage", "status")
 OWN: dict[str, dict[str, str]] = {
     "en": {
         "colour:yellow": "YELLOW", "colour:orange": "ORANGE", "colour:red": "RED",
@@ -42,20 +39,14 @@ OWN: dict[str, dict[str, str]] = {
 
 
 def _terms(language: str) -> dict[str, str]:
-    """``what:value`` -> word: the console catalogue's words for the groups it has (its
-    plain ``group.value`` keys, not the per-kind variants such as ``stage.shed.acknowledged``
-    or sentences such as ``media.clip_caption``), then this module's own."""
-    path = DASHBOARD_CATALOGUES / f"{language}.json"
-    console: dict[str, str] = json.loads(path.read_text("utf-8"))
-    out: dict[str, str] = {}
-    for what, prefix in FROM_CONSOLE.items():
-        for key, word in console.items():
-            group, _, value = key.partition(".")
-            plain = value.isidentifier() and "{" not in word
-            # media: the kinds only, not the media panel's other texts
-            if group == prefix and plain and (what != "media" or value in MEDIA_KINDS):
-                out[f"{what}:{value}"] = word
-    return {**out, **OWN[language]}
+    """``what:value`` -> word: the console's words (:func:`ringwatch.hub.i18n.value_words`)
+    for :data:`CONSOLE_GROUPS`, then this module's own."""
+    console = {}
+    for key, word in value_words(language).items():
+        group, _, value = key.partition(".")
+        if group in CONSOLE_GROUPS:
+            console[f"{group}:{value}"] = word
+    return {**console, **OWN[language]}
 
 
 # Keys are the stored values, prefixed by what they are: "kind:", "colour:", "level:",

@@ -260,6 +260,9 @@ def test_case_export_is_complete_signed_and_tampering_is_detected(
     assert not verify_export(forged, trusted).ok, "...but not signed by the hub"
     added = _rewrite(data, "extra.txt", b"planted")
     assert "extra.txt: not in the manifest (added)" in verify_export(added, trusted).problems
+    bomb = _rewrite(data, "manifest.json", b'{"files": ' + b"[" * 5000)  # a nesting bomb
+    verdict = verify_export(bomb, trusted)
+    assert not verdict.ok and any("manifest unreadable" in p for p in verdict.problems)
 
     good, bad, key = tmp_path / "case.zip", tmp_path / "bad.zip", tmp_path / "hub.pem"
     good.write_bytes(data)

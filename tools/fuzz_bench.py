@@ -27,6 +27,8 @@ import tempfile
 import time
 import tracemalloc
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,17 +105,25 @@ def flood(url: str, rate: float, seconds: float, seed: int) -> None:
     client.close()
 
 
+def _publisher(url: str, valid: int, bad: int, seed: int) -> subprocess.Popen[bytes]:
+    """:func:`publish` in a child process (so the hub's RSS is the hub's own)."""
+    args = ["--publish-to", url, "--valid", str(valid), "--bad", str(bad), "--seed", str(seed)]
+    return subprocess.Popen([sys.executable, __file__, *args])
+
+
+def _since(hub: Hub) -> Callable[[str], int]:
+    """A reader of how far one of the hub's counters moved from now on."""
+    before = hub.stats.snapshot()
+    return lambda key: hub.stats.snapshot()[key] - before[key]
+
+
 def run_flooded(hub: Hub, url: str, valid: int, rate: float, seed: int) -> dict[str, float]:
     """Valid events from one publisher as fast as it goes while another floods malformed
     payloads at ``rate``/s (0: clean). The rate is valid events stored per second from the
     first to the last stored; ``bad_rate`` the malformed messages the hub dead-lettered per
     second over the same window (the flood it actually absorbed)."""
     flooder = None
-    before = hub.stats.snapshot()
-
-    def taken(key: str) -> int:
-        return hub.stats.snapshot()[key] - before[key]
-
+    taken = _since(hub)
     if rate > 0:
         cmd = [sys.executable, __file__, "--flood-to", url, "--flood-rate", str(rate)]
         flooder = subprocess.Popen([*cmd, "--seed", str(seed + 1)])
@@ -121,8 +131,7 @@ def run_flooded(hub: Hub, url: str, valid: int, rate: float, seed: int) -> dict[
         while taken("dead_letters") < rate and time.monotonic() < deadline:
             time.sleep(0.01)  # the flood is running before the valid events start
     try:
-        cmd = [sys.executable, __file__, "--publish-to", url, "--valid", str(valid)]
-        child = subprocess.Popen([*cmd, "--bad", "0", "--seed", str(seed)])
+        child = _publisher(url, valid, 0, seed)
         deadline = time.monotonic() + 600
         while taken("stored") == 0 and time.monotonic() < deadline:
             time.sleep(0.001)
@@ -154,12 +163,9 @@ def flood_table(hub: Hub, url: str, valid: int, rates: list[float], rounds: int,
     ok = True
     for rate in rates:
         for round_ in range(rounds):
-            if round_ % 2 == 0:
-                clean = run_flooded(hub, url, valid, 0, seed)
-                dirty = run_flooded(hub, url, valid, rate, seed)
-            else:
-                dirty = run_flooded(hub, url, valid, rate, seed)
-                clean = run_flooded(hub, url, valid, 0, seed)
+            order = (0.0, rate) if round_ % 2 == 0 else (rate, 0.0)
+            runs = {r: run_flooded(hub, url, valid, r, seed) for r in order}
+            clean, dirty = runs[0.0], runs[rate]
             ok = ok and clean["stored"] == dirty["stored"] == valid
             ok = ok and clean["errors"] == dirty["errors"] == 0
             rows.append(
@@ -189,14 +195,9 @@ def flood_table(hub: Hub, url: str, valid: int, rates: list[float], rounds: int,
 def run(hub: Hub, url: str, valid: int, bad: int, seed: int) -> dict[str, float]:
     """The rate is valid events stored per second, from the hub's first message of the run
     to its last valid event stored."""
-    before = hub.stats.snapshot()
-    cmd = [sys.executable, __file__, "--publish-to", url, "--valid", str(valid)]
-    child = subprocess.Popen([*cmd, "--bad", str(bad), "--seed", str(seed)])
+    taken = _since(hub)
+    child = _publisher(url, valid, bad, seed)
     deadline = time.monotonic() + 600
-
-    def taken(key: str) -> int:
-        return hub.stats.snapshot()[key] - before[key]
-
     while taken("received") == 0 and time.monotonic() < deadline:
         time.sleep(0.002)
     start = time.monotonic()
@@ -244,8 +245,8 @@ def transport_ceiling(url: str, valid: int, bad: int, seed: int) -> float:
     link.start()
     try:
         assert link.connected.wait(10)
-        cmd = [sys.executable, __file__, "--publish-to", url, "--valid", str(valid)]
-        subprocess.run([*cmd, "--bad", str(bad), "--seed", str(seed)], check=True)
+        if _publisher(url, valid, bad, seed).wait() != 0:
+            raise RuntimeError("the publisher failed")
         deadline = time.monotonic() + 120
         while len(got) < valid + bad and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -262,6 +263,35 @@ def malloc_trim() -> bool:
         return False
     libc.malloc_trim(0)
     return True
+
+
+@contextmanager
+def bench_hub(seed: int) -> Iterator[tuple[Hub, PrivateMosquitto]]:
+    """A private Mosquitto and a hub on SQLite ingesting from it, warmed up; both stopped
+    at the end (``hub.stop()`` may come earlier)."""
+    with tempfile.TemporaryDirectory(prefix="fuzz-bench-") as tmp:
+        broker = PrivateMosquitto(Path(tmp) / "mq").start()
+        try:
+            tag = uuid.uuid4().hex[:6]
+            settings = HubSettings(
+                database_url=f"sqlite:///{tmp}/hub.sqlite3",
+                broker_url=broker.url,
+                jwt_secret="fuzz-bench-secret-1",
+                template_key="fuzz-bench-secret-2",
+            )
+            config = HubConfig.model_validate(
+                {**HUB_CONFIG, "ingest": {"group": f"g{tag}", "worker": f"w{tag}"}}
+            )
+            hub = build_hub(settings, config)
+            hub.start(ingest=True)
+            try:
+                assert hub.link is not None and hub.link.connected.wait(10)
+                run(hub, broker.url, 50, 0, seed)  # warm-up
+                yield hub, broker
+            finally:
+                hub.stop()
+        finally:
+            broker.stop()
 
 
 def main() -> int:
@@ -291,59 +321,34 @@ def main() -> int:
     if args.flood_to:
         flood(args.flood_to, args.flood_rate, 600, args.seed)
         return 0
-    with tempfile.TemporaryDirectory(prefix="fuzz-bench-") as tmp:
-        broker = PrivateMosquitto(Path(tmp) / "mq").start()
-        tag = uuid.uuid4().hex[:6]
-        settings = HubSettings(
-            database_url=f"sqlite:///{tmp}/hub.sqlite3",
-            broker_url=broker.url,
-            jwt_secret="fuzz-bench-secret-1",
-            template_key="fuzz-bench-secret-2",
-        )
-        config = HubConfig.model_validate(
-            {**HUB_CONFIG, "ingest": {"group": f"g{tag}", "worker": f"w{tag}"}}
-        )
-        hub = build_hub(settings, config)
-        hub.start(ingest=True)
-        try:
-            assert hub.link is not None and hub.link.connected.wait(10)
-            run(hub, broker.url, 50, 0, args.seed)  # warm-up
-            if args.flood:
-                try:
-                    ok = flood_table(
-                        hub, broker.url, args.valid, args.flood, args.rounds, args.seed
-                    )
-                finally:
-                    hub.stop()
-                    broker.stop()
-                return 0 if ok else 1
-            if args.tracemalloc:
-                tracemalloc.start(8)
-                snap_before = tracemalloc.take_snapshot()
-            rss_before = rss_mb()
-            clean = run(hub, broker.url, args.valid, 0, args.seed)
-            dirty = run(hub, broker.url, args.valid, args.bad, args.seed)
-            alive = hub.worker is not None and hub.worker.running
-            time.sleep(1)  # the last acks and receipts
-            rss_after = rss_mb()
-            if args.tracemalloc:
-                growth = tracemalloc.take_snapshot().compare_to(snap_before, "traceback")
-                print("top allocation growth (tracemalloc) over the two runs:")
-                for stat in growth[:8]:
-                    print(f"  {stat.size_diff / 1e6:+8.2f} MB {stat.count_diff:+7d} blocks")
-                    for line in stat.traceback.format()[-6:]:
-                        print("     ", line)
-                traced = sum(s.size_diff for s in growth) / 1e6
-                print(f"  total traced growth {traced:+.1f} MB")
-            gc.collect()
-            trimmed = malloc_trim()
-            rss_trimmed = rss_mb()
-        finally:
-            hub.stop()
-        try:
-            ceiling = transport_ceiling(broker.url, args.valid, args.bad, args.seed)
-        finally:
-            broker.stop()
+    if args.flood:
+        with bench_hub(args.seed) as (hub, broker):
+            ok = flood_table(hub, broker.url, args.valid, args.flood, args.rounds, args.seed)
+        return 0 if ok else 1
+    with bench_hub(args.seed) as (hub, broker):
+        if args.tracemalloc:
+            tracemalloc.start(8)
+            snap_before = tracemalloc.take_snapshot()
+        rss_before = rss_mb()
+        clean = run(hub, broker.url, args.valid, 0, args.seed)
+        dirty = run(hub, broker.url, args.valid, args.bad, args.seed)
+        alive = hub.worker is not None and hub.worker.running
+        time.sleep(1)  # the last acks and receipts
+        rss_after = rss_mb()
+        if args.tracemalloc:
+            growth = tracemalloc.take_snapshot().compare_to(snap_before, "traceback")
+            print("top allocation growth (tracemalloc) over the two runs:")
+            for stat in growth[:8]:
+                print(f"  {stat.size_diff / 1e6:+8.2f} MB {stat.count_diff:+7d} blocks")
+                for line in stat.traceback.format()[-6:]:
+                    print("     ", line)
+            traced = sum(s.size_diff for s in growth) / 1e6
+            print(f"  total traced growth {traced:+.1f} MB")
+        gc.collect()
+        trimmed = malloc_trim()
+        rss_trimmed = rss_mb()
+        hub.stop()  # before the ceiling: nothing else takes the broker's messages
+        ceiling = transport_ceiling(broker.url, args.valid, args.bad, args.seed)
     ratio = dirty["rate"] / clean["rate"]
     rows = [
         (
