@@ -19,7 +19,11 @@ What the adapter promises:
   :attr:`MqttClient.refused_subscriptions`;
 - a last will (retained) and a birth message (retained) on every connect;
 - a refused CONNACK is recorded; bad credentials / not authorised stop all retrying and
-  :meth:`MqttClient.wait_connected` raises :class:`MqttAuthError` naming the reason;
+  :meth:`MqttClient.wait_connected` raises :class:`MqttAuthError` naming the reason, unless
+  the client is made with ``retry_refused_s``: a field box (edge/uplink.py) keeps retrying,
+  backing off to that many seconds, because a broker can let it in again (a hub's flood
+  quarantine lifted, hub/quarantine.py; a password fixed) and nobody is there to restart it;
+  :attr:`MqttClient.refused_now` says why it is out meanwhile;
 - every paho return code is checked (``loop_start`` included); a PUBACK refusal is counted
   and makes :meth:`MqttClient.publish_wait` / :meth:`MqttClient.publish_confirmed` report
   failure; handler exceptions are logged and counted, never allowed to kill paho's thread;
@@ -242,6 +246,7 @@ class _State:
     publish_withdrawn: int = 0
     pending_subs: dict[int, str] = field(default_factory=dict)
     refused_subscriptions: dict[str, str] = field(default_factory=dict)
+    refused_now: str | None = None  # retrying after a fatal CONNACK (retry_refused_s)
 
 
 class MqttClient:
@@ -267,6 +272,7 @@ class MqttClient:
         manual_ack: bool = False,
         reconnect_delay_s: tuple[int, int] = (1, 4),
         protocol: str = "5",
+        retry_refused_s: int | None = None,
     ) -> None:
         self.address = parse_broker_url(url)
         if username is None and self.address.username is not None:
@@ -279,6 +285,10 @@ class MqttClient:
         self.protocol = protocol
         self._birth = birth
         self._farewell = farewell
+        self._reconnect_delay_s = reconnect_delay_s
+        self._retry_refused_s = retry_refused_s
+        if retry_refused_s is not None and retry_refused_s < 1:
+            raise MqttError(f"retry_refused_s {retry_refused_s}: must be at least 1 s")
         self._subs: dict[str, tuple[int, Handler]] = {}
         self._lock = threading.Lock()
         self._state = _State()
@@ -388,6 +398,12 @@ class MqttClient:
     def fatal_error(self) -> str | None:
         """Why the client gave up for good (bad credentials...), or None."""
         return self._state.fatal
+
+    @property
+    def refused_now(self) -> str | None:
+        """With ``retry_refused_s``: why the broker keeps refusing us (we keep retrying);
+        None once a connection succeeds."""
+        return self._state.refused_now
 
     @property
     def fatal_code(self) -> int | None:
@@ -532,6 +548,10 @@ class MqttClient:
         if reason.is_failure:
             self._refused(reason)
             return
+        if self._state.refused_now is not None:
+            log.warning("the broker lets us in again (was: %s)", self._state.refused_now)
+            self._state.refused_now = None
+            client.reconnect_delay_set(*self._reconnect_delay_s)
         self._state.connects += 1
         with self._lock:
             subs = list(self._subs.items())
@@ -549,7 +569,21 @@ class MqttClient:
         s = self._state
         s.refused += 1
         s.last_refusal = f"broker refused the connection: {reason} (0x{reason.value:02x})"
+        if s.refused_now is not None:
+            log.debug("%s", s.last_refusal)  # said once when the refusals began
+            return
         log.warning("%s", s.last_refusal)
+        if reason.value in FATAL_CONNACK and self._retry_refused_s is not None:
+            # Back off (paho doubles the delay up to this) and keep trying: see the module
+            # docstring. Publishing meanwhile answers "not connected" as any outage does.
+            s.refused_now = (
+                f"broker {self.address.host}:{self.address.port} refused client "
+                f"{self.client_id!r}: {FATAL_CONNACK[reason.value]}; retrying every "
+                f"{self._retry_refused_s} s at most"
+            )
+            log.error("%s", s.refused_now)
+            self._paho.reconnect_delay_set(self._reconnect_delay_s[0], self._retry_refused_s)
+            return
         if reason.value in FATAL_CONNACK:
             s.fatal_code = reason.value
             s.fatal = (

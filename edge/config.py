@@ -44,6 +44,14 @@ class BrokerConfig(_Section):
         default="5",
         description="MQTT version: 5 (Mosquitto) or 3.1.1 (a NATS cluster's MQTT listener).",
     )
+    retry_refused_s: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="A broker that refuses the login (a hub's flood quarantine, a changed"
+        " password) is retried with backoff up to this many seconds; the outbox keeps"
+        " every event meanwhile.",
+    )
 
 
 SOURCE_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")

@@ -240,4 +240,5 @@ def device_client(
         birth=lambda: status_message(site, device, DeviceState.ONLINE, version, now()),
         farewell=lambda: status_message(site, device, DeviceState.OFFLINE, version, now()),
         protocol=cfg.protocol,
+        retry_refused_s=cfg.retry_refused_s,
     )

@@ -42,6 +42,7 @@ from ringwatch.hub.mqtt import (
     ingest_subscriptions,
 )
 from ringwatch.hub.notify import notify_senders
+from ringwatch.hub.quarantine import DynsecGuard, FloodWatch, guard_login
 from ringwatch.hub.registry import FaceEmbedding, PhotoEnroller
 from ringwatch.hub.security import LoginThrottle, SharedLoginThrottle, TokenCodec
 from ringwatch.hub.settings import HubSettings
@@ -72,6 +73,7 @@ class Services:
     broker_url: str | None = None
     zone_link: MqttLink | None = None
     sqlite_lock: SqliteWorkerLock | None = None
+    flood: FloodWatch | None = None  # flood quarantine (hub/quarantine.py)
 
 
 @dataclass(frozen=True, eq=False)  # one hub is equal to itself only
@@ -171,6 +173,10 @@ class Hub:
         return None if self.services is None else self.services.sqlite_lock
 
     @property
+    def flood(self) -> FloodWatch | None:
+        return None if self.services is None else self.services.flood
+
+    @property
     def ingest_connected(self) -> bool:
         link = self.link or self.nats_link
         return link is not None and link.connected.is_set()
@@ -262,6 +268,7 @@ class _Links(TypedDict, total=False):
     broker: PrivateMosquitto
     broker_url: str
     zone_link: MqttLink
+    flood: FloodWatch
 
 
 def _start_ingest(hub: Hub, zones: ZoneConfigs, stack: ExitStack) -> _Links:
@@ -285,8 +292,9 @@ def _start_ingest(hub: Hub, zones: ZoneConfigs, stack: ExitStack) -> _Links:
         hub.clock,
         cfg.batch_size,
     )
+    out["flood"] = flood = _flood_watch(hub, url, login, stack)
     out["intake"] = intake = Intake(
-        hub.sessions, hub.clock, hub.stats, worker.submit, bounds, turns=turns
+        hub.sessions, hub.clock, hub.stats, worker.submit, bounds, turns=turns, flood=flood
     )
     out["link"] = link = MqttLink(
         BrokerAddress.from_url(url),
@@ -327,7 +335,10 @@ def _start_nats_ingest(hub: Hub, zones: ZoneConfigs, stack: ExitStack) -> _Links
         hub.clock,
         cfg.batch_size,
     )
-    out["intake"] = intake = Intake(hub.sessions, hub.clock, hub.stats, worker.submit, turns=turns)
+    out["flood"] = flood = _flood_watch(hub, None, None, stack)  # no broker ban on NATS
+    out["intake"] = intake = Intake(
+        hub.sessions, hub.clock, hub.stats, worker.submit, turns=turns, flood=flood
+    )
     out["nats_link"] = nats_link = NatsLink(
         parse_servers(hub.settings.nats_url),
         durable=cfg.group,
@@ -358,6 +369,31 @@ def _start_nats_ingest(hub: Hub, zones: ZoneConfigs, stack: ExitStack) -> _Links
 
 
 ZONES_USER_SUFFIX = "-zones"
+
+
+def _flood_watch(
+    hub: Hub, url: str | None, login: BrokerLogin | None, stack: ExitStack
+) -> FloodWatch:
+    """The flood quarantine; with ``ingest.flood.at_broker`` it bans at the broker through
+    the ``<broker_username>-guard`` login (Mosquitto's dynamic-security plugin)."""
+    cfg = hub.config.ingest.flood
+    guard = None
+    protected = set()
+    if login is not None and login.username is not None:
+        protected = {login.username, login.username + ZONES_USER_SUFFIX}
+    if cfg.at_broker:
+        glogin = guard_login(login)
+        if url is None or glogin is None or glogin.username is None:
+            raise ConfigError(
+                "hub config: ingest.flood.at_broker needs an MQTT broker_url and a"
+                " broker_username (the guard logs in as <broker_username>-guard)"
+            )
+        guard = DynsecGuard(url, glogin)
+        protected.add(glogin.username)
+    watch = FloodWatch(hub.sessions, hub.clock, cfg, guard, protected)
+    watch.start()
+    stack.callback(watch.stop)
+    return watch
 
 
 def zone_login(login: BrokerLogin | None) -> BrokerLogin | None:

@@ -44,6 +44,7 @@ from ringwatch.hub.ingest import (
     parse,
     strip_biometrics,
 )
+from ringwatch.hub.quarantine import FloodWatch
 
 log = logging.getLogger(__name__)
 MMAP_THRESHOLD = 256 * 1024  # see bound_heap
@@ -64,8 +65,10 @@ class Intake:
         max_wait_s: float = 0.05,
         retry_s: tuple[float, float] = (0.5, 5.0),
         turns: WriteTurns | None = None,
+        flood: FloodWatch | None = None,
     ) -> None:
         self.sessions = sessions
+        self.flood = flood  # counts each malformed message by its login (hub/quarantine.py)
         self.turns = turns or WriteTurns(enabled=False)  # shared with the ingest worker
         self.clock = clock
         self.stats = stats
@@ -89,6 +92,8 @@ class Intake:
         raises for a bad payload)."""
         verdict = parse(message, self.time_bounds.at(self.clock()))
         if isinstance(verdict, Rejected):
+            if self.flood is not None:
+                self.flood.note(message.topic, verdict.reason)
             self.rejected.put((message, verdict))
         else:
             self.forward(message)  # checked again against the database by the worker

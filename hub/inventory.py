@@ -121,6 +121,33 @@ class MatchingConfig(_Section):
     )
 
 
+class FloodConfig(_Section):
+    """Flood quarantine (hub/quarantine.py): a broker login whose topics bring this many
+    malformed messages within one window is shut out for a while."""
+
+    bad_per_window: int = Field(
+        default=500,
+        ge=10,
+        le=1_000_000,
+        description="Malformed messages from one login within window_s that quarantine it"
+        " (a campus box sends about 1 message/s in all).",
+    )
+    window_s: int = Field(default=10, ge=1, le=3600, description="Counting window, s.")
+    quarantine_s: int = Field(
+        default=300,
+        ge=10,
+        le=86400,
+        description="First quarantine of a login, s; each further one within a day doubles it"
+        " (at most a day).",
+    )
+    at_broker: bool = Field(
+        default=False,
+        description="Also shut the login out at the broker (Mosquitto's dynamic-security"
+        " plugin, configs/mosquitto.conf; the hub logs in as `<broker_username>-guard`, an"
+        " admin there). Off: the hub records, audits and raises the technical incident only.",
+    )
+
+
 class IngestConfig(_Section):
     group: Ident = Field(default="ringwatch-hub", description="Shared subscription group.")
     worker: Ident = Field(default="hub-1", description="Stable client id suffix per worker.")
@@ -140,6 +167,7 @@ class IngestConfig(_Section):
         description="broker_kind nats: a message a worker took and did not ack (it died) goes"
         " to another worker after this long. Set when the durable consumer is first made.",
     )
+    flood: FloodConfig = Field(default_factory=FloodConfig)
 
 
 class HubConfig(_Section):

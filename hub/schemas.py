@@ -299,6 +299,24 @@ class DeadLetterPublic(_Out):
     payload: str
 
 
+class QuarantinePublic(_Out):
+    """A broker login shut out for flooding malformed messages (hub/quarantine.py)."""
+
+    id: int
+    login: str
+    site_id: str
+    device_id: str
+    started_at: dt.datetime
+    until: dt.datetime
+    bad_count: int
+    window_s: int
+    reasons: str
+    broker_ban: bool
+    broker_error: str | None
+    lifted_at: dt.datetime | None
+    lifted_by: str | None
+
+
 class IngestStatus(_Out):
     running: bool
     connected: bool

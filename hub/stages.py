@@ -31,6 +31,7 @@ class IncidentKind(StrEnum):
     LOITERING = "loitering"
     SHED = "shed"
     DEVICE_OFFLINE = "device_offline"
+    DEVICE_QUARANTINED = "device_quarantined"  # flooded malformed messages (hub/quarantine.py)
     CAMERA_OFFLINE = "camera_offline"
     OUTBOX_GROWING = "outbox_growing"
     CAMERA_TAMPER = "camera_tamper"  # covered, turned away or defocused (edge/tamper.py)
@@ -40,6 +41,7 @@ CAMPUS_KINDS = frozenset({IncidentKind.WATCHLIST, IncidentKind.INTRUSION, Incide
 TECHNICAL_KINDS = frozenset(
     {
         IncidentKind.DEVICE_OFFLINE,
+        IncidentKind.DEVICE_QUARANTINED,
         IncidentKind.CAMERA_OFFLINE,
         IncidentKind.OUTBOX_GROWING,
         IncidentKind.CAMERA_TAMPER,

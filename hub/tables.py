@@ -241,6 +241,29 @@ class DeadLetter(Base):
     payload: Mapped[str] = mapped_column(Text)
 
 
+class DeviceQuarantine(Base):
+    """A broker login that flooded the hub with malformed messages, shut out for a while
+    (hub/quarantine.py; 0006_i11). Active while ``lifted_at`` is unset."""
+
+    __tablename__ = "device_quarantines"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    login: Mapped[str] = mapped_column(String(ID), index=True)
+    site_id: Mapped[str] = mapped_column(String(ID))
+    device_id: Mapped[str] = mapped_column(String(ID))
+    started_at: Mapped[dt.datetime] = mapped_column(index=True)
+    until: Mapped[dt.datetime]
+    bad_count: Mapped[int] = mapped_column(Integer)
+    window_s: Mapped[int] = mapped_column(Integer)
+    reasons: Mapped[str] = mapped_column(String(500))
+    broker_ban: Mapped[bool] = mapped_column(doc="The broker was told to refuse the login.")
+    client_created: Mapped[bool] = mapped_column(
+        doc="The ban created the broker client (lifting deletes it); else it disabled one."
+    )
+    broker_error: Mapped[str | None] = mapped_column(String(500))
+    lifted_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    lifted_by: Mapped[str | None] = mapped_column(String(200))
+
+
 class LoginThrottleEntry(Base):
     """Failed logins of one user name (``user:NAME``) or one client address
     (``client:ADDR``) in the current window, shared by every hub worker (0005_i11)."""

@@ -131,10 +131,38 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
 SHIPPED_MOSQUITTO_CONF = Path(__file__).resolve().parents[1] / "configs" / "mosquitto.conf"
 
 
+GUARD_USER = "hub-guard"
+GUARD_PASSWORD = "guard-secret"
+
+
+def dynsec_plugin() -> Path:
+    """Debian's dynamic-security plugin for this machine's architecture."""
+    found = sorted(Path("/usr/lib").glob("*-linux-gnu/mosquitto_dynamic_security.so"))
+    if not found:
+        raise AssertionError("mosquitto_dynamic_security.so not found (Debian: mosquitto)")
+    return found[0]
+
+
+def dynsec_init(path: Path, admin: str = GUARD_USER, password: str = GUARD_PASSWORD) -> Path:
+    """A fresh dynamic-security file with ``admin`` as its admin (mosquitto_ctrl dynsec init)."""
+    ctrl = shutil.which("mosquitto_ctrl")
+    if ctrl is None:
+        raise AssertionError("mosquitto_ctrl not found (Debian: mosquitto)")
+    path.unlink(missing_ok=True)
+    subprocess.run(
+        [ctrl, "dynsec", "init", str(path), admin, password], check=True, capture_output=True
+    )
+    return path
+
+
 def shipped_mosquitto_conf(port: int, passwd: Path, acl: Path, persistence: Path) -> str:
     """configs/mosquitto.conf as shipped, for a test broker: its listener on 127.0.0.1:``port``
     without TLS (the tests have no certificates), the files at the given paths, logs at
-    notice level; every other line (auth, client ids, limits) unchanged."""
+    notice level; every other line (auth, client ids, limits) unchanged. The plugin's file
+    is ``persistence/dynsec.json``, made fresh (admin :data:`GUARD_USER`) if missing."""
+    dynsec = persistence / "dynsec.json"
+    if not dynsec.exists():
+        dynsec_init(dynsec)
     out = []
     for line in SHIPPED_MOSQUITTO_CONF.read_text().splitlines():
         key = line.split(" ", 1)[0]
@@ -145,6 +173,8 @@ def shipped_mosquitto_conf(port: int, passwd: Path, acl: Path, persistence: Path
             "password_file": f"password_file {passwd}",
             "acl_file": f"acl_file {acl}",
             "persistence_location": f"persistence_location {persistence}/",
+            "plugin": f"plugin {dynsec_plugin()}",
+            "plugin_opt_config_file": f"plugin_opt_config_file {dynsec}",
         }
         out.append(replaced.get(key, line))
     out += ["log_type error", "log_type warning", "log_type notice"]

@@ -469,7 +469,7 @@ def test_workers_starting_together_on_a_fresh_database_all_come_up(
         try:
             together(*(c.__enter__ for c in clients))
             for a in apps:
-                assert current_revision(a.state.hub.engine) == "0005_i11"
+                assert current_revision(a.state.hub.engine) == "0006_i11"
             with apps[0].state.hub.sessions() as session:
                 assert session.scalar(sa.select(sa.func.count()).select_from(t.Camera)) == 9
         finally:

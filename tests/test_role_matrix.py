@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from ringwatch.contract.topics import EventKind, event_topic
+from ringwatch.hub import tables as t
 from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.incident_tables import Incident
 from ringwatch.hub.ingest import Inbound, Ingestor, IngestStats
@@ -64,6 +65,23 @@ def _world(client: TestClient, hub: Hub, admin: dict[str, str]) -> dict[str, str
     }
     res = client.post("/api/v1/persons", json=person, headers=admin)
     assert res.status_code == 201, res.text
+    with hub.sessions.begin() as session:  # a hub-only flood quarantine of box-1
+        now = hub.clock()
+        quarantine = t.DeviceQuarantine(
+            login="box-1",
+            site_id="campus-n",
+            device_id="box-1",
+            started_at=now,
+            until=now,
+            bad_count=500,
+            window_s=10,
+            reasons="invalid 500",
+            broker_ban=False,
+            client_created=False,
+        )
+        session.add(quarantine)
+        session.flush()
+        quarantine_id = quarantine.id
     media = client.get(f"/api/v1/incidents/{incident}/media", headers=admin)
     assert media.status_code == 200 and media.json(), media.text  # the event's snapshot
     return {
@@ -78,6 +96,7 @@ def _world(client: TestClient, hub: Hub, admin: dict[str, str]) -> dict[str, str
         "template_id": "1",
         "sighting_id": "1",
         "stage": "acknowledged",
+        "quarantine_id": str(quarantine_id),
     }
 
 

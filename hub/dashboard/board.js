@@ -9,7 +9,7 @@ import { h, badge, colourBadge, decisionBadge, fmtTime } from "./dom.js";
 import { t, term, titleOf } from "./i18n.js";
 import { runTimers, syncClock, timerChips } from "./timers.js";
 
-const KINDS = ["watchlist", "intrusion", "loitering", "shed", "device_offline", "camera_offline", "camera_tamper", "outbox_growing"];
+const KINDS = ["watchlist", "intrusion", "loitering", "shed", "device_offline", "device_quarantined", "camera_offline", "camera_tamper", "outbox_growing"];
 const STATES = ["active", "all", "open", "confirmed", "rejected", "closed"];
 const RANGES = { all: 0, "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3 };
 const SORTS = ["newest", "colour", "last_seen"];

@@ -47,7 +47,44 @@ class TechnicalIncidents(IncidentBase):
                 incident = self._technical(session, finding, now)
                 if incident is not None:
                     raised.append(incident)
+        for finding in self.quarantine_findings(session, now):
+            incident = self._technical(session, finding, now)
+            if incident is not None:
+                raised.append(incident)
         return raised
+
+    def quarantine_findings(self, session: Session, now: dt.datetime) -> list[Finding]:
+        """A ``device_quarantined`` finding per known device with an active flood
+        quarantine (hub/quarantine.py), a resolved one per open incident whose quarantine
+        was lifted."""
+        kind = IncidentKind.DEVICE_QUARANTINED
+        active = {
+            (q.site_id, q.device_id): q
+            for q in session.scalars(
+                sa.select(t.DeviceQuarantine).where(t.DeviceQuarantine.lifted_at.is_(None))
+            )
+        }
+        open_keys = {
+            (site, key.split("/", 1)[0])
+            for site, key in session.execute(
+                sa.select(Incident.site_id, Incident.key).where(
+                    Incident.kind == kind.value, Incident.status.in_(Status.ACTIVE)
+                )
+            )
+        }
+        found = []
+        for (site, device), q in active.items():
+            if (site, device) in open_keys or session.get(t.Device, (site, device)) is None:
+                continue  # raised already, or not a device of ours (logged and audited only)
+            detail = (
+                f"{q.bad_count} malformed messages in {q.window_s} s from login {q.login}"
+                f" ({q.reasons}); shut out until {q.until.isoformat()}"
+                + ("" if q.broker_ban else " (not banned at the broker)")
+            )
+            found.append(Finding(kind, site, device, None, q.started_at, detail))
+        for site, device in open_keys - set(active):
+            found.append(Finding(kind, site, device, None, now, "quarantine lifted", resolved=True))
+        return found
 
     def _technical(self, session: Session, finding: Finding, now: dt.datetime) -> Incident | None:
         lock_keys(session, [_lock_key(finding.kind.value, finding.site, finding.key)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, status
 
 from ringwatch.contract.topics import PREFIX, EventKind, TopicKind
 from ringwatch.hub import tables as t
@@ -13,18 +13,23 @@ from ringwatch.hub.api.deps import (
     Caller,
     CallerDep,
     Filter,
+    HubDep,
     Limit,
+    Reason,
+    RowId,
     SessionDep,
     forbidden,
     not_found,
     require,
 )
+from ringwatch.hub.quarantine import FloodWatch, GuardError
 from ringwatch.hub.roles import Role
-from ringwatch.hub.schemas import DeadLetterPublic, EventPublic
+from ringwatch.hub.schemas import DeadLetterPublic, EventPublic, QuarantinePublic
 
 router = APIRouter(tags=["events"])
 EventIdPath = Annotated[str, Path(max_length=64, description="An event id (UUIDv7).")]
 Operator = Annotated[Caller, Depends(require(Role.ADMIN, Role.TECHNICIAN, Role.AUDITOR))]
+Fixer = Annotated[Caller, Depends(require(Role.ADMIN, Role.TECHNICIAN))]
 
 # Event kinds a role may read (absent: all). A property manager's shed may stand on a campus:
 # its campus events are not theirs; a technician sees camera behaviour, not faces.
@@ -113,3 +118,45 @@ def list_dead_letters(
         query = query.where(t.DeadLetter.reason == reason)
     rows = session.scalars(query.limit(limit))
     return [DeadLetterPublic.model_validate(r) for r in rows]
+
+
+@router.get("/quarantines")
+def list_quarantines(
+    session: SessionDep, caller: Operator, active: bool = False, limit: Limit = 200
+) -> list[QuarantinePublic]:
+    """Logins shut out for flooding malformed messages (hub/quarantine.py), newest first;
+    ``active``: only those not lifted yet. Scoped by site."""
+    query = sa.select(t.DeviceQuarantine).order_by(t.DeviceQuarantine.id.desc())
+    if active:
+        query = query.where(t.DeviceQuarantine.lifted_at.is_(None))
+    if caller.scope.sites is not None:
+        query = query.where(t.DeviceQuarantine.site_id.in_(caller.scope.sites))
+    return [QuarantinePublic.model_validate(r) for r in session.scalars(query.limit(limit))]
+
+
+@router.post("/quarantines/{quarantine_id}/lift")
+def lift_quarantine(
+    hub: HubDep,
+    session: SessionDep,
+    caller: Fixer,
+    quarantine_id: RowId,
+    reason: Reason = None,
+) -> QuarantinePublic:
+    """Readmit a quarantined login now (at the broker too): an admin, or a technician of
+    its site who has seen to the box; audited with the reason."""
+    row = session.get(t.DeviceQuarantine, quarantine_id)
+    if row is None or not caller.scope.sees_site(row.site_id):
+        raise not_found(f"quarantine {quarantine_id}")
+    if row.lifted_at is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"quarantine {quarantine_id}: lifted already")
+    session.rollback()  # the lift writes in its own transactions
+    # A hub without ingest (or whose guard is off) can still lift a hub-only quarantine;
+    # one banned at the broker needs the guard login (GuardError: 502 saying so).
+    watch = hub.flood or FloodWatch(hub.sessions, hub.clock, hub.config.ingest.flood)
+    try:
+        lifted = watch.lift(quarantine_id, caller.actor, reason or "lifted by hand")
+    except GuardError as exc:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from None
+    if lifted is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"quarantine {quarantine_id}: lifted already")
+    return QuarantinePublic.model_validate(lifted)

@@ -1,0 +1,440 @@
+"""Flood quarantine: a broker login that sends malformed messages far faster than any box
+does is shut out for a while, so that it stops costing the hub (issue 11).
+
+Every malformed message costs the hub its receive, parse and dead-letter row (about 0.5 ms
+of CPU); one login flooding at 1,000 messages/s takes half of a hub process's valid-event
+rate (docs/security.md). Those messages reach the hub through its one MQTT connection,
+so the hub cannot refuse them itself; the broker can.
+
+:class:`FloodWatch` counts the malformed messages of each login (:func:`login_of`: the
+shipped ACL pins a device's login to its own device segment of the topics, and a sensor
+gateway's to its site) in fixed windows. A login that reaches ``bad_per_window`` within
+``window_s`` is quarantined: a ``device_quarantines`` row (0006_i11), an audit entry, a
+``device_quarantined`` technical incident for the site's technicians
+(hub/incidents/technical.py) and, with ``ingest.flood.at_broker``, a ban at the broker by
+:class:`DynsecGuard` (Mosquitto's dynamic-security plugin: a client of that user name is
+created or disabled, which disconnects the login and refuses it until the client is
+deleted or enabled again). The quarantine lasts ``quarantine_s``, doubled for each earlier
+one of the same login within a day (at most a day); the guard thread lifts it when due,
+an admin can lift it sooner (``POST /quarantines/{id}/lift``).
+
+Nothing valid is lost by a ban: a box keeps its events in its outbox until the hub's
+receipt, and its MQTT client keeps retrying a refused login (``retry_refused_s``,
+core/mqtt.py), so once the quarantine is lifted the outbox drains as after any outage.
+What a ban costs is delay: a box quarantined for flooding also holds back its real alerts
+until it is lifted, which is why the default threshold (500 in 10 s) is some 50 times what
+a box sends at most, and why the technicians are told at once.
+
+The hub never quarantines its own logins (ingest, zones, guard). With several hub workers
+each counts its own share of the messages (the shared subscription splits them), so a
+login is quarantined once its flood exceeds the threshold at one worker; one active row per
+login (advisory lock on PostgreSQL; one worker on SQLite).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import queue
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ringwatch.contract.topics import PREFIX
+from ringwatch.errors import RingwatchError
+from ringwatch.hub import crud
+from ringwatch.hub import tables as t
+from ringwatch.hub.clock import Clock
+from ringwatch.hub.db import SessionFactory
+from ringwatch.hub.inventory import FloodConfig
+from ringwatch.hub.workers import lock_keys
+from ringwatch.mqtt import BrokerLogin, Message, MqttClient
+
+log = logging.getLogger(__name__)
+GUARD = crud.Actor("hub-flood-guard", "system")
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+RESPONSE_TOPIC = CONTROL_TOPIC + "/response"
+GUARD_USER_SUFFIX = "-guard"
+MAX_QUARANTINE = dt.timedelta(days=1)
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_PREFIX_PARTS = PREFIX.count("/") + 1
+# Topic kind -> index (after the prefix) of the segment that names the publishing login
+# under the shipped ACL: devices publish under their own device segment, sensor gateways
+# under their site.
+_LOGIN_SEGMENT = {"events": 2, "health": 2, "status": 2, "replies": 2, "sensors": 1}
+
+
+class GuardError(RingwatchError):
+    """The broker's dynamic-security plugin did not do what the guard asked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Who published a message, as far as its topic tells: site, device and broker login."""
+
+    site: str
+    device: str
+    login: str
+
+
+def login_of(topic: str) -> Source | None:
+    """The source a topic names (None where it names none we could ban)."""
+    parts = topic.split("/")
+    if len(parts) < _PREFIX_PARTS + 3 or "/".join(parts[:_PREFIX_PARTS]) != PREFIX:
+        return None
+    kind = parts[_PREFIX_PARTS]
+    index = _LOGIN_SEGMENT.get(kind)
+    if index is None:
+        return None
+    site, second = parts[_PREFIX_PARTS + 1], parts[_PREFIX_PARTS + 2]
+    login = parts[_PREFIX_PARTS + index]
+    if not (_SEGMENT.match(site) and _SEGMENT.match(second)):
+        return None
+    return Source(site, second if kind != "sensors" else site, login)
+
+
+class DynsecGuard:
+    """Bans and readmits broker logins through Mosquitto's dynamic-security plugin, over
+    its own MQTT connection (the guard login must hold the plugin's admin role)."""
+
+    def __init__(self, url: str, login: BrokerLogin, timeout_s: float = 5.0) -> None:
+        if login.username is None:
+            raise GuardError("the flood guard needs a broker login (broker_username)")
+        self.username = login.username
+        self.timeout_s = timeout_s
+        self._waiting: dict[str, _Call] = {}
+        self._lock = threading.Lock()
+        self.client = MqttClient(
+            url,
+            login.username,
+            username=login.username,
+            password=login.password,
+            ca_file=login.ca_file,
+            session_expiry_s=0,
+        )
+        self.client.subscribe(RESPONSE_TOPIC, self._on_response)
+
+    def start(self) -> None:
+        self.client.start()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def ban(self, login: str) -> bool:
+        """Refuse ``login`` at the broker (and disconnect it now). True if the ban created
+        the broker client; False if one existed and was disabled."""
+        create, disable = self._run(
+            [
+                {"command": "createClient", "username": login, "textName": "ringwatch flood ban"},
+                {"command": "disableClient", "username": login},
+            ]
+        )
+        if disable.get("error"):
+            raise GuardError(f"disableClient {login}: {disable['error']}")
+        return not create.get("error")
+
+    def readmit(self, login: str, created: bool) -> None:
+        """Undo :meth:`ban`: delete the client the ban created, or enable the one it
+        disabled. A client already gone counts as done."""
+        command = "deleteClient" if created else "enableClient"
+        (reply,) = self._run([{"command": command, "username": login}])
+        error = str(reply.get("error") or "")
+        if error and "not found" not in error.lower():
+            raise GuardError(f"{command} {login}: {error}")
+
+    def _run(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not self.client.wait_subscribed(self.timeout_s):
+            raise GuardError(f"no connection to the broker as {self.username!r}")
+        call = _Call({uuid.uuid4().hex for _ in commands})
+        tags = sorted(call.want)
+        with self._lock:
+            for tag in tags:
+                self._waiting[tag] = call
+        try:
+            for command, tag in zip(commands, tags, strict=True):
+                command["correlationData"] = tag
+            body = json.dumps({"commands": commands}).encode()
+            if not self.client.publish_wait(CONTROL_TOPIC, body, timeout=self.timeout_s):
+                raise GuardError(f"the broker refused the guard's command ({self.username!r})")
+            if not call.done.wait(self.timeout_s):
+                raise GuardError(
+                    f"no answer from the broker's dynamic-security plugin in {self.timeout_s:g}"
+                    f" s (is it loaded, and is {self.username!r} its admin?)"
+                )
+        finally:
+            with self._lock:
+                for tag in tags:
+                    self._waiting.pop(tag, None)
+        return [call.replies.get(tag, {}) for tag in tags]
+
+    def _on_response(self, message: Message) -> None:
+        try:
+            body = json.loads(message.payload)
+        except ValueError:
+            log.warning("unreadable dynamic-security response on %s", message.topic)
+            return
+        responses = body.get("responses", []) if isinstance(body, dict) else []
+        with self._lock:
+            for response in responses:
+                tag = response.get("correlationData") if isinstance(response, dict) else None
+                call = self._waiting.get(str(tag))
+                if call is None:
+                    continue  # another worker's guard, or an answer that came too late
+                call.replies[str(tag)] = response
+                call.want.discard(str(tag))
+                if not call.want:
+                    call.done.set()
+
+
+@dataclass
+class _Call:
+    """One guard request: the correlation tags still unanswered, and the answers."""
+
+    want: set[str]
+    replies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True, slots=True)
+class Flood:
+    source: Source
+    count: int
+    reasons: str
+
+
+class FloodWatch:
+    """Counts malformed messages per login and quarantines a flooding one; see the module
+    docstring. :meth:`note` runs on the broker link's thread and only counts; bans and
+    lifts happen on the guard thread."""
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        clock: Clock,
+        config: FloodConfig,
+        guard: DynsecGuard | None = None,
+        protected: Iterable[str] = (),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.config = config
+        self.guard = guard
+        self.protected = frozenset(protected)
+        self._monotonic = monotonic
+        self._window_start = self._monotonic()
+        self._counts: dict[str, Counter[str]] = {}
+        self._sources: dict[str, Source] = {}
+        self._flagged: set[str] = set()  # logins handed to the guard thread this window
+        self._floods: queue.Queue[Flood] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.quarantined = 0
+        self.errors = 0
+
+    # -- counting (broker link thread) ------------------------------------------------------
+
+    def note(self, topic: str, reason: str) -> None:
+        """Count one malformed message on ``topic``."""
+        now = self._monotonic()
+        if now - self._window_start >= self.config.window_s:
+            self._window_start, self._counts, self._flagged = now, {}, set()
+            self._sources = {}
+        source = login_of(topic)
+        if source is None or source.login in self.protected:
+            return
+        counts = self._counts.get(source.login)
+        if counts is None:
+            counts = self._counts[source.login] = Counter()
+            self._sources[source.login] = source
+        counts[reason] += 1
+        total = counts.total()
+        if total >= self.config.bad_per_window and source.login not in self._flagged:
+            self._flagged.add(source.login)
+            top = ", ".join(f"{r} {n}" for r, n in counts.most_common(5))
+            self._floods.put(Flood(source, total, top))
+
+    # -- the guard thread -------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.guard is not None:
+            self.guard.start()
+        self._thread = threading.Thread(target=self._run, name="hub-flood-guard", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        if self.guard is not None:
+            self.guard.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                try:
+                    flood = self._floods.get(timeout=1.0)
+                except queue.Empty:
+                    flood = None
+                if flood is not None:
+                    self.quarantine(flood)
+                self.lift_due()
+            except Exception:  # the guard thread must never die
+                self.errors += 1
+                log.exception("flood guard round failed; going on")
+                self._stop.wait(1.0)
+
+    def quarantine(self, flood: Flood) -> t.DeviceQuarantine | None:
+        """Record (and, with a guard, ban) a flooding login; None if it is already in."""
+        src = flood.source
+        now = self.clock()
+        with self.sessions() as session:
+            if self._active(session, src.login) is not None:
+                return None
+            day_ago = now - dt.timedelta(days=1)
+            earlier = session.scalar(
+                sa.select(sa.func.count())
+                .select_from(t.DeviceQuarantine)
+                .where(t.DeviceQuarantine.login == src.login)
+                .where(t.DeviceQuarantine.started_at > day_ago)
+            )
+        seconds = self.config.quarantine_s * 2 ** min(int(earlier or 0), 16)
+        until = now + min(dt.timedelta(seconds=seconds), MAX_QUARANTINE)
+        created, error = False, None
+        if self.guard is not None:
+            try:  # before the transaction: no write lock held over a network round trip
+                created = self.guard.ban(src.login)
+            except GuardError as exc:
+                error = str(exc)[:500]
+                self.errors += 1
+                log.error("flood from %s: the broker ban failed: %s", src.login, exc)
+        with self.sessions.begin() as session:
+            lock_keys(session, [f"quarantine:{src.login}"])
+            if self._active(session, src.login) is not None:
+                return None  # another worker was first (its ban stands)
+            row = t.DeviceQuarantine(
+                login=src.login,
+                site_id=src.site,
+                device_id=src.device,
+                started_at=now,
+                until=until,
+                bad_count=flood.count,
+                window_s=self.config.window_s,
+                reasons=flood.reasons[:500],
+                broker_ban=self.guard is not None and error is None,
+                client_created=created,
+                broker_error=error,
+            )
+            session.add(row)
+            session.flush()
+            detail = f"{flood.count} malformed messages in {self.config.window_s} s"
+            crud.audit(
+                session,
+                GUARD,
+                "quarantine",
+                "device",
+                f"{src.site}/{src.device}",
+                now,
+                detail,
+                login=src.login,
+                until=until.isoformat(),
+                reasons=flood.reasons,
+                broker_ban=row.broker_ban,
+            )
+        self.quarantined += 1
+        log.error(
+            "quarantined login %s (%s/%s) until %s: %s (%s)%s",
+            src.login,
+            src.site,
+            src.device,
+            until.isoformat(),
+            detail,
+            flood.reasons,
+            "" if row.broker_ban else " -- not banned at the broker",
+        )
+        return row
+
+    def lift_due(self) -> int:
+        """Lift every quarantine whose time is up; how many were lifted."""
+        now = self.clock()
+        with self.sessions() as session:
+            due = list(
+                session.scalars(
+                    sa.select(t.DeviceQuarantine.id)
+                    .where(t.DeviceQuarantine.lifted_at.is_(None))
+                    .where(t.DeviceQuarantine.until <= now)
+                )
+            )
+        return sum(1 for qid in due if self.lift(qid, GUARD, "time up") is not None)
+
+    def lift(self, quarantine_id: int, actor: crud.Actor, why: str) -> t.DeviceQuarantine | None:
+        """Readmit the login at the broker, then mark the row lifted (None if it was not
+        active). Raises :class:`GuardError` (row left active) if the broker did not do it."""
+        with self.sessions() as session:
+            row = session.get(t.DeviceQuarantine, quarantine_id)
+            if row is None or row.lifted_at is not None:
+                return None
+            login, banned, created = row.login, row.broker_ban, row.client_created
+        if banned:
+            if self.guard is None:
+                raise GuardError(
+                    f"quarantine {quarantine_id}: {login} is banned at the broker and this hub"
+                    " has no guard login (ingest.flood.at_broker) to readmit it"
+                )
+            self.guard.readmit(login, created)
+        now = self.clock()
+        with self.sessions.begin() as session:
+            lock_keys(session, [f"quarantine:{login}"])
+            row = session.get(t.DeviceQuarantine, quarantine_id)
+            if row is None or row.lifted_at is not None:
+                return None
+            row.lifted_at, row.lifted_by = now, actor.name
+            crud.audit(
+                session,
+                actor,
+                "lift_quarantine",
+                "device",
+                f"{row.site_id}/{row.device_id}",
+                now,
+                why,
+                login=login,
+            )
+            session.flush()
+            session.expunge(row)
+        log.warning("quarantine of %s lifted by %s: %s", login, actor.name, why)
+        return row
+
+    @staticmethod
+    def _active(session: Session, login: str) -> t.DeviceQuarantine | None:
+        return session.scalar(
+            sa.select(t.DeviceQuarantine)
+            .where(t.DeviceQuarantine.login == login)
+            .where(t.DeviceQuarantine.lifted_at.is_(None))
+        )
+
+
+def guard_login(login: BrokerLogin | None) -> BrokerLogin | None:
+    """The guard's login: ``<user>-guard`` with the hub's password (like the zone link's)."""
+    if login is None or login.username is None:
+        return None
+    return replace(login, username=login.username + GUARD_USER_SUFFIX)
+
+
+__all__ = [
+    "DynsecGuard",
+    "Flood",
+    "FloodWatch",
+    "GuardError",
+    "Source",
+    "guard_login",
+    "login_of",
+]

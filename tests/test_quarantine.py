@@ -1,0 +1,323 @@
+"""Flood quarantine (issue 11, hub/quarantine.py) against a broker set up like production:
+the shipped configs/mosquitto.conf and mosquitto.acl with the dynamic-security plugin, a
+real hub and a real edge uplink with its outbox.
+
+A box that floods malformed messages is shut out at the broker, the technicians get a
+``device_quarantined`` incident, its valid events wait in its outbox meanwhile and all
+arrive exactly once after the quarantine is lifted (by time, or by a technician); another
+box is not touched, and the hub never bans its own logins."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from ringwatch.contract.topics import EventKind, event_topic
+from ringwatch.edge.config import BrokerConfig
+from ringwatch.edge.outbox import Outbox
+from ringwatch.edge.uplink import Uplink, device_client
+from ringwatch.hub import tables as t
+from ringwatch.hub.app import Hub, create_app
+from ringwatch.hub.incident_tables import Incident
+from ringwatch.hub.inventory import FloodConfig
+from ringwatch.hub.quarantine import FloodWatch, login_of
+from ringwatch.hub.settings import HubSettings
+from ringwatch.mqtt import MqttClient
+from tests.edge_emitter import make_event
+from tests.hub_fixtures import HUB_CONFIG, SECRET, create_admin, hub_config, make_user, token
+from tests.services import (
+    _wait_for_port,
+    dynsec_init,
+    find_mosquitto,
+    free_port,
+    shipped_mosquitto_conf,
+    wait_for,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+HUB_PASSWORD = "hub-broker-secret-q"
+BOX_PASSWORD = {"box-1": "box-1-secret-q", "box-2": "box-2-secret-q"}
+SITE = "campus-n"
+
+
+@dataclass
+class GuardedBroker:
+    port: int
+    work: Path
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+
+def _passwd(file: Path, user: str, password: str, create: bool) -> None:
+    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    args = [tool, "-b", *(["-c"] if create else []), str(file), user, password]
+    subprocess.run(args, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[GuardedBroker]:
+    work = tmp_path / "broker"
+    work.mkdir()
+    passwd = work / "ringwatch.passwd"
+    _passwd(passwd, "hub", HUB_PASSWORD, create=True)
+    _passwd(passwd, "hub-zones", HUB_PASSWORD, create=False)
+    for user, password in BOX_PASSWORD.items():
+        _passwd(passwd, user, password, create=False)
+    acl = work / "ringwatch.acl"
+    shutil.copyfile(REPO / "configs" / "mosquitto.acl", acl)
+    dynsec_init(work / "dynsec.json", "hub-guard", HUB_PASSWORD)  # the guard: hub's password
+    port = free_port()
+    conf = work / "mosquitto.conf"
+    conf.write_text(shipped_mosquitto_conf(port, passwd, acl, work))
+    with (work / "mosquitto.log").open("ab") as err:
+        process = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stderr=err)
+    try:
+        _wait_for_port("127.0.0.1", port, process)
+        yield GuardedBroker(port, work)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _hub(tmp: Path, url: str, flood: dict[str, Any]) -> Any:
+    secret = tmp / "broker-password"
+    secret.write_text(HUB_PASSWORD + "\n")
+    db = f"sqlite:///{tmp / 'hub.sqlite3'}"
+    create_admin(db)
+    sites = [dict(s) for s in HUB_CONFIG["sites"]]
+    sites[0] = {
+        **sites[0],
+        "devices": [*sites[0]["devices"], {"id": "box-2", "cameras": [{"id": "yard"}]}],
+    }
+    settings = HubSettings(
+        database_url=db,
+        broker_url=url,
+        jwt_secret=SECRET,
+        template_key=SECRET,
+        broker_username="hub",
+        broker_password_file=secret,
+    )
+    config = hub_config(sites=sites, ingest={"flood": {"at_broker": True, **flood}})
+    return create_app(settings, config)
+
+
+@dataclass
+class Box:
+    device: str
+    outbox: Outbox
+    client: MqttClient
+    uplink: Uplink
+    stop: threading.Event
+    pump: threading.Thread
+
+    def close(self) -> None:
+        self.stop.set()
+        self.pump.join(5)
+        self.client.close()
+        self.outbox.close()
+
+
+def _box(tmp: Path, url: str, device: str) -> Box:
+    cfg = BrokerConfig(
+        url=url, username=device, password_file=_secret(tmp, device), retry_refused_s=2
+    )
+    outbox = Outbox(tmp / f"{device}-outbox.sqlite3", max_events=10_000)
+    client = device_client(cfg, SITE, device, "test")
+    uplink = Uplink(outbox, client, SITE, device, 3.0)
+    uplink.start()
+    client.start()
+    stop = threading.Event()
+    pump = threading.Thread(target=uplink.run, args=(stop,), daemon=True)
+    pump.start()
+    assert client.wait_connected(10)
+    return Box(device, outbox, client, uplink, stop, pump)
+
+
+def _secret(tmp: Path, device: str) -> Path:
+    path = tmp / f"{device}.password"
+    path.write_text(BOX_PASSWORD[device] + "\n")
+    return path
+
+
+def _stored(hub: Hub, device: str) -> list[str]:
+    with hub.sessions() as session:
+        return list(session.scalars(sa.select(t.Event.id).where(t.Event.device_id == device)))
+
+
+def _flood(box: Box, n: int) -> int:
+    """Publish ``n`` malformed payloads on the box's own events topic from its own login;
+    how many the client took before the broker shut it out."""
+    topic = event_topic(SITE, box.device, EventKind.ZONE)
+    sent = 0
+    for i in range(n):
+        if not box.client.publish(topic, b'{"not": "an event", "n": %d}' % i, qos=0):
+            break
+        sent += 1
+    return sent
+
+
+def test_a_flooding_box_is_shut_out_and_its_events_arrive_after_the_lift(
+    broker: GuardedBroker, tmp_path: Path
+) -> None:
+    app = _hub(tmp_path, broker.url, {"bad_per_window": 100, "window_s": 5, "quarantine_s": 10})
+    hub: Hub = app.state.hub
+    with TestClient(app) as client:
+        assert hub.link is not None and hub.link.connected.wait(10)
+        assert hub.flood is not None and hub.flood.guard is not None
+        box1, box2 = _box(tmp_path, broker.url, "box-1"), _box(tmp_path, broker.url, "box-2")
+        try:
+            before = [make_event(SITE, "box-1", n) for n in range(5)]
+            for event in before:
+                box1.uplink.put(event)
+            wait_for(lambda: len(_stored(hub, "box-1")) == 5, 15, "box-1's first events")
+
+            sent = _flood(box1, 2000)
+            wait_for(lambda: hub.flood is not None and hub.flood.quarantined == 1, 15, "a ban")
+            wait_for(lambda: box1.client.refused_now is not None, 15, "box-1 refused")
+            assert sent >= 100
+            during = [make_event(SITE, "box-1", n) for n in range(5, 25)]
+            for event in during:
+                box1.uplink.put(event)  # held in the outbox while the box is shut out
+            other = [
+                make_event(SITE, "box-2", n).model_copy(update={"camera": "yard"})
+                for n in range(10)
+            ]
+            for event in other:
+                box2.uplink.put(event)
+            wait_for(lambda: len(_stored(hub, "box-2")) == 10, 15, "box-2 unaffected")
+            assert len(_stored(hub, "box-1")) == 5  # nothing of box-1 got in meanwhile
+            assert box1.outbox.depth() == 20
+
+            admin = token(client, "admin", "admin-password")
+            [row] = client.get("/api/v1/quarantines?active=true", headers=admin).json()
+            assert (row["login"], row["site_id"], row["device_id"]) == ("box-1", SITE, "box-1")
+            assert row["broker_ban"] is True and row["broker_error"] is None
+            assert row["bad_count"] >= 100 and "invalid" in row["reasons"], row
+            wait_for(lambda: _incidents(hub, "open") == 1, 15, "the technical incident")
+
+            # Time up (10 s): the guard readmits box-1; its client retries every 2 s at most.
+            wait_for(lambda: len(_stored(hub, "box-1")) == 25, 40, "box-1's held events")
+            assert box1.client.refused_now is None
+            wait_for(lambda: box1.outbox.depth() == 0, 15, "box-1's outbox drained")
+            wait_for(lambda: _incidents(hub, "closed") == 1, 15, "the incident resolved")
+        finally:
+            box1.close()
+            box2.close()
+        ids = _stored(hub, "box-1")
+        assert sorted(ids) == sorted(e.event_id for e in before + during)  # once each
+        with hub.sessions() as session:
+            q = session.scalars(sa.select(t.DeviceQuarantine)).one()
+            assert q.lifted_by == "hub-flood-guard" and q.lifted_at is not None
+            actions = list(
+                session.scalars(
+                    sa.select(t.AuditEntry.action)
+                    .where(t.AuditEntry.action.in_(["quarantine", "lift_quarantine"]))
+                    .order_by(t.AuditEntry.id)
+                )
+            )
+            assert actions == ["quarantine", "lift_quarantine"]
+            dead = session.scalar(sa.select(sa.func.count()).select_from(t.DeadLetter))
+            assert dead is not None and dead >= 100
+    dynsec = (broker.work / "dynsec.json").read_text()
+    assert '"box-1"' not in dynsec  # the ban's broker client is gone again
+
+
+def _incidents(hub: Hub, status: str) -> int:
+    with hub.sessions() as session:
+        rows = session.scalars(
+            sa.select(Incident.status).where(Incident.kind == "device_quarantined")
+        ).all()
+    active = [s for s in rows if s != "closed"]
+    return len(active) if status == "open" else len(rows) - len(active)
+
+
+def test_a_technician_lifts_a_quarantine_early_and_the_hub_keeps_its_own_logins(
+    broker: GuardedBroker, tmp_path: Path
+) -> None:
+    app = _hub(tmp_path, broker.url, {"bad_per_window": 50, "window_s": 5, "quarantine_s": 600})
+    hub: Hub = app.state.hub
+    with TestClient(app) as client:
+        assert hub.link is not None and hub.link.connected.wait(10)
+        box1 = _box(tmp_path, broker.url, "box-1")
+        try:
+            _flood(box1, 500)
+            wait_for(lambda: box1.client.refused_now is not None, 15, "box-1 refused")
+            admin = token(client, "admin", "admin-password")
+            tech = make_user(client, admin, "tech-n", "technician", sites=[SITE])
+            far = make_user(client, admin, "tech-s", "technician", sites=["campus-s"])
+            manager = make_user(client, admin, "pm-n", "property_manager", sites=[SITE])
+            [row] = client.get("/api/v1/quarantines", headers=tech).json()
+            assert client.get("/api/v1/quarantines", headers=far).json() == []
+            assert client.get("/api/v1/quarantines", headers=manager).status_code == 403
+            lift = f"/api/v1/quarantines/{row['id']}/lift"
+            assert client.post(lift, headers=far).status_code == 404  # not their site
+            assert client.post(lift, headers=manager).status_code == 403
+            res = client.post(lift, headers={**tech, "X-Reason": "box reflashed"})
+            assert res.status_code == 200, res.text
+            assert res.json()["lifted_by"] == "tech-n"
+            assert client.post(lift, headers=tech).status_code == 409
+            wait_for(lambda: box1.client.refused_now is None, 20, "box-1 let in again")
+            event = make_event(SITE, "box-1", 1)
+            box1.uplink.put(event)
+            wait_for(lambda: _stored(hub, "box-1") == [event.event_id], 15, "box-1's event")
+        finally:
+            box1.close()
+        # The hub's own logins are never counted: a flood on topics naming them bans nobody.
+        assert hub.flood is not None
+        for login in ("hub", "hub-zones", "hub-guard"):
+            assert login in hub.flood.protected
+        assert hub.link.connected.is_set()
+        with hub.sessions() as session:
+            [entry] = session.scalars(
+                sa.select(t.AuditEntry).where(t.AuditEntry.action == "lift_quarantine")
+            ).all()
+            assert (entry.actor, entry.reason) == ("tech-n", "box reflashed")
+
+
+def test_the_watch_counts_per_login_in_windows_and_never_its_own() -> None:
+    now = [0.0]
+    floods: list[str] = []
+    watch = FloodWatch(
+        sessions=None,  # type: ignore[arg-type]  # counting needs no database
+        clock=None,  # type: ignore[arg-type]
+        config=FloodConfig(bad_per_window=10, window_s=5),
+        protected={"hub"},
+        monotonic=lambda: now[0],
+    )
+    topic = event_topic(SITE, "box-1", EventKind.ZONE)
+    for _ in range(9):
+        watch.note(topic, "invalid_json")
+    now[0] = 5.0  # a new window: the 9 do not count towards it
+    for _ in range(9):
+        watch.note(topic, "invalid_json")
+    assert watch._floods.empty()
+    watch.note(topic, "invalid")
+    watch.note(topic, "invalid")  # flagged once per window
+    while not watch._floods.empty():
+        flood = watch._floods.get()
+        floods.append(f"{flood.source.login} {flood.count} {flood.reasons}")
+    assert floods == ["box-1 10 invalid_json 9, invalid 1"]
+    for _ in range(50):
+        watch.note(event_topic(SITE, "hub", EventKind.ZONE), "invalid_json")
+        watch.note("ringwatch/v1/events/../x", "topic")
+        watch.note("not/ours", "topic")
+    assert watch._floods.empty()
+    sensor = login_of("ringwatch/v1/sensors/campus-n/shed-1/bay-2")
+    assert sensor is not None and sensor.login == "campus-n"
+    health = login_of("ringwatch/v1/health/campus-n/box-7")
+    assert health is not None and (health.site, health.device, health.login) == (
+        "campus-n",
+        "box-7",
+        "box-7",
+    )
