@@ -231,10 +231,13 @@ class FloodWatch:
         self.guard = guard
         self.protected = frozenset(protected)
         self._monotonic = monotonic
-        self._window_start = self._monotonic()
-        self._counts: dict[str, Counter[str]] = {}
-        self._sources: dict[str, Source] = {}
-        self._flagged: set[str] = set()  # logins handed to the guard thread this window
+        # A sliding window, approximated by two fixed ones: the previous window's total,
+        # weighted by how much of it still overlaps the last window_s, plus this one's.
+        self._index = int(self._monotonic() // config.window_s)
+        self._counts: dict[str, Counter[str]] = {}  # this window, by reason
+        self._previous: dict[str, int] = {}  # the window before, totals
+        self._flagged: dict[str, float] = {}  # login -> until when it is not flagged again
+        self._lock = threading.Lock()
         self._floods: queue.Queue[Flood] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -245,23 +248,36 @@ class FloodWatch:
 
     def note(self, topic: str, reason: str) -> None:
         """Count one malformed message on ``topic``."""
-        now = self._monotonic()
-        if now - self._window_start >= self.config.window_s:
-            self._window_start, self._counts, self._flagged = now, {}, set()
-            self._sources = {}
         source = login_of(topic)
         if source is None or source.login in self.protected:
             return
-        counts = self._counts.get(source.login)
-        if counts is None:
-            counts = self._counts[source.login] = Counter()
-            self._sources[source.login] = source
-        counts[reason] += 1
-        total = counts.total()
-        if total >= self.config.bad_per_window and source.login not in self._flagged:
-            self._flagged.add(source.login)
-            top = ", ".join(f"{r} {n}" for r, n in counts.most_common(5))
-            self._floods.put(Flood(source, total, top))
+        window = self.config.window_s
+        now = self._monotonic()
+        with self._lock:
+            index = int(now // window)
+            if index != self._index:
+                previous = self._counts if index == self._index + 1 else {}
+                self._previous = {login: c.total() for login, c in previous.items()}
+                self._index, self._counts = index, {}
+                self._flagged = {k: v for k, v in self._flagged.items() if v > now}
+            counts = self._counts.setdefault(source.login, Counter())
+            counts[reason] += 1
+            overlap = 1.0 - (now / window - index)
+            total = counts.total() + int(self._previous.get(source.login, 0) * overlap)
+            if total < self.config.bad_per_window:
+                return
+            if self._flagged.get(source.login, 0.0) > now:
+                return  # handed to the guard thread already
+            self._flagged[source.login] = now + window
+        top = ", ".join(f"{r} {n}" for r, n in counts.most_common(5))
+        self._floods.put(Flood(source, total, top))
+
+    def forget(self, login: str) -> None:
+        """Start counting ``login`` afresh (its quarantine was lifted)."""
+        with self._lock:
+            self._counts.pop(login, None)
+            self._previous.pop(login, None)
+            self._flagged.pop(login, None)
 
     # -- the guard thread -------------------------------------------------------------------
 
@@ -410,6 +426,7 @@ class FloodWatch:
             )
             session.flush()
             session.expunge(row)
+        self.forget(login)
         log.warning("quarantine of %s lifted by %s: %s", login, actor.name, why)
         return row
 

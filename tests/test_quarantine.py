@@ -285,9 +285,8 @@ def test_a_technician_lifts_a_quarantine_early_and_the_hub_keeps_its_own_logins(
             assert (entry.actor, entry.reason) == ("tech-n", "box reflashed")
 
 
-def test_the_watch_counts_per_login_in_windows_and_never_its_own() -> None:
+def test_the_watch_counts_per_login_over_a_sliding_window_and_never_its_own() -> None:
     now = [0.0]
-    floods: list[str] = []
     watch = FloodWatch(
         sessions=None,  # type: ignore[arg-type]  # counting needs no database
         clock=None,  # type: ignore[arg-type]
@@ -295,24 +294,36 @@ def test_the_watch_counts_per_login_in_windows_and_never_its_own() -> None:
         protected={"hub"},
         monotonic=lambda: now[0],
     )
+
+    def floods() -> list[str]:
+        out = []
+        while not watch._floods.empty():
+            flood = watch._floods.get()
+            out.append(f"{flood.source.login} {flood.count} {flood.reasons}")
+        return out
+
     topic = event_topic(SITE, "box-1", EventKind.ZONE)
     for _ in range(9):
         watch.note(topic, "invalid_json")
-    now[0] = 5.0  # a new window: the 9 do not count towards it
-    for _ in range(9):
-        watch.note(topic, "invalid_json")
-    assert watch._floods.empty()
+    now[0] = 7.5  # half of the first window still overlaps the last 5 s: 9 count as 4
+    for _ in range(5):
+        watch.note(topic, "invalid")
+    assert floods() == []
     watch.note(topic, "invalid")
-    watch.note(topic, "invalid")  # flagged once per window
-    while not watch._floods.empty():
-        flood = watch._floods.get()
-        floods.append(f"{flood.source.login} {flood.count} {flood.reasons}")
-    assert floods == ["box-1 10 invalid_json 9, invalid 1"]
+    watch.note(topic, "invalid")  # handed over once
+    assert floods() == ["box-1 10 invalid 6"]
+    watch.forget("box-1")  # lifted: counted afresh
+    now[0] = 30.0  # and long after: nothing carried over
+    for _ in range(9):
+        watch.note(topic, "bad_topic")
+    assert floods() == []
+    watch.note(topic, "bad_topic")
+    assert floods() == ["box-1 10 bad_topic 10"]
     for _ in range(50):
         watch.note(event_topic(SITE, "hub", EventKind.ZONE), "invalid_json")
-        watch.note("ringwatch/v1/events/../x", "topic")
-        watch.note("not/ours", "topic")
-    assert watch._floods.empty()
+        watch.note("ringwatch/v1/events/../x", "bad_topic")
+        watch.note("not/ours", "bad_topic")
+    assert floods() == []
     sensor = login_of("ringwatch/v1/sensors/campus-n/shed-1/bay-2")
     assert sensor is not None and sensor.login == "campus-n"
     health = login_of("ringwatch/v1/health/campus-n/box-7")

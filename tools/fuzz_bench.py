@@ -28,8 +28,10 @@ import time
 import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.fuzz_payloads: the fuzz suite's payload makers
@@ -43,6 +45,7 @@ from ringwatch.hub.mqtt import BrokerAddress, MqttLink, ingest_subscriptions  # 
 from ringwatch.hub.settings import HubSettings  # noqa: E402
 from tests import fuzz_payloads as fz  # noqa: E402
 from tests.hub_fixtures import HUB_CONFIG  # noqa: E402
+from tests.services import find_mosquitto  # noqa: E402
 
 RSS_GROWTH_MB = 60  # bound on the hub's RSS growth over both runs (was ~190 MB)
 EVENT_TOPIC = f"{fz.P}/events/{fz.SITE}/{fz.DEVICE}/intrusion"
@@ -66,12 +69,19 @@ def rough_malformed(rng: random.Random) -> tuple[str, bytes]:
     return topic, json.dumps(body).encode()
 
 
-def publish(url: str, valid: int, bad: int, seed: int) -> None:
+def _client(url: str, name: str, login: str | None) -> MqttClient:
+    user, _, password = (login or "").partition(":")
+    if not user:
+        return MqttClient(url, f"{name}-{uuid.uuid4().hex[:6]}")
+    return MqttClient(url, user, username=user, password=password)
+
+
+def publish(url: str, valid: int, bad: int, seed: int, login: str | None = None) -> None:
     """Publish ``valid`` events with ``bad`` malformed payloads spread among them (run in a
     child process, so the hub's RSS is the hub's own)."""
     rng = random.Random(seed)
     t0 = time.monotonic()
-    client = MqttClient(url, f"fuzz-bench-{uuid.uuid4().hex[:6]}")
+    client = _client(url, "fuzz-bench", login)
     client.start()
     assert client.wait_connected(10)
     per = bad / valid if valid else 0
@@ -80,35 +90,58 @@ def publish(url: str, valid: int, bad: int, seed: int) -> None:
         while sent_bad < round((i + 1) * per):
             _publish(client, *rough_malformed(rng))
             sent_bad += 1
-        _publish(client, EVENT_TOPIC, json.dumps(fz.valid("event")).encode())
-    # in order: once the broker has acked this one, it has all of them
-    assert client.publish_wait("fuzz-bench/done", b"1", timeout=300)  # a topic no one reads
+        payload = json.dumps(fz.valid("event")).encode()
+        if i < valid - 1:
+            _publish(client, EVENT_TOPIC, payload)
+        else:  # in order: once the broker has acked the last, it has all of them
+            assert client.publish_wait(EVENT_TOPIC, payload, timeout=300)
     print(f"publisher: {valid + bad} sent in {time.monotonic() - t0:.2f}s", file=sys.stderr)
     client.close()
 
 
-def flood(url: str, rate: float, seconds: float, seed: int) -> None:
+def flood(url: str, rate: float, seconds: float, seed: int, login: str | None = None) -> None:
     """Publish malformed payloads paced at ``rate`` per second for ``seconds`` (a device
-    gone wrong, or an attacker with a device's login), from its own client (child process)."""
+    gone wrong, or an attacker with a device's login), from its own client (child process).
+    With a login, on that device's own topics (the only ones the shipped ACL lets it write)
+    until the broker shuts it out."""
     rng = random.Random(seed)
-    client = MqttClient(url, f"fuzz-flood-{uuid.uuid4().hex[:6]}")
+    client = _client(url, "fuzz-flood", login)
     client.start()
     assert client.wait_connected(10)
+    own = f"/{FLOOD_SITE}/{login.partition(':')[0]}/" if login else None
     t0 = time.monotonic()
     sent = 0
     while (now := time.monotonic()) - t0 < seconds:
         due = int((now - t0) * rate)
         while sent < due:
-            _publish(client, *rough_malformed(rng))
+            topic, payload = rough_malformed(rng)
+            if own is not None:
+                if "/sensors/" in topic:
+                    continue  # a device may not write sensor topics
+                topic = topic.replace(f"/{fz.SITE}/{fz.DEVICE}/", own)
+                topic = topic.replace(f"/{fz.SITE}/{fz.DEVICE}", own.rstrip("/"))
+            if not client.publish(topic, payload, qos=1):
+                if client.refused_now is not None or not client.connected:
+                    print(f"flooder: shut out after {sent} messages", file=sys.stderr)
+                    client.close()
+                    return
+                time.sleep(0.001)
+                continue
             sent += 1
         time.sleep(0.002)
     client.close()
 
 
-def _publisher(url: str, valid: int, bad: int, seed: int) -> subprocess.Popen[bytes]:
+def _publisher(
+    url: str, valid: int, bad: int, seed: int, login: str | None = None
+) -> subprocess.Popen[bytes]:
     """:func:`publish` in a child process (so the hub's RSS is the hub's own)."""
     args = ["--publish-to", url, "--valid", str(valid), "--bad", str(bad), "--seed", str(seed)]
-    return subprocess.Popen([sys.executable, __file__, *args])
+    return subprocess.Popen([sys.executable, __file__, *args, *_login_args(login)])
+
+
+def _login_args(login: str | None) -> list[str]:
+    return ["--login", login] if login else []
 
 
 def _since(hub: Hub) -> Callable[[str], int]:
@@ -117,26 +150,51 @@ def _since(hub: Hub) -> Callable[[str], int]:
     return lambda key: hub.stats.snapshot()[key] - before[key]
 
 
-def run_flooded(hub: Hub, url: str, valid: int, rate: float, seed: int) -> dict[str, float]:
+@dataclass(frozen=True)
+class Bench:
+    """A hub ingesting from a broker; with ``guarded`` the shipped broker config (logins,
+    ACL, dynamic-security plugin) and the hub's flood quarantine at the broker on."""
+
+    hub: Hub
+    url: str
+    guarded: bool = False
+    valid_login: str | None = None  # user:password of the valid publisher (box-1)
+    flood_login: str | None = None  # of the flooder (box-9, a device of another site)
+
+
+def run_flooded(bench: Bench, valid: int, rate: float, seed: int) -> dict[str, float]:
     """Valid events from one publisher as fast as it goes while another floods malformed
     payloads at ``rate``/s (0: clean). The rate is valid events stored per second from the
     first to the last stored; ``bad_rate`` the malformed messages the hub dead-lettered per
-    second over the same window (the flood it actually absorbed)."""
+    second over the same window (the flood it actually absorbed). Guarded: how long the
+    flood ran until the hub shut it out, and what of it reached the hub; the quarantine is
+    lifted after the run."""
+    hub, url = bench.hub, bench.url
     flooder = None
     taken = _since(hub)
+    banned_before = hub.flood.quarantined if hub.flood is not None else 0
+    flood_start = time.monotonic()
+    banned_at: list[float] = []
     if rate > 0:
         cmd = [sys.executable, __file__, "--flood-to", url, "--flood-rate", str(rate)]
-        flooder = subprocess.Popen([*cmd, "--seed", str(seed + 1)])
+        flooder = subprocess.Popen([*cmd, "--seed", str(seed + 1), *_login_args(bench.flood_login)])
+        # The flood is running before the valid events start: for a second (unguarded), or
+        # guarded until its first message reached the hub (the valid events then overlap
+        # the flood up to its ban: what the flood costs before the quarantine is in).
+        enough = 1 if bench.guarded else rate
         deadline = time.monotonic() + 30
-        while taken("dead_letters") < rate and time.monotonic() < deadline:
-            time.sleep(0.01)  # the flood is running before the valid events start
+        while taken("dead_letters") < enough and time.monotonic() < deadline:
+            _note_ban(bench, banned_before, banned_at)
+            time.sleep(0.001)
     try:
-        child = _publisher(url, valid, 0, seed)
+        child = _publisher(url, valid, 0, seed, bench.valid_login)
         deadline = time.monotonic() + 600
         while taken("stored") == 0 and time.monotonic() < deadline:
+            _note_ban(bench, banned_before, banned_at)
             time.sleep(0.001)
         start, dead_at_start = time.monotonic(), taken("dead_letters")
         while taken("stored") < valid and time.monotonic() < deadline:
+            _note_ban(bench, banned_before, banned_at)
             time.sleep(0.002)
         elapsed = time.monotonic() - start
         dead = taken("dead_letters") - dead_at_start
@@ -145,15 +203,43 @@ def run_flooded(hub: Hub, url: str, valid: int, rate: float, seed: int) -> dict[
         if flooder is not None:
             flooder.kill()
             flooder.wait()
-    return {
+    out = {
         "stored": taken("stored"),
         "rate": (valid - 1) / elapsed,
         "bad_rate": dead / elapsed,
         "errors": taken("errors"),
+        "flood_total": taken("dead_letters"),
+        "banned_after": banned_at[0] - flood_start if banned_at else -1.0,
     }
+    if bench.guarded and hub.flood is not None:
+        _lift_all(hub)
+    return out
 
 
-def flood_table(hub: Hub, url: str, valid: int, rates: list[float], rounds: int, seed: int) -> bool:
+def _note_ban(bench: Bench, before: int, banned_at: list[float]) -> None:
+    flood = bench.hub.flood
+    if not banned_at and flood is not None and flood.quarantined > before:
+        banned_at.append(time.monotonic())
+
+
+def _lift_all(hub: Hub) -> None:
+    """Readmit every quarantined login (so the next run floods afresh)."""
+    import sqlalchemy as sa
+
+    from ringwatch.hub import tables as t
+    from ringwatch.hub.quarantine import GUARD
+
+    assert hub.flood is not None
+    time.sleep(0.5)
+    with hub.sessions() as session:
+        active = session.scalars(
+            sa.select(t.DeviceQuarantine.id).where(t.DeviceQuarantine.lifted_at.is_(None))
+        ).all()
+    for qid in active:
+        hub.flood.lift(qid, GUARD, "benchmark round over")
+
+
+def flood_table(bench: Bench, valid: int, rates: list[float], rounds: int, seed: int) -> bool:
     """Clean and flooded runs side by side, their order swapped every round (the database
     grows run by run, so a fixed order would favour the first); True when every valid
     event was stored once and nothing raised."""
@@ -164,22 +250,28 @@ def flood_table(hub: Hub, url: str, valid: int, rates: list[float], rounds: int,
     for rate in rates:
         for round_ in range(rounds):
             order = (0.0, rate) if round_ % 2 == 0 else (rate, 0.0)
-            runs = {r: run_flooded(hub, url, valid, r, seed) for r in order}
+            runs = {r: run_flooded(bench, valid, r, seed) for r in order}
             clean, dirty = runs[0.0], runs[rate]
             ok = ok and clean["stored"] == dirty["stored"] == valid
             ok = ok and clean["errors"] == dirty["errors"] == 0
-            rows.append(
-                (
-                    f"{rate:,.0f}",
-                    "clean first" if round_ % 2 == 0 else "flooded first",
-                    f"{dirty['bad_rate']:,.0f}",
-                    f"{clean['rate']:,.0f}",
-                    f"{dirty['rate']:,.0f}",
-                    f"{dirty['rate'] / clean['rate']:.2f}",
-                    f"{dirty['stored']:.0f} of {valid}",
-                )
-            )
-    headers = (
+            row = [
+                f"{rate:,.0f}",
+                "clean first" if round_ % 2 == 0 else "flooded first",
+                f"{dirty['bad_rate']:,.0f}",
+                f"{clean['rate']:,.0f}",
+                f"{dirty['rate']:,.0f}",
+                f"{dirty['rate'] / clean['rate']:.2f}",
+                f"{dirty['stored']:.0f} of {valid}",
+            ]
+            if bench.guarded:
+                after = dirty["banned_after"]
+                row += [
+                    f"{after:.1f}" if after >= 0 else "not banned",
+                    f"{dirty['flood_total']:,.0f}",
+                ]
+                ok = ok and after >= 0
+            rows.append(tuple(row))
+    headers = [
         "flood offered msg/s",
         "order",
         "flood absorbed msg/s",
@@ -187,16 +279,18 @@ def flood_table(hub: Hub, url: str, valid: int, rates: list[float], rounds: int,
         "valid ev/s flooded",
         "ratio",
         "valid stored",
-    )
-    print(render_table(headers, rows))
+    ]
+    if bench.guarded:
+        headers += ["shut out after s", "malformed that reached the hub"]
+    print(render_table(tuple(headers), rows))
     return ok
 
 
-def run(hub: Hub, url: str, valid: int, bad: int, seed: int) -> dict[str, float]:
+def run(bench: Bench, valid: int, bad: int, seed: int) -> dict[str, float]:
     """The rate is valid events stored per second, from the hub's first message of the run
     to its last valid event stored."""
-    taken = _since(hub)
-    child = _publisher(url, valid, bad, seed)
+    taken = _since(bench.hub)
+    child = _publisher(bench.url, valid, bad, seed, bench.valid_login)
     deadline = time.monotonic() + 600
     while taken("received") == 0 and time.monotonic() < deadline:
         time.sleep(0.002)
@@ -265,33 +359,81 @@ def malloc_trim() -> bool:
     return True
 
 
+HUB_PASSWORD = "fuzz-bench-hub-secret"
+DEVICE_PASSWORD = "fuzz-bench-device-secret"
+FLOOD_SITE, FLOOD_DEVICE = "campus-s", "box-9"  # a device of HUB_CONFIG's other site
+
+
 @contextmanager
-def bench_hub(seed: int) -> Iterator[tuple[Hub, PrivateMosquitto]]:
-    """A private Mosquitto and a hub on SQLite ingesting from it, warmed up; both stopped
-    at the end (``hub.stop()`` may come earlier)."""
-    with tempfile.TemporaryDirectory(prefix="fuzz-bench-") as tmp:
-        broker = PrivateMosquitto(Path(tmp) / "mq").start()
-        try:
-            tag = uuid.uuid4().hex[:6]
-            settings = HubSettings(
-                database_url=f"sqlite:///{tmp}/hub.sqlite3",
-                broker_url=broker.url,
-                jwt_secret="fuzz-bench-secret-1",
-                template_key="fuzz-bench-secret-2",
+def guarded_broker(work: Path) -> Iterator[str]:
+    """Mosquitto with the shipped configs/mosquitto.conf and mosquitto.acl (no TLS): logins
+    for the hub, its zone link, box-1 and box-9, and the hub's guard as the admin of the
+    dynamic-security plugin; its URL."""
+    from tests.services import _wait_for_port, dynsec_init, free_port, shipped_mosquitto_conf
+
+    work.mkdir(parents=True)
+    passwd = work / "passwd"
+    logins = {"hub": HUB_PASSWORD, "hub-zones": HUB_PASSWORD}
+    logins |= {fz.DEVICE: DEVICE_PASSWORD, FLOOD_DEVICE: DEVICE_PASSWORD}
+    passwd.write_text("".join(f"{u}:{p}\n" for u, p in logins.items()))
+    subprocess.run(["mosquitto_passwd", "-U", str(passwd)], check=True)
+    acl = work / "acl"
+    acl.write_text((REPO / "configs" / "mosquitto.acl").read_text())
+    dynsec_init(work / "dynsec.json", "hub-guard", HUB_PASSWORD)
+    port = free_port()
+    conf = work / "mosquitto.conf"
+    conf.write_text(shipped_mosquitto_conf(port, passwd, acl, work))
+    with (work / "mosquitto.log").open("ab") as log:
+        process = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stderr=log)
+    try:
+        _wait_for_port("127.0.0.1", port, process)
+        yield f"mqtt://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@contextmanager
+def bench_hub(seed: int, guarded: bool = False) -> Iterator[Bench]:
+    """A Mosquitto and a hub on SQLite ingesting from it, warmed up; both stopped at the
+    end (``hub.stop()`` may come earlier). Guarded: see :class:`Bench`."""
+    with tempfile.TemporaryDirectory(prefix="fuzz-bench-") as tmp, ExitStack() as stack:
+        if guarded:
+            url = stack.enter_context(guarded_broker(Path(tmp) / "mq"))
+            secret = Path(tmp) / "hub-password"
+            secret.write_text(HUB_PASSWORD + "\n")
+            login: dict[str, Any] = {"broker_username": "hub", "broker_password_file": secret}
+        else:
+            broker = PrivateMosquitto(Path(tmp) / "mq").start()
+            stack.callback(broker.stop)
+            url, login = broker.url, {}
+        tag = uuid.uuid4().hex[:6]
+        settings = HubSettings(
+            database_url=f"sqlite:///{tmp}/hub.sqlite3",
+            broker_url=url,
+            jwt_secret="fuzz-bench-secret-1",
+            template_key="fuzz-bench-secret-2",
+            **login,
+        )
+        ingest: dict[str, object] = {"group": f"g{tag}", "worker": f"w{tag}"}
+        if guarded:
+            ingest["flood"] = {"at_broker": True}
+        config = HubConfig.model_validate({**HUB_CONFIG, "ingest": ingest})
+        hub = build_hub(settings, config)
+        hub.start(ingest=True)
+        stack.callback(hub.stop)
+        assert hub.link is not None and hub.link.connected.wait(10)
+        bench = Bench(hub, url)
+        if guarded:
+            bench = Bench(
+                hub,
+                url,
+                True,
+                f"{fz.DEVICE}:{DEVICE_PASSWORD}",
+                f"{FLOOD_DEVICE}:{DEVICE_PASSWORD}",
             )
-            config = HubConfig.model_validate(
-                {**HUB_CONFIG, "ingest": {"group": f"g{tag}", "worker": f"w{tag}"}}
-            )
-            hub = build_hub(settings, config)
-            hub.start(ingest=True)
-            try:
-                assert hub.link is not None and hub.link.connected.wait(10)
-                run(hub, broker.url, 50, 0, seed)  # warm-up
-                yield hub, broker
-            finally:
-                hub.stop()
-        finally:
-            broker.stop()
+        run(bench, 50, 0, seed)  # warm-up
+        yield bench
 
 
 def main() -> int:
@@ -311,27 +453,35 @@ def main() -> int:
         " payloads at each of these rates, each run beside a clean one",
     )
     parser.add_argument("--rounds", type=int, default=2, help="with --flood: rounds per rate")
+    parser.add_argument(
+        "--quarantine",
+        action="store_true",
+        help="with --flood: the shipped broker config (logins, ACL, dynamic-security plugin)"
+        " and the hub's flood quarantine at the broker; the flooder is a device login",
+    )
+    parser.add_argument("--login", help=argparse.SUPPRESS)
     parser.add_argument("--publish-to", help=argparse.SUPPRESS)  # the child processes
     parser.add_argument("--flood-to", help=argparse.SUPPRESS)
     parser.add_argument("--flood-rate", type=float, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publish_to:
-        publish(args.publish_to, args.valid, args.bad, args.seed)
+        publish(args.publish_to, args.valid, args.bad, args.seed, args.login)
         return 0
     if args.flood_to:
-        flood(args.flood_to, args.flood_rate, 600, args.seed)
+        flood(args.flood_to, args.flood_rate, 600, args.seed, args.login)
         return 0
     if args.flood:
-        with bench_hub(args.seed) as (hub, broker):
-            ok = flood_table(hub, broker.url, args.valid, args.flood, args.rounds, args.seed)
+        with bench_hub(args.seed, args.quarantine) as bench:
+            ok = flood_table(bench, args.valid, args.flood, args.rounds, args.seed)
         return 0 if ok else 1
-    with bench_hub(args.seed) as (hub, broker):
+    with bench_hub(args.seed) as bench:
+        hub = bench.hub
         if args.tracemalloc:
             tracemalloc.start(8)
             snap_before = tracemalloc.take_snapshot()
         rss_before = rss_mb()
-        clean = run(hub, broker.url, args.valid, 0, args.seed)
-        dirty = run(hub, broker.url, args.valid, args.bad, args.seed)
+        clean = run(bench, args.valid, 0, args.seed)
+        dirty = run(bench, args.valid, args.bad, args.seed)
         alive = hub.worker is not None and hub.worker.running
         time.sleep(1)  # the last acks and receipts
         rss_after = rss_mb()
@@ -348,7 +498,7 @@ def main() -> int:
         trimmed = malloc_trim()
         rss_trimmed = rss_mb()
         hub.stop()  # before the ceiling: nothing else takes the broker's messages
-        ceiling = transport_ceiling(broker.url, args.valid, args.bad, args.seed)
+        ceiling = transport_ceiling(bench.url, args.valid, args.bad, args.seed)
     ratio = dirty["rate"] / clean["rate"]
     rows = [
         (
