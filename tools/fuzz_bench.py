@@ -36,7 +36,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.fuzz_payloads: the fuzz suite's payload makers
 
-from ringwatch.edge.mqtt import MqttClient  # noqa: E402
+from ringwatch.edge.mqtt import MqttAuthError, MqttClient  # noqa: E402
 from ringwatch.hub.app import Hub, build_hub  # noqa: E402
 from ringwatch.hub.broker import PrivateMosquitto  # noqa: E402
 from ringwatch.hub.ingest import Inbound  # noqa: E402
@@ -120,8 +120,12 @@ def flood(url: str, rate: float, seconds: float, seed: int, login: str | None = 
                     continue  # a device may not write sensor topics
                 topic = topic.replace(f"/{fz.SITE}/{fz.DEVICE}/", own)
                 topic = topic.replace(f"/{fz.SITE}/{fz.DEVICE}", own.rstrip("/"))
-            if not client.publish(topic, payload, qos=1):
-                if client.refused_now is not None or not client.connected:
+            try:
+                published = client.publish(topic, payload, qos=1)
+            except MqttAuthError:  # reconnected and refused: shut out at the broker
+                published = False
+            if not published:
+                if client.fatal_error is not None or not client.connected:
                     print(f"flooder: shut out after {sent} messages", file=sys.stderr)
                     client.close()
                     return
@@ -166,14 +170,14 @@ def run_flooded(bench: Bench, valid: int, rate: float, seed: int) -> dict[str, f
     """Valid events from one publisher as fast as it goes while another floods malformed
     payloads at ``rate``/s (0: clean). The rate is valid events stored per second from the
     first to the last stored; ``bad_rate`` the malformed messages the hub dead-lettered per
-    second over the same window (the flood it actually absorbed). Guarded: how long the
-    flood ran until the hub shut it out, and what of it reached the hub; the quarantine is
-    lifted after the run."""
+    second over the same window (the flood it actually absorbed). Guarded: how long after
+    its first message reached the hub the flood was shut out, and how much of it reached
+    the hub; the quarantine is lifted after the run."""
     hub, url = bench.hub, bench.url
     flooder = None
     taken = _since(hub)
     banned_before = hub.flood.quarantined if hub.flood is not None else 0
-    flood_start = time.monotonic()
+    flood_start = 0.0
     banned_at: list[float] = []
     if rate > 0:
         cmd = [sys.executable, __file__, "--flood-to", url, "--flood-rate", str(rate)]
@@ -186,6 +190,7 @@ def run_flooded(bench: Bench, valid: int, rate: float, seed: int) -> dict[str, f
         while taken("dead_letters") < enough and time.monotonic() < deadline:
             _note_ban(bench, banned_before, banned_at)
             time.sleep(0.001)
+        flood_start = time.monotonic()  # guarded: its first message was dead-lettered
     try:
         child = _publisher(url, valid, 0, seed, bench.valid_login)
         deadline = time.monotonic() + 600
@@ -199,6 +204,10 @@ def run_flooded(bench: Bench, valid: int, rate: float, seed: int) -> dict[str, f
         elapsed = time.monotonic() - start
         dead = taken("dead_letters") - dead_at_start
         child.wait(timeout=600)
+        while bench.guarded and rate > 0 and not banned_at and time.monotonic() < deadline:
+            _note_ban(bench, banned_before, banned_at)  # the flood goes on until its ban
+            time.sleep(0.002)
+            deadline = min(deadline, start + elapsed + 30)
     finally:
         if flooder is not None:
             flooder.kill()
