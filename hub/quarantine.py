@@ -57,7 +57,7 @@ from ringwatch.hub.clock import Clock
 from ringwatch.hub.db import SessionFactory
 from ringwatch.hub.inventory import FloodConfig
 from ringwatch.hub.workers import lock_keys
-from ringwatch.mqtt import BrokerLogin, Message, MqttClient
+from ringwatch.mqtt import BrokerLogin, Message, MqttClient, MqttError
 
 log = logging.getLogger(__name__)
 GUARD = crud.Actor("hub-flood-guard", "system")
@@ -152,6 +152,12 @@ class DynsecGuard:
             raise GuardError(f"{command} {login}: {error}")
 
     def _run(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        try:
+            return self._exchange(commands)
+        except MqttError as exc:  # refused login, lost connection: the guard cannot act
+            raise GuardError(f"the guard login {self.username!r}: {exc}") from None
+
+    def _exchange(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not self.client.wait_subscribed(self.timeout_s):
             raise GuardError(f"no connection to the broker as {self.username!r}")
         call = _Call({uuid.uuid4().hex for _ in commands})
@@ -241,6 +247,7 @@ class FloodWatch:
         self._floods: queue.Queue[Flood] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lift_failed: dict[int, float] = {}  # quarantine id -> when that was last said
         self.quarantined = 0
         self.errors = 0
 
@@ -390,7 +397,17 @@ class FloodWatch:
                     .where(t.DeviceQuarantine.until <= now)
                 )
             )
-        return sum(1 for qid in due if self.lift(qid, GUARD, "time up") is not None)
+        lifted = 0
+        for qid in due:
+            try:
+                lifted += self.lift(qid, GUARD, "time up") is not None
+            except GuardError as exc:  # left active: tried again next round
+                self.errors += 1
+                last = self._lift_failed.get(qid)
+                if last is None or self._monotonic() - last >= 60:
+                    self._lift_failed[qid] = self._monotonic()
+                    log.error("quarantine %d is due but cannot be lifted: %s", qid, exc)
+        return lifted
 
     def lift(self, quarantine_id: int, actor: crud.Actor, why: str) -> t.DeviceQuarantine | None:
         """Readmit the login at the broker, then mark the row lifted (None if it was not

@@ -328,6 +328,8 @@ class IngestStatus(_Out):
     receipts_sent: int
     errors: int
     broker_refused: str | None = None  # the broker refused the hub's login; not retrying
+    quarantines: int = 0  # logins quarantined for floods by this worker since it started
+    flood_guard: str | None = None  # ingest.flood.at_broker: "connected" or why not
 
 
 class WorkerPublic(_Out):

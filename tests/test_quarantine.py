@@ -66,7 +66,8 @@ def _passwd(file: Path, user: str, password: str, create: bool) -> None:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[GuardedBroker]:
+def broker(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[GuardedBroker]:
+    guard_password = getattr(request, "param", HUB_PASSWORD)
     work = tmp_path / "broker"
     work.mkdir()
     passwd = work / "ringwatch.passwd"
@@ -76,7 +77,7 @@ def broker(tmp_path: Path) -> Iterator[GuardedBroker]:
         _passwd(passwd, user, password, create=False)
     acl = work / "ringwatch.acl"
     shutil.copyfile(REPO / "configs" / "mosquitto.acl", acl)
-    dynsec_init(work / "dynsec.json", "hub-guard", HUB_PASSWORD)  # the guard: hub's password
+    dynsec_init(work / "dynsec.json", "hub-guard", guard_password)  # the guard: hub's password
     port = free_port()
     conf = work / "mosquitto.conf"
     conf.write_text(shipped_mosquitto_conf(port, passwd, acl, work))
@@ -205,6 +206,8 @@ def test_a_flooding_box_is_shut_out_and_its_events_arrive_after_the_lift(
             assert row["broker_ban"] is True and row["broker_error"] is None
             assert row["bad_count"] >= 100 and "invalid" in row["reasons"], row
             wait_for(lambda: _incidents(hub, "open") == 1, 15, "the technical incident")
+            ingest = client.get("/api/v1/health", headers=admin).json()["ingest"]
+            assert (ingest["quarantines"], ingest["flood_guard"]) == (1, "connected")
 
             # Time up (10 s): the guard readmits box-1; its client retries every 2 s at most.
             wait_for(lambda: len(_stored(hub, "box-1")) == 25, 40, "box-1's held events")
@@ -283,6 +286,40 @@ def test_a_technician_lifts_a_quarantine_early_and_the_hub_keeps_its_own_logins(
                 sa.select(t.AuditEntry).where(t.AuditEntry.action == "lift_quarantine")
             ).all()
             assert (entry.actor, entry.reason) == ("tech-n", "box reflashed")
+
+
+@pytest.mark.parametrize("broker", ["not-the-hub-password"], indirect=True)
+def test_a_guard_the_broker_refuses_still_records_and_says_so(
+    broker: GuardedBroker, tmp_path: Path
+) -> None:
+    app = _hub(tmp_path, broker.url, {"bad_per_window": 50, "window_s": 5, "quarantine_s": 10})
+    hub: Hub = app.state.hub
+    with TestClient(app) as client:
+        assert hub.link is not None and hub.link.connected.wait(10)
+        box1 = _box(tmp_path, broker.url, "box-1")
+        try:
+            event = make_event(SITE, "box-1", 0)
+            box1.uplink.put(event)  # box-1 becomes a known device
+            wait_for(lambda: len(_stored(hub, "box-1")) == 1, 15, "box-1's event")
+            _flood(box1, 300)
+            wait_for(lambda: hub.flood is not None and hub.flood.quarantined == 1, 15, "a record")
+            admin = token(client, "admin", "admin-password")
+            [row] = client.get("/api/v1/quarantines", headers=admin).json()
+            assert row["broker_ban"] is False
+            assert "hub-guard" in row["broker_error"], row
+            assert box1.client.connected and box1.client.refused_now is None  # not shut out
+            ingest = client.get("/api/v1/health", headers=admin).json()["ingest"]
+            assert "not authorized" in ingest["flood_guard"], ingest
+            wait_for(lambda: _incidents(hub, "open") == 1, 15, "the technical incident")
+            with hub.sessions() as session:
+                detail = session.scalars(
+                    sa.select(Incident.detail).where(Incident.kind == "device_quarantined")
+                ).one()
+            assert "not banned at the broker" in str(detail)
+            # Time up: a row that was never banned is lifted without the guard.
+            wait_for(lambda: _incidents(hub, "closed") == 1, 30, "the incident resolved")
+        finally:
+            box1.close()
 
 
 def test_the_watch_counts_per_login_over_a_sliding_window_and_never_its_own() -> None:

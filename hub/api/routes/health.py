@@ -60,8 +60,20 @@ def _ingest(hub: Hub) -> IngestStatus:
         broker_refused=next(
             (k.refused for k in (hub.link, hub.zone_link) if k and k.refused), None
         ),
+        quarantines=hub.flood.quarantined if hub.flood is not None else 0,
+        flood_guard=_guard_state(hub),
         **hub.stats.snapshot(),
     )
+
+
+def _guard_state(hub: Hub) -> str | None:
+    guard = hub.flood.guard if hub.flood is not None else None
+    if guard is None:
+        return None
+    client = guard.client
+    if client.connected:
+        return "connected"
+    return client.fatal_error or "not connected"
 
 
 def _may_see_details(session: SessionDep, hub: Hub, token: str | None) -> bool:
