@@ -9,6 +9,7 @@ box is not touched, and the hub never bans its own logins."""
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import subprocess
 import threading
@@ -29,11 +30,19 @@ from ringwatch.hub import tables as t
 from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.incident_tables import Incident
 from ringwatch.hub.inventory import FloodConfig
-from ringwatch.hub.quarantine import FloodWatch, login_of
+from ringwatch.hub.quarantine import GUARD, FloodWatch, login_of
 from ringwatch.hub.settings import HubSettings
 from ringwatch.mqtt import MqttClient
 from tests.edge_emitter import make_event
-from tests.hub_fixtures import HUB_CONFIG, SECRET, create_admin, hub_config, make_user, token
+from tests.hub_fixtures import (
+    HUB_CONFIG,
+    SECRET,
+    create_admin,
+    database,
+    hub_config,
+    make_user,
+    token,
+)
 from tests.services import (
     _wait_for_port,
     dynsec_init,
@@ -369,3 +378,47 @@ def test_the_watch_counts_per_login_over_a_sliding_window_and_never_its_own() ->
         "box-7",
         "box-7",
     )
+
+
+def test_two_workers_on_postgresql_record_one_quarantine_per_login(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Two hub workers' watches see the same flood at once: one active row, one audit
+    entry; the second quarantine of the day lasts twice as long."""
+    from ringwatch.hub.clock import utc_now
+    from ringwatch.hub.db import make_engine, migrate, session_factory
+    from ringwatch.hub.quarantine import Flood, Source
+
+    with database("postgresql", tmp_path, pg_url) as url:
+        engine = make_engine(url)
+        migrate(engine)
+        sessions = session_factory(engine)
+        config = FloodConfig(quarantine_s=60)
+        watches = [FloodWatch(sessions, utc_now, config) for _ in range(2)]
+        flood = Flood(Source(SITE, "box-1", "box-1"), 500, "invalid 500")
+        barrier = threading.Barrier(2)
+        rows: list[object] = []
+
+        def race(watch: FloodWatch) -> None:
+            barrier.wait()
+            rows.append(watch.quarantine(flood))
+
+        threads = [threading.Thread(target=race, args=(w,)) for w in watches]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sum(r is not None for r in rows) == 1, rows
+        with sessions() as session:
+            [first] = session.scalars(sa.select(t.DeviceQuarantine)).all()
+            audits = session.scalars(
+                sa.select(t.AuditEntry).where(t.AuditEntry.action == "quarantine")
+            ).all()
+            assert len(audits) == 1
+        assert first.until - first.started_at == dt.timedelta(seconds=60)
+        assert watches[1].lift(first.id, GUARD, "test") is not None
+        assert watches[0].lift(first.id, GUARD, "test") is None  # lifted already
+        second = watches[0].quarantine(flood)
+        assert second is not None
+        assert second.until - second.started_at == dt.timedelta(seconds=120)  # doubled
+        engine.dispose()
