@@ -25,6 +25,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from ringwatch.contract.ids import new_event_id
 from ringwatch.contract.messages import Event, Health, SensorReading, encode
 from ringwatch.contract.topics import EventKind, event_topic, health_topic, sensor_topic
+from ringwatch.hub import tables as t
 from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.incident_tables import Incident
 from ringwatch.hub.ingest import Inbound, Ingestor, IngestStats
@@ -310,6 +311,7 @@ CHINESE_DATA = (
     "法院裁定（测试）",
     "不是此人：抓拍图中的人留有胡须",
     "误报：充电器指示灯反光",
+    "设备已修复",  # a quarantine lifted with this reason (the devices test)
     "演示：从浏览器布控",
 )
 CHINESE_JS = """(data) => {
@@ -622,8 +624,38 @@ def test_devices_and_sheds_say_the_bay_its_temperature_and_threshold(
     gone = WorkerBeat(dash.hub.sessions, "hub-2", dash.hub.clock, lambda: next(loads))
     gone.beat(now - dt.timedelta(seconds=64))
     gone.beat(now - dt.timedelta(seconds=60))
+    with dash.hub.sessions.begin() as session:  # box-1 flooded: quarantined (not banned)
+        session.add(
+            t.DeviceQuarantine(
+                login=DEVICE,
+                site_id=SITE,
+                device_id=DEVICE,
+                started_at=now,
+                until=now + dt.timedelta(minutes=5),
+                bad_count=512,
+                window_s=10,
+                reasons="invalid 500, bad_topic 12",
+                broker_ban=False,
+                client_created=False,
+            )
+        )
     log_in(page, dash)
     page.click("nav a[href='#/devices']")
+    flooded = page.locator("#quarantines li.quarantine[data-login=box-1]")
+    expect(flooded).to_contain_text("隔离中")
+    expect(flooded).to_contain_text("10 秒内 512 条异常报文（格式不符 500 条、主题错误 12 条）")
+    expect(flooded).to_contain_text("仅记录：消息服务器未封禁")
+    flooded.locator("input.lift-reason").fill("设备已修复")
+    shot(page, "09-devices-quarantine-zh")
+    flooded.locator("button.lift").click()
+    expect(page.locator("#quarantines-note")).to_have_text("没有被隔离的设备。")
+    with dash.hub.sessions() as session:
+        lifted = session.scalars(sa.select(t.DeviceQuarantine)).one()
+        assert (lifted.lifted_by, lifted.lifted_at is not None) == ("admin", True)
+        entry = session.scalars(
+            sa.select(t.AuditEntry).where(t.AuditEntry.action == "lift_quarantine")
+        ).one()
+        assert entry.reason == "设备已修复"
     device = page.locator("tr.device[data-id=box-1]")
     expect(device).to_contain_text("在线")
     expect(page.locator("tr.camera[data-id=gate]")).to_contain_text("4.8 fps")

@@ -3,7 +3,7 @@
 // incidents with levels).
 
 import { api } from "./api.js";
-import { onIncident, onLeave } from "./app.js";
+import { onIncident, onLeave, user } from "./app.js";
 import { h, s, badge, fmtTime } from "./dom.js";
 import { t, term, titleOf } from "./i18n.js";
 
@@ -96,22 +96,84 @@ function workersView() {
   return { load, node: h("section", { class: "workers-view" }, h("h2", {}, t("workers.title")), note, h("div", { class: "table-wrap" }, table)) };
 }
 
+// Logins shut out for flooding malformed messages (hub/quarantine.py): admins, technicians
+// and auditors see them; admins and technicians may lift one, with a reason (audited).
+/** "invalid 340, bad_topic 139" (hub/quarantine.py) in words: 格式不符 340 条、主题错误 139 条. */
+function reasonWords(text) {
+  return (text || "")
+    .split(", ")
+    .map((part) => {
+      const [reason, count] = part.split(" ");
+      return count === undefined ? part : t("quarantine.reason_count", { reason: term("dead", reason), count });
+    })
+    .join(t("list.sep"));
+}
+
+function quarantineItem(q, mayLift, reload) {
+  const why = h("input", { type: "text", class: "lift-reason", maxlength: 500, placeholder: t("quarantine.reason_placeholder") });
+  const error = h("span", { class: "error", role: "alert" });
+  const lift = async () => {
+    try {
+      await api(`/quarantines/${q.id}/lift`, { method: "POST", body: { reason: why.value || null } });
+      why.value = "";
+      why.blur();
+      await reload();
+    } catch (e) {
+      error.textContent = e.message;
+    }
+  };
+  return h(
+    "li",
+    { class: "quarantine", dataset: { id: q.id, login: q.login } },
+    badge(t("quarantine.badge"), "offline"),
+    " ",
+    t("quarantine.line", { device: q.device_id, site: q.site_id, count: q.bad_count, window: q.window_s, reasons: reasonWords(q.reasons), until: fmtTime(q.until, q.site_id) }),
+    q.broker_ban ? "" : h("span", { class: "muted" }, t("quarantine.not_banned")),
+    mayLift ? h("div", { class: "row" }, why, h("button", { type: "button", class: "lift", onclick: lift }, t("quarantine.lift")), error) : "",
+  );
+}
+
+function quarantinesView() {
+  const list = h("ul", { id: "quarantines" });
+  const note = h("p", { class: "muted", id: "quarantines-note" });
+  const mayLift = ["admin", "technician"].includes(user()?.role);
+  const load = async () => {
+    let rows;
+    try {
+      rows = await api("/quarantines?active=true");
+    } catch (e) {
+      if (e.status !== 403) throw e;
+      note.textContent = t("quarantine.hidden");
+      list.replaceChildren();
+      return;
+    }
+    const typing = [...list.querySelectorAll(".lift-reason")].some((i) => i.value || i === document.activeElement);
+    if (typing) return; // a reason is being written: keep the form until it is sent
+    note.textContent = rows.length ? "" : t("quarantine.none");
+    list.replaceChildren(...rows.map((q) => quarantineItem(q, mayLift, load)));
+  };
+  return { load, node: h("section", { class: "quarantines-view" }, h("h2", {}, t("quarantine.title")), note, list) };
+}
+
 export async function devicesPage() {
   const body = h("tbody", { id: "devices" });
   const workers = workersView();
+  const quarantines = quarantinesView();
   const load = async () => {
     const devices = await api("/dashboard/devices");
     body.replaceChildren(...devices.flatMap(deviceRows));
   };
-  await Promise.all([load(), workers.load()]);
+  await Promise.all([load(), workers.load(), quarantines.load()]);
   every(5000, load);
   every(5000, workers.load);
+  every(5000, quarantines.load);
   const cols = ["state", "device", "agent", "heartbeat", "outbox", "uptime", "fps", "latency"];
   return h(
     "section",
     {},
     h("h1", {}, t("devices.title")),
     h("div", { class: "table-wrap" }, h("table", { class: "devices cards" }, h("thead", {}, h("tr", {}, cols.map((c) => h("th", {}, t(`devices.col.${c}`))))), body)),
+    quarantines.node,
     workers.node,
   );
 }

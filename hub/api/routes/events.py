@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, HTTPException, Path, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, status
+from pydantic import BaseModel, ConfigDict, Field
 
 from ringwatch.contract.topics import PREFIX, EventKind, TopicKind
 from ringwatch.hub import tables as t
@@ -120,6 +121,11 @@ def list_dead_letters(
     return [DeadLetterPublic.model_validate(r) for r in rows]
 
 
+class LiftRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=500, description="Why (audited).")
+
+
 @router.get("/quarantines")
 def list_quarantines(
     session: SessionDep, caller: Operator, active: bool = False, limit: Limit = 200
@@ -140,10 +146,11 @@ def lift_quarantine(
     session: SessionDep,
     caller: Fixer,
     quarantine_id: RowId,
+    body: Annotated[LiftRequest | None, Body()] = None,
     reason: Reason = None,
 ) -> QuarantinePublic:
     """Readmit a quarantined login now (at the broker too): an admin, or a technician of
-    its site who has seen to the box; audited with the reason."""
+    its site who has seen to the box; audited with the reason (body or ``X-Reason``)."""
     row = session.get(t.DeviceQuarantine, quarantine_id)
     if row is None or not caller.scope.sees_site(row.site_id):
         raise not_found(f"quarantine {quarantine_id}")
@@ -154,7 +161,8 @@ def lift_quarantine(
     # one banned at the broker needs the guard login (GuardError: 502 saying so).
     watch = hub.flood or FloodWatch(hub.sessions, hub.clock, hub.config.ingest.flood)
     try:
-        lifted = watch.lift(quarantine_id, caller.actor, reason or "lifted by hand")
+        why = (body.reason if body else None) or reason or "lifted by hand"
+        lifted = watch.lift(quarantine_id, caller.actor, why)
     except GuardError as exc:
         raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from None
     if lifted is None:
