@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ringwatch.contract.messages import CameraHealth, Health
 from ringwatch.edge.capture import SourceStatus
 from ringwatch.edge.outbox import OutboxStats
+from ringwatch.mqtt import MqttClient
 
 TIME_ERROR = 5  # adjtimex(2): clock not synchronised
 
@@ -130,6 +131,16 @@ def _adjtimex_synced() -> bool | None:
     except (OSError, AttributeError):
         return None
     return None if state < 0 else state != TIME_ERROR
+
+
+def broker_metrics(health: Health, client: MqttClient) -> str:
+    """The box's broker link for the metrics page: connected, and refused (the broker shuts
+    the login out, e.g. the hub's flood quarantine; the outbox keeps the events)."""
+    base = f'site="{health.site}",device="{health.device}"'
+    return (
+        f"ringwatch_broker_connected{{{base}}} {int(client.connected)}\n"
+        f"ringwatch_broker_refused{{{base}}} {int(client.refused_now is not None)}\n"
+    )
 
 
 def prometheus_text(health: Health) -> str:

@@ -193,7 +193,13 @@ class Site:
 
     def serve(self) -> None:
         """The heartbeat (and the metrics page) every ``health_interval_s`` until ``stop``."""
-        from ringwatch.edge.health import CameraStats, build_health, clock_synced, prometheus_text
+        from ringwatch.edge.health import (
+            CameraStats,
+            broker_metrics,
+            build_health,
+            clock_synced,
+            prometheus_text,
+        )
 
         config = self.config
         while not self.stop.wait(config.health_interval_s):
@@ -215,7 +221,7 @@ class Site:
             )
             self.uplink.put_health(health)
             if self.metrics is not None:
-                self.metrics.publish(prometheus_text(health))
+                self.metrics.publish(prometheus_text(health) + broker_metrics(health, self.client))
 
 
 def run_site(

@@ -22,8 +22,10 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from ringwatch.contract.messages import Health
 from ringwatch.contract.topics import EventKind, event_topic
 from ringwatch.edge.config import BrokerConfig
+from ringwatch.edge.health import broker_metrics
 from ringwatch.edge.outbox import Outbox
 from ringwatch.edge.uplink import Uplink, device_client
 from ringwatch.hub import tables as t
@@ -191,11 +193,15 @@ def test_a_flooding_box_is_shut_out_and_its_events_arrive_after_the_lift(
             for event in before:
                 box1.uplink.put(event)
             wait_for(lambda: len(_stored(hub, "box-1")) == 5, 15, "box-1's first events")
+            wait_for(lambda: box1.outbox.depth() == 0, 15, "their receipts")
 
             sent = _flood(box1, 2000)
             wait_for(lambda: hub.flood is not None and hub.flood.quarantined == 1, 15, "a ban")
             wait_for(lambda: box1.client.refused_now is not None, 15, "box-1 refused")
             assert sent >= 100
+            page = broker_metrics(_health("box-1"), box1.client)  # the box's metrics page
+            assert 'ringwatch_broker_refused{site="campus-n",device="box-1"} 1' in page
+            assert 'ringwatch_broker_connected{site="campus-n",device="box-1"} 0' in page
             during = [make_event(SITE, "box-1", n) for n in range(5, 25)]
             for event in during:
                 box1.uplink.put(event)  # held in the outbox while the box is shut out
@@ -243,6 +249,21 @@ def test_a_flooding_box_is_shut_out_and_its_events_arrive_after_the_lift(
             assert dead is not None and dead >= 100
     dynsec = (broker.work / "dynsec.json").read_text()
     assert '"box-1"' not in dynsec  # the ban's broker client is gone again
+
+
+def _health(device: str) -> Health:
+    return Health.model_validate(
+        {
+            "site": SITE,
+            "device": device,
+            "at": dt.datetime.now(dt.UTC),
+            "agent_version": "test",
+            "uptime_s": 1,
+            "cameras": [],
+            "outbox_depth": 0,
+            "outbox_dropped": 0,
+        }
+    )
 
 
 def _incidents(hub: Hub, status: str) -> int:
