@@ -64,6 +64,7 @@ GUARD = crud.Actor("hub-flood-guard", "system")
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = CONTROL_TOPIC + "/response"
 GUARD_USER_SUFFIX = "-guard"
+BAN_NAME = "ringwatch flood ban"  # the text name of a broker client a ban created
 MAX_QUARANTINE = dt.timedelta(days=1)
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PREFIX_PARTS = PREFIX.count("/") + 1
@@ -134,7 +135,7 @@ class DynsecGuard:
         the broker client; False if one existed and was disabled."""
         create, disable = self._run(
             [
-                {"command": "createClient", "username": login, "textName": "ringwatch flood ban"},
+                {"command": "createClient", "username": login, "textName": BAN_NAME},
                 {"command": "disableClient", "username": login},
             ]
         )
@@ -142,10 +143,19 @@ class DynsecGuard:
             raise GuardError(f"disableClient {login}: {disable['error']}")
         return not create.get("error")
 
-    def readmit(self, login: str, created: bool) -> None:
-        """Undo :meth:`ban`: delete the client the ban created, or enable the one it
-        disabled. A client already gone counts as done."""
-        command = "deleteClient" if created else "enableClient"
+    def readmit(self, login: str) -> None:
+        """Undo :meth:`ban`: delete the client a ban created (named :data:`BAN_NAME`, so
+        also when another worker's ban created it), or enable one that existed before. A
+        client already gone counts as done."""
+        (found,) = self._run([{"command": "getClient", "username": login}])
+        error = str(found.get("error") or "")
+        if error:
+            if "not found" in error.lower():
+                return
+            raise GuardError(f"getClient {login}: {error}")
+        client = (found.get("data") or {}).get("client") or {}
+        name = client.get("textname", client.get("textName"))  # 2.0.11 answers "textname"
+        command = "deleteClient" if name == BAN_NAME else "enableClient"
         (reply,) = self._run([{"command": command, "username": login}])
         error = str(reply.get("error") or "")
         if error and "not found" not in error.lower():
@@ -416,14 +426,14 @@ class FloodWatch:
             row = session.get(t.DeviceQuarantine, quarantine_id)
             if row is None or row.lifted_at is not None:
                 return None
-            login, banned, created = row.login, row.broker_ban, row.client_created
+            login, banned = row.login, row.broker_ban
         if banned:
             if self.guard is None:
                 raise GuardError(
                     f"quarantine {quarantine_id}: {login} is banned at the broker and this hub"
                     " has no guard login (ingest.flood.at_broker) to readmit it"
                 )
-            self.guard.readmit(login, created)
+            self.guard.readmit(login)
         now = self.clock()
         with self.sessions.begin() as session:
             lock_keys(session, [f"quarantine:{login}"])

@@ -32,9 +32,9 @@ from ringwatch.hub import tables as t
 from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.incident_tables import Incident
 from ringwatch.hub.inventory import FloodConfig
-from ringwatch.hub.quarantine import GUARD, FloodWatch, login_of
+from ringwatch.hub.quarantine import BAN_NAME, GUARD, DynsecGuard, FloodWatch, login_of
 from ringwatch.hub.settings import HubSettings
-from ringwatch.mqtt import MqttClient
+from ringwatch.mqtt import BrokerLogin, MqttClient
 from tests.edge_emitter import make_event
 from tests.hub_fixtures import (
     HUB_CONFIG,
@@ -443,3 +443,34 @@ def test_two_workers_on_postgresql_record_one_quarantine_per_login(
         assert second is not None
         assert second.until - second.started_at == dt.timedelta(seconds=120)  # doubled
         engine.dispose()
+
+
+def test_the_guard_deletes_only_the_clients_its_bans_created(broker: GuardedBroker) -> None:
+    """A login the operator keeps in the plugin themselves is disabled by a ban and enabled
+    again by the lift, never deleted; a ban's own client is deleted by the lift."""
+    guard = DynsecGuard(broker.url, BrokerLogin("hub-guard", HUB_PASSWORD))
+    guard.start()
+    try:
+
+        def client(login: str) -> dict[str, Any]:
+            (reply,) = guard._run([{"command": "getClient", "username": login}])
+            found: dict[str, Any] = (reply.get("data") or {}).get("client") or {}
+            if "textname" in found:  # Mosquitto 2.0.11 answers "textname" for "textName"
+                found["textName"] = found.pop("textname")
+            return found
+
+        own = {"command": "createClient", "username": "box-2", "password": "x"}
+        (made,) = guard._run([{**own, "textName": "the operator's own"}])
+        assert not made.get("error"), made
+        assert guard.ban("box-2") is False  # it existed: disabled
+        assert client("box-2")["disabled"] is True
+        guard.readmit("box-2")
+        kept = client("box-2")
+        assert (kept.get("disabled", False), kept["textName"]) == (False, "the operator's own")
+        assert guard.ban("box-1") is True  # created by the ban
+        assert client("box-1")["textName"] == BAN_NAME
+        guard.readmit("box-1")
+        assert client("box-1") == {}  # deleted
+        guard.readmit("box-1")  # already gone: done
+    finally:
+        guard.close()
