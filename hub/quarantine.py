@@ -16,7 +16,10 @@ gateway's to its site) in fixed windows. A login that reaches ``bad_per_window``
 created or disabled, which disconnects the login and refuses it until the client is
 deleted or enabled again). The quarantine lasts ``quarantine_s``, doubled for each earlier
 one of the same login within a day (at most a day); the guard thread lifts it when due,
-an admin can lift it sooner (``POST /quarantines/{id}/lift``).
+an admin or a technician of the site can lift it sooner (``POST /quarantines/{id}/lift``).
+The row is written before the ban (no ban without a row to lift it), lifting asks the
+broker wherever a ban command was sent, and the guard removes ban clients no active row
+stands for every :data:`RECONCILE_S`.
 
 Nothing valid is lost by a ban: a box keeps its events in its outbox until the hub's
 receipt, and its MQTT client keeps retrying a refused login (``retry_refused_s``,
@@ -66,6 +69,7 @@ RESPONSE_TOPIC = CONTROL_TOPIC + "/response"
 GUARD_USER_SUFFIX = "-guard"
 BAN_NAME = "ringwatch flood ban"  # the text name of a broker client a ban created
 MAX_QUARANTINE = dt.timedelta(days=1)
+RECONCILE_S = 60.0  # how often the broker's ban clients are checked against the rows
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PREFIX_PARTS = PREFIX.count("/") + 1
 # Topic kind -> index (after the prefix) of the segment that names the publishing login
@@ -75,7 +79,12 @@ _LOGIN_SEGMENT = {"events": 2, "health": 2, "status": 2, "replies": 2, "sensors"
 
 
 class GuardError(RingwatchError):
-    """The broker's dynamic-security plugin did not do what the guard asked."""
+    """The broker's dynamic-security plugin did not do what the guard asked. ``sent``:
+    a command may have reached the broker (a timeout), so it may have been done."""
+
+    def __init__(self, message: str, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,46 +139,73 @@ class DynsecGuard:
     def close(self) -> None:
         self.client.close()
 
-    def ban(self, login: str) -> bool:
-        """Refuse ``login`` at the broker (and disconnect it now). True if the ban created
-        the broker client; False if one existed and was disabled."""
-        create, disable = self._run(
+    def ban(self, login: str) -> str:
+        """Refuse ``login`` at the broker (and disconnect it now). Returns what was done:
+        ``created`` (a disabled client named :data:`BAN_NAME`), ``disabled`` (the
+        operator's own client of that name, enabled until now) or ``was_disabled`` (the
+        operator's own, disabled already: left as it is)."""
+        found = self._client(login)
+        if found is not None and found.get("textname") != BAN_NAME:
+            if found.get("disabled"):
+                return "was_disabled"
+            self._check(self._run([{"command": "disableClient", "username": login}]))
+            return "disabled"
+        _, disable = self._run(
             [
                 {"command": "createClient", "username": login, "textName": BAN_NAME},
                 {"command": "disableClient", "username": login},
             ]
         )
-        if disable.get("error"):
-            raise GuardError(f"disableClient {login}: {disable['error']}")
-        return not create.get("error")
+        self._check([disable])  # created now, or another worker's ban made it: ours
+        return "created"
 
-    def readmit(self, login: str) -> None:
-        """Undo :meth:`ban`: delete the client a ban created (named :data:`BAN_NAME`, so
-        also when another worker's ban created it), or enable one that existed before. A
-        client already gone counts as done."""
-        (found,) = self._run([{"command": "getClient", "username": login}])
-        error = str(found.get("error") or "")
-        if error:
-            if "not found" in error.lower():
-                return
-            raise GuardError(f"getClient {login}: {error}")
-        client = (found.get("data") or {}).get("client") or {}
-        name = client.get("textname", client.get("textName"))  # 2.0.11 answers "textname"
-        command = "deleteClient" if name == BAN_NAME else "enableClient"
-        (reply,) = self._run([{"command": command, "username": login}])
+    def readmit(self, login: str, how: str | None) -> None:
+        """Undo a ban: delete a client named :data:`BAN_NAME` (whichever worker's ban made
+        it), enable the operator's own client only if the ban disabled it (``how`` is
+        ``disabled``), else leave it. A client already gone counts as done."""
+        found = self._client(login)
+        if found is None:
+            return
+        if found.get("textname") == BAN_NAME:
+            self._check(self._run([{"command": "deleteClient", "username": login}]))
+        elif how == "disabled":
+            self._check(self._run([{"command": "enableClient", "username": login}]))
+
+    def ban_clients(self) -> list[str]:
+        """The logins the broker holds a ban client for (text name :data:`BAN_NAME`)."""
+        (reply,) = self._run([{"command": "listClients", "verbose": True, "count": -1}])
+        self._check([reply])
+        clients = (reply.get("data") or {}).get("clients") or []
+        return [
+            str(c.get("username"))
+            for c in clients
+            if isinstance(c, dict) and _text_name(c) == BAN_NAME
+        ]
+
+    def _client(self, login: str) -> dict[str, Any] | None:
+        (reply,) = self._run([{"command": "getClient", "username": login}])
         error = str(reply.get("error") or "")
-        if error and "not found" not in error.lower():
-            raise GuardError(f"{command} {login}: {error}")
+        if "not found" in error.lower():
+            return None
+        self._check([reply])
+        client = (reply.get("data") or {}).get("client") or {}
+        return {**client, "textname": _text_name(client)}
+
+    @staticmethod
+    def _check(replies: list[dict[str, Any]]) -> None:
+        for reply in replies:
+            if reply.get("error"):
+                raise GuardError(f"{reply.get('command')}: {reply['error']}")
 
     def _run(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         try:
             return self._exchange(commands)
-        except MqttError as exc:  # refused login, lost connection: the guard cannot act
-            raise GuardError(f"the guard login {self.username!r}: {exc}") from None
+        except MqttError as exc:  # refused login, lost connection: nothing was sent
+            raise GuardError(f"the guard login {self.username!r}: {exc}", sent=False) from None
 
     def _exchange(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not self.client.wait_subscribed(self.timeout_s):
-            raise GuardError(f"no connection to the broker as {self.username!r}")
+            raise GuardError(f"no connection to the broker as {self.username!r}", sent=False)
         call = _Call({uuid.uuid4().hex for _ in commands})
         tags = sorted(call.want)
         with self._lock:
@@ -209,6 +245,11 @@ class DynsecGuard:
                 call.want.discard(str(tag))
                 if not call.want:
                     call.done.set()
+
+
+def _text_name(client: dict[str, Any]) -> Any:
+    """Mosquitto 2.0.11 answers ``textname`` for what ``createClient`` calls ``textName``."""
+    return client.get("textname", client.get("textName"))
 
 
 @dataclass
@@ -312,6 +353,7 @@ class FloodWatch:
             self.guard.close()
 
     def _run(self) -> None:
+        reconciled = -RECONCILE_S  # at start, then every RECONCILE_S
         while not self._stop.is_set():
             try:
                 try:
@@ -321,51 +363,44 @@ class FloodWatch:
                 if flood is not None:
                     self.quarantine(flood)
                 self.lift_due()
+                if self.guard is not None and self._monotonic() - reconciled >= RECONCILE_S:
+                    reconciled = self._monotonic()
+                    self.reconcile()
             except Exception:  # the guard thread must never die
                 self.errors += 1
                 log.exception("flood guard round failed; going on")
                 self._stop.wait(1.0)
 
     def quarantine(self, flood: Flood) -> t.DeviceQuarantine | None:
-        """Record (and, with a guard, ban) a flooding login; None if it is already in."""
+        """Record (and, with a guard, ban) a flooding login; None if it is already in. The
+        row comes first: no ban is ever made that no row would lift."""
         src = flood.source
         now = self.clock()
-        with self.sessions() as session:
+        with self.sessions.begin() as session:
+            lock_keys(session, [f"quarantine:{src.login}"])
             if self._active(session, src.login) is not None:
-                return None
-            day_ago = now - dt.timedelta(days=1)
+                return None  # another worker was first
             earlier = session.scalar(
                 sa.select(sa.func.count())
                 .select_from(t.DeviceQuarantine)
                 .where(t.DeviceQuarantine.login == src.login)
-                .where(t.DeviceQuarantine.started_at > day_ago)
+                .where(t.DeviceQuarantine.started_at > now - dt.timedelta(days=1))
             )
-        seconds = self.config.quarantine_s * 2 ** min(int(earlier or 0), 16)
-        until = now + min(dt.timedelta(seconds=seconds), MAX_QUARANTINE)
-        created, error = False, None
-        if self.guard is not None:
-            try:  # before the transaction: no write lock held over a network round trip
-                created = self.guard.ban(src.login)
-            except GuardError as exc:
-                error = str(exc)[:500]
-                self.errors += 1
-                log.error("flood from %s: the broker ban failed: %s", src.login, exc)
-        with self.sessions.begin() as session:
-            lock_keys(session, [f"quarantine:{src.login}"])
-            if self._active(session, src.login) is not None:
-                return None  # another worker was first (its ban stands)
+            seconds = self.config.quarantine_s * 2 ** min(int(earlier or 0), 16)
+            until = now + min(dt.timedelta(seconds=seconds), MAX_QUARANTINE)
+            site, device = _where(session, src)
             row = t.DeviceQuarantine(
                 login=src.login,
-                site_id=src.site,
-                device_id=src.device,
+                site_id=site,
+                device_id=device,
                 started_at=now,
                 until=until,
                 bad_count=flood.count,
                 window_s=self.config.window_s,
                 reasons=flood.reasons[:500],
-                broker_ban=self.guard is not None and error is None,
-                client_created=created,
-                broker_error=error,
+                broker_ban=False,
+                broker_client=None,
+                broker_error=None,
             )
             session.add(row)
             session.flush()
@@ -375,20 +410,37 @@ class FloodWatch:
                 GUARD,
                 "quarantine",
                 "device",
-                f"{src.site}/{src.device}",
+                f"{site}/{device}",
                 now,
                 detail,
                 login=src.login,
                 until=until.isoformat(),
                 reasons=flood.reasons,
-                broker_ban=row.broker_ban,
+                at_broker=self.guard is not None,
             )
+            session.expunge(row)
         self.quarantined += 1
+        if self.guard is not None:  # outside the transaction: no lock over a round trip
+            how: str | None
+            error: str | None
+            try:
+                how, error = self.guard.ban(src.login), None
+            except GuardError as exc:  # a timeout may still have banned: lift readmits
+                how, error = ("unknown" if exc.sent else None), str(exc)[:500]
+                self.errors += 1
+                log.error("flood from %s: the broker ban failed: %s", src.login, exc)
+            with self.sessions.begin() as session:
+                session.execute(
+                    sa.update(t.DeviceQuarantine)
+                    .where(t.DeviceQuarantine.id == row.id)
+                    .values(broker_ban=error is None, broker_client=how, broker_error=error)
+                )
+            row.broker_ban, row.broker_client, row.broker_error = error is None, how, error
         log.error(
             "quarantined login %s (%s/%s) until %s: %s (%s)%s",
             src.login,
-            src.site,
-            src.device,
+            site,
+            device,
             until.isoformat(),
             detail,
             flood.reasons,
@@ -421,41 +473,70 @@ class FloodWatch:
 
     def lift(self, quarantine_id: int, actor: crud.Actor, why: str) -> t.DeviceQuarantine | None:
         """Readmit the login at the broker, then mark the row lifted (None if it was not
-        active). Raises :class:`GuardError` (row left active) if the broker did not do it."""
+        active). Raises :class:`GuardError` (row left active) if the broker did not do it.
+        The broker is asked wherever a ban command was sent, also one that timed out (it
+        may have been done); readmitting is idempotent."""
         with self.sessions() as session:
             row = session.get(t.DeviceQuarantine, quarantine_id)
             if row is None or row.lifted_at is not None:
                 return None
-            login, banned = row.login, row.broker_ban
-        if banned:
-            if self.guard is None:
-                raise GuardError(
-                    f"quarantine {quarantine_id}: {login} is banned at the broker and this hub"
-                    " has no guard login (ingest.flood.at_broker) to readmit it"
-                )
-            self.guard.readmit(login)
+            login, banned, how = row.login, row.broker_ban, row.broker_client
+        if self.guard is not None and (banned or how is not None):
+            self.guard.readmit(login, how)
+        elif banned:
+            raise GuardError(
+                f"quarantine {quarantine_id}: {login} is banned at the broker and this hub"
+                " has no guard login (ingest.flood.at_broker) to readmit it"
+            )
         now = self.clock()
         with self.sessions.begin() as session:
             lock_keys(session, [f"quarantine:{login}"])
-            row = session.get(t.DeviceQuarantine, quarantine_id)
-            if row is None or row.lifted_at is not None:
-                return None
-            row.lifted_at, row.lifted_by = now, actor.name
+            done = session.execute(
+                sa.update(t.DeviceQuarantine)
+                .where(t.DeviceQuarantine.id == quarantine_id)
+                .where(t.DeviceQuarantine.lifted_at.is_(None))
+                .values(lifted_at=now, lifted_by=actor.name)
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                return None  # lifted meanwhile (the timer, another worker, an admin)
+            lifted = session.get(t.DeviceQuarantine, quarantine_id)
+            assert lifted is not None
             crud.audit(
                 session,
                 actor,
                 "lift_quarantine",
                 "device",
-                f"{row.site_id}/{row.device_id}",
+                f"{lifted.site_id}/{lifted.device_id}",
                 now,
                 why,
                 login=login,
             )
             session.flush()
-            session.expunge(row)
+            session.expunge(lifted)
+        self._lift_failed.pop(quarantine_id, None)
         self.forget(login)
         log.warning("quarantine of %s lifted by %s: %s", login, actor.name, why)
-        return row
+        return lifted
+
+    def reconcile(self) -> int:
+        """Delete the broker's ban clients that no active quarantine stands for (a hub that
+        stopped between a lift's two steps); how many. Needs the guard."""
+        if self.guard is None:
+            return 0
+        banned = self.guard.ban_clients()
+        with self.sessions() as session:
+            active = set(
+                session.scalars(
+                    sa.select(t.DeviceQuarantine.login).where(
+                        t.DeviceQuarantine.lifted_at.is_(None)
+                    )
+                )
+            )
+        stale = [login for login in banned if login not in active]
+        for login in stale:
+            log.warning("the broker still banned %s with no quarantine: readmitting", login)
+            self.guard.readmit(login, None)
+        return len(stale)
 
     @staticmethod
     def _active(session: Session, login: str) -> t.DeviceQuarantine | None:
@@ -464,6 +545,20 @@ class FloodWatch:
             .where(t.DeviceQuarantine.login == login)
             .where(t.DeviceQuarantine.lifted_at.is_(None))
         )
+
+
+def _where(session: Session, src: Source) -> tuple[str, str]:
+    """The site and device a login is in the inventory (a device's login is its id; a
+    sensor gateway's its site), so the right site's technicians see it; where the inventory
+    does not know it, what the topic said."""
+    if src.login == src.site and session.get(t.Site, src.site) is not None:
+        return src.site, src.site
+    known = session.execute(
+        sa.select(t.Device.site_id, t.Device.id).where(t.Device.id == src.login).limit(2)
+    ).all()
+    if len(known) == 1:
+        return known[0][0], known[0][1]
+    return src.site, src.device
 
 
 def guard_login(login: BrokerLogin | None) -> BrokerLogin | None:

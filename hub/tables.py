@@ -256,8 +256,11 @@ class DeviceQuarantine(Base):
     window_s: Mapped[int] = mapped_column(Integer)
     reasons: Mapped[str] = mapped_column(String(500))
     broker_ban: Mapped[bool] = mapped_column(doc="The broker was told to refuse the login.")
-    client_created: Mapped[bool] = mapped_column(
-        doc="The ban created the broker client (lifting deletes it); else it disabled one."
+    broker_client: Mapped[str | None] = mapped_column(
+        String(16),
+        doc="What the ban did at the broker: created (a ban client, deleted on lift),"
+        " disabled (the operator's own client, enabled on lift), was_disabled (left),"
+        " unknown (the command timed out: lifting asks the broker); unset: none sent.",
     )
     broker_error: Mapped[str | None] = mapped_column(String(500))
     lifted_at: Mapped[dt.datetime | None] = mapped_column(index=True)

@@ -636,8 +636,7 @@ def test_devices_and_sheds_say_the_bay_its_temperature_and_threshold(
                 window_s=10,
                 reasons="invalid 500, bad_topic 12",
                 broker_ban=False,
-                client_created=False,
-            )
+                )
         )
     log_in(page, dash)
     page.click("nav a[href='#/devices']")

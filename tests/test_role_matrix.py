@@ -6,6 +6,7 @@ letter, a watch-list person, a camera). Users scoped elsewhere never get those o
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import re
 from typing import Any
@@ -46,6 +47,27 @@ def _jpeg() -> str:
     return base64.b64encode(bytes(buf)).decode()
 
 
+def _quarantine(hub: Hub) -> str:
+    """A fresh hub-only flood quarantine of box-1 (each role gets its own: a lift by one
+    role must not hide a missing scope check from the next)."""
+    with hub.sessions.begin() as session:
+        now = hub.clock()
+        row = t.DeviceQuarantine(
+            login="box-1",
+            site_id="campus-n",
+            device_id="box-1",
+            started_at=now,
+            until=now + dt.timedelta(hours=1),
+            bad_count=500,
+            window_s=10,
+            reasons="invalid 500",
+            broker_ban=False,
+        )
+        session.add(row)
+        session.flush()
+        return str(row.id)
+
+
 def _world(client: TestClient, hub: Hub, admin: dict[str, str]) -> dict[str, str]:
     """campus-n objects; returns the path parameter values naming them."""
     body = _event_json(hub.clock(), snapshot_jpeg=_jpeg())
@@ -65,23 +87,6 @@ def _world(client: TestClient, hub: Hub, admin: dict[str, str]) -> dict[str, str
     }
     res = client.post("/api/v1/persons", json=person, headers=admin)
     assert res.status_code == 201, res.text
-    with hub.sessions.begin() as session:  # a hub-only flood quarantine of box-1
-        now = hub.clock()
-        quarantine = t.DeviceQuarantine(
-            login="box-1",
-            site_id="campus-n",
-            device_id="box-1",
-            started_at=now,
-            until=now,
-            bad_count=500,
-            window_s=10,
-            reasons="invalid 500",
-            broker_ban=False,
-            client_created=False,
-        )
-        session.add(quarantine)
-        session.flush()
-        quarantine_id = quarantine.id
     media = client.get(f"/api/v1/incidents/{incident}/media", headers=admin)
     assert media.status_code == 200 and media.json(), media.text  # the event's snapshot
     return {
@@ -96,7 +101,7 @@ def _world(client: TestClient, hub: Hub, admin: dict[str, str]) -> dict[str, str
         "template_id": "1",
         "sighting_id": "1",
         "stage": "acknowledged",
-        "quarantine_id": str(quarantine_id),
+        "quarantine_id": _quarantine(hub),
     }
 
 
@@ -125,7 +130,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Any:
                     client, admin, "rm-pm", "property_manager", managers=["pm-x"]
                 ),
             }
-            yield client, app.openapi()["paths"], ids, users
+            yield client, app.openapi()["paths"], ids, users, hub
 
 
 def _operations(paths: dict[str, Any]) -> list[tuple[str, str]]:
@@ -138,7 +143,10 @@ FOREIGN = ["station_officer", "technician", "property_manager"]
 
 @pytest.mark.parametrize("role", ["admin", "auditor", *FOREIGN])
 def test_every_route_for_every_role_with_another_sites_ids(matrix: Any, role: str) -> None:
-    client, paths, ids, users = matrix
+    client, paths, ids, users, hub = matrix
+    with hub.sessions.begin() as session:  # the one before was lifted (or is another role's)
+        session.execute(sa.update(t.DeviceQuarantine).values(lifted_at=hub.clock()))
+    ids = {**ids, "quarantine_id": _quarantine(hub)}
     leaks, errors = [], []
     markers = [ids["event_id"], ids["incident_id"], "Foreign Person", "campus-n"]
     for method, path in _operations(paths):
@@ -160,7 +168,7 @@ def test_every_route_for_every_role_with_another_sites_ids(matrix: Any, role: st
 
 
 def test_the_matrix_covers_every_route(matrix: Any) -> None:
-    _, paths, ids, _ = matrix
+    _, paths, ids, _, _ = matrix
     ops = _operations(paths)
     assert len(ops) >= 45
     for _, path in ops:

@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("window_s", sa.Integer(), nullable=False),
         sa.Column("reasons", sa.String(length=500), nullable=False),
         sa.Column("broker_ban", sa.Boolean(), nullable=False),
-        sa.Column("client_created", sa.Boolean(), nullable=False),
+        sa.Column("broker_client", sa.String(length=16), nullable=True),
         sa.Column("broker_error", sa.String(length=500), nullable=True),
         sa.Column("lifted_at", sa.DateTime(), nullable=True),
         sa.Column("lifted_by", sa.String(length=200), nullable=True),
