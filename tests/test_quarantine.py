@@ -167,10 +167,10 @@ def _stored(hub: Hub, device: str) -> list[str]:
         return list(session.scalars(sa.select(t.Event.id).where(t.Event.device_id == device)))
 
 
-def _flood(box: Box, n: int) -> int:
-    """Publish ``n`` malformed payloads on the box's own events topic from its own login;
-    how many the client took before the broker shut it out."""
-    topic = event_topic(SITE, box.device, EventKind.ZONE)
+def _flood(box: Box, n: int, site: str = SITE) -> int:
+    """Publish ``n`` malformed payloads on the box's own events topic from its own login
+    (the ACL lets it name any site); how many the client took before it was shut out."""
+    topic = event_topic(site, box.device, EventKind.ZONE)
     sent = 0
     for i in range(n):
         if not box.client.publish(topic, b'{"not": "an event", "n": %d}' % i, qos=0):
@@ -284,13 +284,14 @@ def test_a_technician_lifts_a_quarantine_early_and_the_hub_keeps_its_own_logins(
         assert hub.link is not None and hub.link.connected.wait(10)
         box1 = _box(tmp_path, broker.url, "box-1")
         try:
-            _flood(box1, 500)
+            _flood(box1, 500, site="campus-s")  # under another site's segment
             wait_for(lambda: box1.client.refused_now is not None, 15, "box-1 refused")
             admin = token(client, "admin", "admin-password")
             tech = make_user(client, admin, "tech-n", "technician", sites=[SITE])
             far = make_user(client, admin, "tech-s", "technician", sites=["campus-s"])
             manager = make_user(client, admin, "pm-n", "property_manager", sites=[SITE])
             [row] = client.get("/api/v1/quarantines", headers=tech).json()
+            assert row["site_id"] == SITE  # the inventory's site of box-1, not the topic's
             assert client.get("/api/v1/quarantines", headers=far).json() == []
             assert client.get("/api/v1/quarantines", headers=manager).status_code == 403
             lift = f"/api/v1/quarantines/{row['id']}/lift"
