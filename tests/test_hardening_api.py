@@ -91,6 +91,47 @@ def test_out_of_range_parameters_are_a_422(api: Api, path: str) -> None:
     assert res.status_code == 422, (path, res.status_code, res.text)
 
 
+@pytest.mark.parametrize(
+    "body", [{"sighting_id": 1, "consent": "officer consent"}, {"sighting_id": int(HUGE)}]
+)
+def test_out_of_range_ids_in_a_post_are_a_422(api: Api, body: dict[str, object]) -> None:
+    """Found by the API fuzz: a live shot's person id (path) and sighting id (body) were
+    unbounded, an OverflowError (500) on SQLite."""
+    client, _, admin = api
+    person = HUGE if "consent" in body else "1"
+    res = client.post(f"/api/v1/persons/{person}/photos/from-sighting", json=body, headers=admin)
+    assert res.status_code == 422, res.text
+
+
+def test_every_integer_parameter_of_every_route_is_bounded(api: Api) -> None:
+    """Every integer path or query parameter in the OpenAPI schema has a maximum (an
+    unbounded one reaches the database as an overflow), and every integer field of a
+    request body."""
+    client, _, _ = api
+    schema = client.app.openapi()  # type: ignore[attr-defined]
+    unbounded = []
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items():
+            for param in op.get("parameters", []):
+                kinds = [param.get("schema", {}), *param.get("schema", {}).get("anyOf", [])]
+                for kind in kinds:
+                    if kind.get("type") == "integer" and "maximum" not in kind:
+                        unbounded.append(f"{method} {path} {param['name']}")
+    bodies = set()  # the request bodies' models (responses may be unbounded)
+    for methods in schema["paths"].values():
+        for op in methods.values():
+            for content in op.get("requestBody", {}).get("content", {}).values():
+                refs = [content.get("schema", {}), *content.get("schema", {}).get("anyOf", [])]
+                bodies |= {r["$ref"].rsplit("/", 1)[1] for r in refs if "$ref" in r}
+    for name in sorted(bodies):
+        for field, spec in schema["components"]["schemas"][name].get("properties", {}).items():
+            kinds = [spec, *spec.get("anyOf", [])]
+            for kind in kinds:
+                if kind.get("type") == "integer" and "maximum" not in kind:
+                    unbounded.append(f"{name}.{field}")
+    assert unbounded == [], unbounded
+
+
 def test_a_huge_last_event_id_is_ignored_not_a_500(api: Api) -> None:
     from ringwatch.hub.api.deps import last_event_id
 

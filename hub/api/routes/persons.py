@@ -18,6 +18,7 @@ from ringwatch.errors import InputError
 from ringwatch.hub import crud
 from ringwatch.hub import tables as t
 from ringwatch.hub.api.deps import (
+    MAX_ROW_ID,
     Caller,
     Filter,
     HubDep,
@@ -194,7 +195,9 @@ class LiveShot(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sighting_id: int = Field(ge=1, description="The confirmed sighting whose face crop to use.")
+    sighting_id: int = Field(
+        ge=1, le=MAX_ROW_ID, description="The confirmed sighting whose face crop to use."
+    )
     consent: str = Field(
         min_length=10, max_length=500, description="The officer's recorded consent and basis."
     )
@@ -202,7 +205,7 @@ class LiveShot(BaseModel):
 
 @router.post("/{person_id}/photos/from-sighting", status_code=status.HTTP_201_CREATED)
 def enrol_live_shot(
-    session: SessionDep, hub: HubDep, caller: Editor, person_id: int, body: LiveShot
+    session: SessionDep, hub: HubDep, caller: Editor, person_id: RowId, body: LiveShot
 ) -> TemplatePublic:
     """Enrol the live face crop of a confirmed sighting of this person as a template (more
     templates per person raise recognition; docs/faces.md), with the consent recorded. The
