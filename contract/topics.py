@@ -27,6 +27,7 @@ from ringwatch.contract.errors import ContractError
 PREFIX = "ringwatch/v1"
 ANY = "+"
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+PREFIX_PARTS = PREFIX.count("/") + 1  # segments of PREFIX
 
 
 class EventKind(StrEnum):
@@ -91,9 +92,14 @@ class Topic:
         return self.segments[name]
 
 
+def is_segment(value: object) -> bool:
+    """Whether ``value`` is a valid id for a topic segment (no exception: for hot paths)."""
+    return isinstance(value, str) and _SEGMENT.match(value) is not None
+
+
 def check_segment(value: str, name: str) -> str:
     """Validate one id used as a topic segment; raise :class:`ContractError` naming it."""
-    if not isinstance(value, str) or not _SEGMENT.match(value):
+    if not is_segment(value):
         raise ContractError(
             f"{name}: {value!r} is not a valid id (1-64 of A-Z a-z 0-9 _ . -, "
             "starting with a letter or digit; no '/', '+', '#' or '$')"
@@ -161,7 +167,7 @@ def shared_filter(group: str, topic_filter_: str) -> str:
 def parse_topic(topic: str) -> Topic:
     """Parse a concrete (wildcard-free) topic; raise :class:`ContractError` saying why not."""
     parts = topic.split("/")
-    prefix_len = PREFIX.count("/") + 1
+    prefix_len = PREFIX_PARTS
     if "/".join(parts[:prefix_len]) != PREFIX:
         raise ContractError(f"topic {topic!r}: does not start with {PREFIX!r}")
     try:

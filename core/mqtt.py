@@ -39,7 +39,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -214,6 +214,14 @@ class BrokerLogin:
                 raise ConfigError(f"broker_password_file {path}: the first line is empty")
             password = lines[0]
         return cls(settings.broker_username, password, settings.broker_ca_file)
+
+    def sibling(self, suffix: str) -> BrokerLogin | None:
+        """The login of another link of the same process: ``<user><suffix>``, same password
+        and CA (a broker that binds client ids to user names needs one user per link);
+        None without a user name."""
+        if self.username is None:
+            return None
+        return replace(self, username=self.username + suffix)
 
 
 @dataclass(frozen=True, slots=True)

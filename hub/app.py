@@ -11,7 +11,7 @@ import logging
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
@@ -42,7 +42,7 @@ from ringwatch.hub.mqtt import (
     ingest_subscriptions,
 )
 from ringwatch.hub.notify import notify_senders
-from ringwatch.hub.quarantine import DynsecGuard, FloodWatch, guard_login
+from ringwatch.hub.quarantine import GUARD_USER_SUFFIX, DynsecGuard, FloodWatch
 from ringwatch.hub.registry import FaceEmbedding, PhotoEnroller
 from ringwatch.hub.security import LoginThrottle, SharedLoginThrottle, TokenCodec
 from ringwatch.hub.settings import HubSettings
@@ -378,11 +378,10 @@ def _flood_watch(
     the ``<broker_username>-guard`` login (Mosquitto's dynamic-security plugin)."""
     cfg = hub.config.ingest.flood
     guard = None
-    protected = set()
-    if login is not None and login.username is not None:
-        protected = {login.username, login.username + ZONES_USER_SUFFIX}
+    own = [login, zone_login(login)]
+    protected = {o.username for o in own if o is not None and o.username is not None}
     if cfg.at_broker:
-        glogin = guard_login(login)
+        glogin = login.sibling(GUARD_USER_SUFFIX) if login is not None else None
         if url is None or glogin is None or glogin.username is None:
             raise ConfigError(
                 "hub config: ingest.flood.at_broker needs an MQTT broker_url and a"
@@ -400,9 +399,9 @@ def zone_login(login: BrokerLogin | None) -> BrokerLogin | None:
     """The zone link's login: ``<user>-zones`` with the same password. A broker that binds
     client ids to user names (the shipped mosquitto.conf) would otherwise see the ingest
     and zone links as one client and make them knock each other off."""
-    if login is None or login.username is None:
-        return login
-    return replace(login, username=login.username + ZONES_USER_SUFFIX)
+    if login is None:
+        return None
+    return login.sibling(ZONES_USER_SUFFIX) or login
 
 
 def build_hub(

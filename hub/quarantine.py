@@ -40,19 +40,18 @@ import datetime as dt
 import json
 import logging
 import queue
-import re
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ringwatch.contract.topics import PREFIX
+from ringwatch.contract.topics import PREFIX, PREFIX_PARTS, is_segment
 from ringwatch.errors import RingwatchError
 from ringwatch.hub import crud
 from ringwatch.hub import tables as t
@@ -70,8 +69,6 @@ GUARD_USER_SUFFIX = "-guard"
 BAN_NAME = "ringwatch flood ban"  # the text name of a broker client a ban created
 MAX_QUARANTINE = dt.timedelta(days=1)
 RECONCILE_S = 60.0  # how often the broker's ban clients are checked against the rows
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_PREFIX_PARTS = PREFIX.count("/") + 1
 # Topic kind -> index (after the prefix) of the segment that names the publishing login
 # under the shipped ACL: devices publish under their own device segment, sensor gateways
 # under their site.
@@ -99,15 +96,15 @@ class Source:
 def login_of(topic: str) -> Source | None:
     """The source a topic names (None where it names none we could ban)."""
     parts = topic.split("/")
-    if len(parts) < _PREFIX_PARTS + 3 or "/".join(parts[:_PREFIX_PARTS]) != PREFIX:
+    if len(parts) < PREFIX_PARTS + 3 or "/".join(parts[:PREFIX_PARTS]) != PREFIX:
         return None
-    kind = parts[_PREFIX_PARTS]
+    kind = parts[PREFIX_PARTS]
     index = _LOGIN_SEGMENT.get(kind)
     if index is None:
         return None
-    site, second = parts[_PREFIX_PARTS + 1], parts[_PREFIX_PARTS + 2]
-    login = parts[_PREFIX_PARTS + index]
-    if not (_SEGMENT.match(site) and _SEGMENT.match(second)):
+    site, second = parts[PREFIX_PARTS + 1], parts[PREFIX_PARTS + 2]
+    login = parts[PREFIX_PARTS + index]
+    if not (is_segment(site) and is_segment(second)):
         return None
     return Source(site, second if kind != "sensors" else site, login)
 
@@ -561,19 +558,11 @@ def _where(session: Session, src: Source) -> tuple[str, str]:
     return src.site, src.device
 
 
-def guard_login(login: BrokerLogin | None) -> BrokerLogin | None:
-    """The guard's login: ``<user>-guard`` with the hub's password (like the zone link's)."""
-    if login is None or login.username is None:
-        return None
-    return replace(login, username=login.username + GUARD_USER_SUFFIX)
-
-
 __all__ = [
     "DynsecGuard",
     "Flood",
     "FloodWatch",
     "GuardError",
     "Source",
-    "guard_login",
     "login_of",
 ]

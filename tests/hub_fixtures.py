@@ -114,6 +114,37 @@ def health(client: Any) -> dict[str, Any]:
     return body
 
 
+def add_quarantine(
+    sessions: Any,
+    now: dt.datetime,
+    *,
+    login: str = "box-1",
+    site: str = "campus-n",
+    minutes: int = 60,
+    bad_count: int = 500,
+    reasons: str = "invalid 500",
+) -> int:
+    """A hub-only flood quarantine (hub/quarantine.py) of ``login``, active for ``minutes``;
+    its id."""
+    from ringwatch.hub import tables as t
+
+    with sessions.begin() as session:
+        row = t.DeviceQuarantine(
+            login=login,
+            site_id=site,
+            device_id=login,
+            started_at=now,
+            until=now + dt.timedelta(minutes=minutes),
+            bad_count=bad_count,
+            window_s=10,
+            reasons=reasons,
+            broker_ban=False,
+        )
+        session.add(row)
+        session.flush()
+        return int(row.id)
+
+
 def create_admin(db_url: str) -> None:
     from ringwatch.hub import crud
     from ringwatch.hub.db import make_engine, migrate, session_factory

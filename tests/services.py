@@ -180,3 +180,49 @@ def shipped_mosquitto_conf(port: int, passwd: Path, acl: Path, persistence: Path
     out += ["log_type error", "log_type warning", "log_type notice"]
     out.append("user root")  # started as root it would drop to `mosquitto` and not read them
     return "\n".join(out) + "\n"
+
+
+@dataclass(frozen=True)
+class ShippedBroker:
+    """A Mosquitto running the shipped config (see :func:`shipped_broker`)."""
+
+    port: int
+    work: Path
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.work / "mosquitto.log"
+
+    @property
+    def conf(self) -> Path:
+        return self.work / "mosquitto.conf"
+
+
+@contextmanager
+def shipped_broker(
+    work: Path, logins: dict[str, str], guard_password: str = GUARD_PASSWORD
+) -> Iterator[ShippedBroker]:
+    """Mosquitto with the shipped configs/mosquitto.conf and mosquitto.acl (no TLS), a
+    password file of ``logins`` (user -> password, hashed by ``mosquitto_passwd -U``) and
+    the dynamic-security plugin with :data:`GUARD_USER` as its admin; stopped at the end."""
+    work.mkdir(parents=True, exist_ok=True)
+    passwd, acl = work / "ringwatch.passwd", work / "ringwatch.acl"
+    passwd.write_text("".join(f"{user}:{password}\n" for user, password in logins.items()))
+    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    subprocess.run([tool, "-U", str(passwd)], check=True, capture_output=True, timeout=30)
+    shutil.copyfile(SHIPPED_MOSQUITTO_CONF.with_name("mosquitto.acl"), acl)
+    dynsec_init(work / "dynsec.json", GUARD_USER, guard_password)
+    broker = ShippedBroker(free_port(), work)
+    broker.conf.write_text(shipped_mosquitto_conf(broker.port, passwd, acl, work))
+    with broker.log.open("ab") as err:
+        process = subprocess.Popen([find_mosquitto(), "-c", str(broker.conf)], stderr=err)
+    try:
+        _wait_for_port("127.0.0.1", broker.port, process)
+        yield broker
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -32,7 +32,7 @@ from ringwatch.hub.ingest import Inbound, Ingestor, IngestStats
 from ringwatch.hub.inventory import HubConfig
 from ringwatch.hub.settings import HubSettings
 from ringwatch.hub.workers import Load, WorkerBeat
-from tests.hub_fixtures import database
+from tests.hub_fixtures import add_quarantine, database
 from tests.services import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -624,20 +624,10 @@ def test_devices_and_sheds_say_the_bay_its_temperature_and_threshold(
     gone = WorkerBeat(dash.hub.sessions, "hub-2", dash.hub.clock, lambda: next(loads))
     gone.beat(now - dt.timedelta(seconds=64))
     gone.beat(now - dt.timedelta(seconds=60))
-    with dash.hub.sessions.begin() as session:  # box-1 flooded: quarantined (not banned)
-        session.add(
-            t.DeviceQuarantine(
-                login=DEVICE,
-                site_id=SITE,
-                device_id=DEVICE,
-                started_at=now,
-                until=now + dt.timedelta(minutes=5),
-                bad_count=512,
-                window_s=10,
-                reasons="invalid 500, bad_topic 12",
-                broker_ban=False,
-                )
-        )
+    # box-1 flooded: quarantined (recorded, not banned at the broker)
+    add_quarantine(
+        dash.hub.sessions, now, minutes=5, bad_count=512, reasons="invalid 500, bad_topic 12"
+    )
     log_in(page, dash)
     page.click("nav a[href='#/devices']")
     flooded = page.locator("#quarantines li.quarantine[data-login=box-1]")

@@ -5,8 +5,6 @@ their own session."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,39 +18,18 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.settings import HubSettings
 from tests.hub_fixtures import SECRET, hub_config
-from tests.services import _wait_for_port, find_mosquitto, free_port, shipped_mosquitto_conf
+from tests.services import shipped_broker
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORDS = {"hub": "hub-secret-1", "hub-zones": "hub-secret-1", "box-1": "b1-pw", "box-9": "b9-pw"}
 
 
-def _passwd(file: Path) -> None:
-    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-    for i, (user, password) in enumerate(PASSWORDS.items()):
-        args = [tool, "-b", *(["-c"] if i == 0 else []), str(file), user, password]
-        subprocess.run(args, check=True, capture_output=True, timeout=30)
-
-
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     """A Mosquitto running the shipped config and ACL; yields its port and log file."""
-    work = tmp_path_factory.mktemp("shipped-broker")
-    passwd, acl = work / "ringwatch.passwd", work / "ringwatch.acl"
-    _passwd(passwd)
-    shutil.copyfile(REPO / "configs" / "mosquitto.acl", acl)
-    port = free_port()
-    conf = work / "mosquitto.conf"
-    conf.write_text(shipped_mosquitto_conf(port, passwd, acl, work))
-    assert "use_username_as_clientid true" in conf.read_text()
-    log = work / "mosquitto.log"
-    with log.open("ab") as err:
-        process = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stderr=err)
-    try:
-        _wait_for_port("127.0.0.1", port, process)
-        yield port, log
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with shipped_broker(tmp_path_factory.mktemp("shipped-broker"), PASSWORDS) as broker:
+        assert "use_username_as_clientid true" in broker.conf.read_text()
+        yield broker.port, broker.log
 
 
 class Box:

@@ -10,12 +10,9 @@ import datetime as dt
 import json
 import logging
 import queue
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -33,54 +30,20 @@ from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.mqtt import BrokerAddress, BrokerLogin
 from ringwatch.hub.settings import HubSettings
 from tests.hub_fixtures import SECRET, create_admin, health, hub_config
-from tests.services import _wait_for_port, find_mosquitto, free_port, shipped_mosquitto_conf
+from tests.services import ShippedBroker, shipped_broker
 
 REPO = Path(__file__).resolve().parents[1]
-MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
 HUB_PASSWORD = "hub-broker-secret-1"
 BOX_PASSWORD = "box-1-broker-secret"
 
 
-@dataclass
-class AuthBroker:
-    port: int
-    workdir: Path
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-
-def _passwd(file: Path, user: str, password: str, create: bool) -> None:
-    tool = shutil.which("mosquitto_passwd") or MOSQUITTO_PASSWD
-    args = [tool, "-b", *(["-c"] if create else []), str(file), user, password]
-    subprocess.run(args, check=True, capture_output=True, timeout=30)
-
-
 @pytest.fixture(scope="module")
-def auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthBroker]:
+def auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShippedBroker]:
     """Mosquitto with the shipped configs/mosquitto.conf (no TLS: the test has no
-    certificates)."""
-    work = tmp_path_factory.mktemp("auth-broker")
-    passwd = work / "ringwatch.passwd"
-    _passwd(passwd, "hub", HUB_PASSWORD, create=True)
-    _passwd(passwd, "hub-zones", HUB_PASSWORD, create=False)  # the hub's zone link
-    _passwd(passwd, "box-1", BOX_PASSWORD, create=False)
-    acl = work / "ringwatch.acl"
-    shutil.copyfile(REPO / "configs" / "mosquitto.acl", acl)  # the shipped rules, unchanged
-    port = free_port()
-    conf = work / "mosquitto.conf"
-    conf.write_text(shipped_mosquitto_conf(port, passwd, acl, work))  # the shipped config
-    log = work / "mosquitto.log"
-    with log.open("ab") as err:
-        process = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stderr=err)
-    try:
-        _wait_for_port("127.0.0.1", port, process)
-        yield AuthBroker(port, work, log)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    certificates): the hub, its zone link and box-1."""
+    logins = {"hub": HUB_PASSWORD, "hub-zones": HUB_PASSWORD, "box-1": BOX_PASSWORD}
+    with shipped_broker(tmp_path_factory.mktemp("auth-broker"), logins) as broker:
+        yield broker
 
 
 class Device:
@@ -161,7 +124,7 @@ def _settings(tmp: Path, url: str, password: str) -> HubSettings:
 
 
 def test_hub_with_the_right_login_ingests_and_receipts(
-    auth_broker: AuthBroker, tmp_path: Path
+    auth_broker: ShippedBroker, tmp_path: Path
 ) -> None:
     app = create_app(_settings(tmp_path, auth_broker.url, HUB_PASSWORD), hub_config())
     hub: Hub = app.state.hub
@@ -188,7 +151,7 @@ def test_hub_with_the_right_login_ingests_and_receipts(
 
 
 def test_hub_with_a_wrong_password_reports_and_stops(
-    auth_broker: AuthBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    auth_broker: ShippedBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     wrong = "not-the-hub-password"
     app = create_app(_settings(tmp_path, auth_broker.url, wrong), hub_config())

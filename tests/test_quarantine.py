@@ -10,10 +10,9 @@ box is not touched, and the hub never bans its own logins."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,64 +44,28 @@ from tests.hub_fixtures import (
     make_user,
     token,
 )
-from tests.services import (
-    _wait_for_port,
-    dynsec_init,
-    find_mosquitto,
-    free_port,
-    shipped_mosquitto_conf,
-    wait_for,
-)
+from tests.services import ShippedBroker, shipped_broker, wait_for
 
-REPO = Path(__file__).resolve().parents[1]
 HUB_PASSWORD = "hub-broker-secret-q"
 BOX_PASSWORD = {"box-1": "box-1-secret-q", "box-2": "box-2-secret-q"}
 SITE = "campus-n"
 
 
-@dataclass
-class GuardedBroker:
-    port: int
-    work: Path
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-
-def _passwd(file: Path, user: str, password: str, create: bool) -> None:
-    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-    args = [tool, "-b", *(["-c"] if create else []), str(file), user, password]
-    subprocess.run(args, check=True, capture_output=True, timeout=30)
-
-
 @pytest.fixture
-def broker(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[GuardedBroker]:
+def broker(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ShippedBroker]:
+    """The shipped broker config; the guard's password is the hub's unless the test says."""
+    logins = {"hub": HUB_PASSWORD, "hub-zones": HUB_PASSWORD, **BOX_PASSWORD}
     guard_password = getattr(request, "param", HUB_PASSWORD)
-    work = tmp_path / "broker"
-    work.mkdir()
-    passwd = work / "ringwatch.passwd"
-    _passwd(passwd, "hub", HUB_PASSWORD, create=True)
-    _passwd(passwd, "hub-zones", HUB_PASSWORD, create=False)
-    for user, password in BOX_PASSWORD.items():
-        _passwd(passwd, user, password, create=False)
-    acl = work / "ringwatch.acl"
-    shutil.copyfile(REPO / "configs" / "mosquitto.acl", acl)
-    dynsec_init(work / "dynsec.json", "hub-guard", guard_password)  # the guard: hub's password
-    port = free_port()
-    conf = work / "mosquitto.conf"
-    conf.write_text(shipped_mosquitto_conf(port, passwd, acl, work))
-    with (work / "mosquitto.log").open("ab") as err:
-        process = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stderr=err)
-    try:
-        _wait_for_port("127.0.0.1", port, process)
-        yield GuardedBroker(port, work)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with shipped_broker(tmp_path / "broker", logins, guard_password) as running:
+        yield running
 
 
-def _hub(tmp: Path, url: str, flood: dict[str, Any]) -> Any:
+@contextmanager
+def _hub(
+    tmp: Path, url: str, bad_per_window: int, quarantine_s: int
+) -> Iterator[tuple[TestClient, Hub]]:
+    """A running hub (SQLite) logged in as `hub`, its flood guard at the broker, counting in
+    5 s windows; its ingest link connected."""
     secret = tmp / "broker-password"
     secret.write_text(HUB_PASSWORD + "\n")
     db = f"sqlite:///{tmp / 'hub.sqlite3'}"
@@ -120,8 +83,13 @@ def _hub(tmp: Path, url: str, flood: dict[str, Any]) -> Any:
         broker_username="hub",
         broker_password_file=secret,
     )
-    config = hub_config(sites=sites, ingest={"flood": {"at_broker": True, **flood}})
-    return create_app(settings, config)
+    flood = {"at_broker": True, "bad_per_window": bad_per_window, "window_s": 5}
+    config = hub_config(sites=sites, ingest={"flood": {**flood, "quarantine_s": quarantine_s}})
+    app = create_app(settings, config)
+    hub: Hub = app.state.hub
+    with TestClient(app) as client:
+        assert hub.link is not None and hub.link.connected.wait(10)
+        yield client, hub
 
 
 @dataclass
@@ -180,12 +148,9 @@ def _flood(box: Box, n: int, site: str = SITE) -> int:
 
 
 def test_a_flooding_box_is_shut_out_and_its_events_arrive_after_the_lift(
-    broker: GuardedBroker, tmp_path: Path
+    broker: ShippedBroker, tmp_path: Path
 ) -> None:
-    app = _hub(tmp_path, broker.url, {"bad_per_window": 100, "window_s": 5, "quarantine_s": 10})
-    hub: Hub = app.state.hub
-    with TestClient(app) as client:
-        assert hub.link is not None and hub.link.connected.wait(10)
+    with _hub(tmp_path, broker.url, 100, 10) as (client, hub):
         assert hub.flood is not None and hub.flood.guard is not None
         box1, box2 = _box(tmp_path, broker.url, "box-1"), _box(tmp_path, broker.url, "box-2")
         try:
@@ -276,12 +241,9 @@ def _incidents(hub: Hub, status: str) -> int:
 
 
 def test_a_technician_lifts_a_quarantine_early_and_the_hub_keeps_its_own_logins(
-    broker: GuardedBroker, tmp_path: Path
+    broker: ShippedBroker, tmp_path: Path
 ) -> None:
-    app = _hub(tmp_path, broker.url, {"bad_per_window": 50, "window_s": 5, "quarantine_s": 600})
-    hub: Hub = app.state.hub
-    with TestClient(app) as client:
-        assert hub.link is not None and hub.link.connected.wait(10)
+    with _hub(tmp_path, broker.url, 50, 600) as (client, hub):
         box1 = _box(tmp_path, broker.url, "box-1")
         try:
             _flood(box1, 500, site="campus-s")  # under another site's segment
@@ -311,7 +273,7 @@ def test_a_technician_lifts_a_quarantine_early_and_the_hub_keeps_its_own_logins(
         # test floods a topic naming "hub"); here: all three are protected.
         assert hub.flood is not None
         assert {"hub", "hub-zones", "hub-guard"} <= hub.flood.protected
-        assert hub.link.connected.is_set()
+        assert hub.link is not None and hub.link.connected.is_set()
         with hub.sessions() as session:
             [entry] = session.scalars(
                 sa.select(t.AuditEntry).where(t.AuditEntry.action == "lift_quarantine")
@@ -321,12 +283,9 @@ def test_a_technician_lifts_a_quarantine_early_and_the_hub_keeps_its_own_logins(
 
 @pytest.mark.parametrize("broker", ["not-the-hub-password"], indirect=True)
 def test_a_guard_the_broker_refuses_still_records_and_says_so(
-    broker: GuardedBroker, tmp_path: Path
+    broker: ShippedBroker, tmp_path: Path
 ) -> None:
-    app = _hub(tmp_path, broker.url, {"bad_per_window": 50, "window_s": 5, "quarantine_s": 10})
-    hub: Hub = app.state.hub
-    with TestClient(app) as client:
-        assert hub.link is not None and hub.link.connected.wait(10)
+    with _hub(tmp_path, broker.url, 50, 10) as (client, hub):
         box1 = _box(tmp_path, broker.url, "box-1")
         try:
             event = make_event(SITE, "box-1", 0)
@@ -447,7 +406,7 @@ def test_two_workers_on_postgresql_record_one_quarantine_per_login(
 
 
 def test_the_guard_deletes_only_the_clients_its_bans_created(
-    broker: GuardedBroker, tmp_path: Path
+    broker: ShippedBroker, tmp_path: Path
 ) -> None:
     """A login the operator keeps in the plugin is disabled by a ban and enabled again by the
     lift, never deleted; one the operator had disabled stays disabled; a ban's own client is

@@ -6,7 +6,6 @@ letter, a watch-list person, a camera). Users scoped elsewhere never get those o
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import re
 from typing import Any
@@ -22,7 +21,15 @@ from ringwatch.hub import tables as t
 from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.incident_tables import Incident
 from ringwatch.hub.ingest import Inbound, Ingestor, IngestStats
-from tests.hub_fixtures import create_admin, database, hub_config, make_user, review_due, token
+from tests.hub_fixtures import (
+    add_quarantine,
+    create_admin,
+    database,
+    hub_config,
+    make_user,
+    review_due,
+    token,
+)
 from tests.hub_fixtures import settings as hub_settings
 from tests.test_hardening_ingest import _event_json
 
@@ -50,22 +57,7 @@ def _jpeg() -> str:
 def _quarantine(hub: Hub) -> str:
     """A fresh hub-only flood quarantine of box-1 (each role gets its own: a lift by one
     role must not hide a missing scope check from the next)."""
-    with hub.sessions.begin() as session:
-        now = hub.clock()
-        row = t.DeviceQuarantine(
-            login="box-1",
-            site_id="campus-n",
-            device_id="box-1",
-            started_at=now,
-            until=now + dt.timedelta(hours=1),
-            bad_count=500,
-            window_s=10,
-            reasons="invalid 500",
-            broker_ban=False,
-        )
-        session.add(row)
-        session.flush()
-        return str(row.id)
+    return str(add_quarantine(hub.sessions, hub.clock()))
 
 
 def _world(client: TestClient, hub: Hub, admin: dict[str, str]) -> dict[str, str]:

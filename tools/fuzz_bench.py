@@ -50,7 +50,7 @@ from ringwatch.hub.mqtt import BrokerAddress, MqttLink, ingest_subscriptions  # 
 from ringwatch.hub.settings import HubSettings  # noqa: E402
 from tests import fuzz_payloads as fz  # noqa: E402
 from tests.hub_fixtures import HUB_CONFIG  # noqa: E402
-from tests.services import find_mosquitto  # noqa: E402
+from tests.services import shipped_broker  # noqa: E402
 
 RSS_GROWTH_MB = 60  # bound on the hub's RSS growth over both runs (was ~190 MB)
 EVENT_TOPIC = f"{fz.P}/events/{fz.SITE}/{fz.DEVICE}/intrusion"
@@ -388,41 +388,14 @@ FLOOD_SITE, FLOOD_DEVICE = "campus-s", "box-9"  # a device of HUB_CONFIG's other
 
 
 @contextmanager
-def guarded_broker(work: Path) -> Iterator[str]:
-    """Mosquitto with the shipped configs/mosquitto.conf and mosquitto.acl (no TLS): logins
-    for the hub, its zone link, box-1 and box-9, and the hub's guard as the admin of the
-    dynamic-security plugin; its URL."""
-    from tests.services import _wait_for_port, dynsec_init, free_port, shipped_mosquitto_conf
-
-    work.mkdir(parents=True)
-    passwd = work / "passwd"
-    logins = {"hub": HUB_PASSWORD, "hub-zones": HUB_PASSWORD}
-    logins |= {fz.DEVICE: DEVICE_PASSWORD, FLOOD_DEVICE: DEVICE_PASSWORD}
-    passwd.write_text("".join(f"{u}:{p}\n" for u, p in logins.items()))
-    subprocess.run(["mosquitto_passwd", "-U", str(passwd)], check=True)
-    acl = work / "acl"
-    acl.write_text((REPO / "configs" / "mosquitto.acl").read_text())
-    dynsec_init(work / "dynsec.json", "hub-guard", HUB_PASSWORD)
-    port = free_port()
-    conf = work / "mosquitto.conf"
-    conf.write_text(shipped_mosquitto_conf(port, passwd, acl, work))
-    with (work / "mosquitto.log").open("ab") as log:
-        process = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stderr=log)
-    try:
-        _wait_for_port("127.0.0.1", port, process)
-        yield f"mqtt://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@contextmanager
 def bench_hub(seed: int, guarded: bool = False) -> Iterator[Bench]:
     """A Mosquitto and a hub on SQLite ingesting from it, warmed up; both stopped at the
     end (``hub.stop()`` may come earlier). Guarded: see :class:`Bench`."""
     with tempfile.TemporaryDirectory(prefix="fuzz-bench-") as tmp, ExitStack() as stack:
         if guarded:
-            url = stack.enter_context(guarded_broker(Path(tmp) / "mq"))
+            logins = {"hub": HUB_PASSWORD, "hub-zones": HUB_PASSWORD}
+            logins |= {fz.DEVICE: DEVICE_PASSWORD, FLOOD_DEVICE: DEVICE_PASSWORD}
+            url = stack.enter_context(shipped_broker(Path(tmp) / "mq", logins, HUB_PASSWORD)).url
             secret = Path(tmp) / "hub-password"
             secret.write_text(HUB_PASSWORD + "\n")
             login: dict[str, Any] = {"broker_username": "hub", "broker_password_file": secret}

@@ -38,20 +38,16 @@ class TechnicalIncidents(IncidentBase):
 
     def watch_devices(self, session: Session, now: dt.datetime) -> list[Incident]:
         """Raise (and resolve) technical incidents from the devices' last heartbeats."""
-        raised: list[Incident] = []
-        for device in session.scalars(sa.select(t.Device)):
-            findings = self.technical.observe(
+        findings = [
+            finding
+            for device in session.scalars(sa.select(t.Device)).all()
+            for finding in self.technical.observe(
                 device.site_id, device.id, device.last_seen_at, device.last_health, now
             )
-            for finding in findings:
-                incident = self._technical(session, finding, now)
-                if incident is not None:
-                    raised.append(incident)
-        for finding in self.quarantine_findings(session, now):
-            incident = self._technical(session, finding, now)
-            if incident is not None:
-                raised.append(incident)
-        return raised
+        ]
+        findings += self.quarantine_findings(session, now)
+        raised = [self._technical(session, finding, now) for finding in findings]
+        return [incident for incident in raised if incident is not None]
 
     def quarantine_findings(self, session: Session, now: dt.datetime) -> list[Finding]:
         """A ``device_quarantined`` finding per known device with an active flood

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, status
-from pydantic import BaseModel, ConfigDict, Field
 
 from ringwatch.contract.topics import PREFIX, EventKind, TopicKind
 from ringwatch.hub import tables as t
@@ -23,6 +22,7 @@ from ringwatch.hub.api.deps import (
     not_found,
     require,
 )
+from ringwatch.hub.api.routes.incidents import Decision
 from ringwatch.hub.quarantine import FloodWatch, GuardError
 from ringwatch.hub.roles import Role
 from ringwatch.hub.schemas import DeadLetterPublic, EventPublic, QuarantinePublic
@@ -121,11 +121,6 @@ def list_dead_letters(
     return [DeadLetterPublic.model_validate(r) for r in rows]
 
 
-class LiftRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: str | None = Field(default=None, max_length=500, description="Why (audited).")
-
-
 @router.get("/quarantines")
 def list_quarantines(
     session: SessionDep, caller: Operator, active: bool = False, limit: Limit = 200
@@ -146,7 +141,7 @@ def lift_quarantine(
     session: SessionDep,
     caller: Fixer,
     quarantine_id: RowId,
-    body: Annotated[LiftRequest | None, Body()] = None,
+    body: Annotated[Decision | None, Body()] = None,
     reason: Reason = None,
 ) -> QuarantinePublic:
     """Readmit a quarantined login now (at the broker too): an admin, or a technician of
@@ -154,8 +149,6 @@ def lift_quarantine(
     row = session.get(t.DeviceQuarantine, quarantine_id)
     if row is None or not caller.scope.sees_site(row.site_id):
         raise not_found(f"quarantine {quarantine_id}")
-    if row.lifted_at is not None:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"quarantine {quarantine_id}: lifted already")
     session.rollback()  # the lift writes in its own transactions
     # A hub without ingest (or whose guard is off) can still lift a hub-only quarantine;
     # one banned at the broker needs the guard login (GuardError: 502 saying so).
