@@ -255,8 +255,12 @@ def log_in(page: Page, dash: Dash, user: tuple[str, str] = ADMIN) -> None:
     # The language is saved per user: switch to the one this browser context asks for.
     wanted = page.evaluate("localStorage.getItem('ringwatch.language')")
     if wanted and page.evaluate("document.documentElement.lang") != wanted:
+        # The catalogue switches (html lang) before the preference is saved and the page
+        # drawn again: wait for the board drawn anew, not only for the attribute.
+        page.evaluate("document.getElementById('board').dataset.stale = '1'")
         page.select_option("#lang", wanted)
         expect(page.locator("html")).to_have_attribute("lang", wanted)
+        expect(page.locator("#board:not([data-stale])")).to_be_attached()
 
 
 def open_page(dash: Dash, lang: str = "zh-CN", size: str = "desktop") -> tuple[Any, Page]:
