@@ -19,6 +19,7 @@ Protocol (docs/faces.md):
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -52,6 +53,7 @@ DISTRACTOR_LABEL = -2
 # Faces the edge would not publish are not probes (background faces, LFW faces).
 NON_MATED_MIN_QUALITY = PUBLISH_MIN_QUALITY
 SHIPPED_TEMPLATES = 2  # the configuration the shipped thresholds are calibrated for
+CONFIDENCE_Z = 1.645  # one-sided 95%: the calibration's FPIR promise holds beyond its sample
 
 # Watch-list demo faces of enrolled people, left to right (None: a face of nobody enrolled).
 DEMO_MATED: dict[str, list[str | None]] = {
@@ -224,13 +226,39 @@ def tuning_results(
     images: dict[str, LfwImage], sizes: Sequence[int], templates: int, flip: bool
 ) -> list[SizedResult]:
     """The tuning half cross-fitted: its two quarters each probed against their own gallery
-    plus distractors fitted to the other quarter, the results pooled."""
-    quarters: list[list[SizedResult]] = []
+    plus distractors fitted to the other quarter; and every publishable face of the other
+    quarter (strangers to this gallery) probed against it plus distractors fitted to this
+    quarter (never to the probes' own people). All pooled: about 700 stranger probes
+    instead of about 200, so each FPIR-1% point rests on seven scores, not two."""
+    parts: list[list[SizedResult]] = []
     for part, other in ((0, 2), (2, 0)):
         probes = lfw_probe_set(images, in_part(part), templates, flip)
         distractors = lfw_distractors(images, max(sizes), in_part(other), flip)
-        quarters.append(against_sizes(probes, distractors, sizes))
-    return [pool(a, b) for a, b in zip(*quarters, strict=True)]
+        parts.append(against_sizes(probes, distractors, sizes))
+        strangers = ProbeSet(
+            probes.gallery,
+            probes.gallery_labels,
+            _rows([]),
+            np.zeros(0, np.int64),
+            _rows(publishable_faces(images, in_part(other), flip)),
+        )
+        own_fitted = lfw_distractors(images, max(sizes), in_part(part), flip)
+        parts.append(against_sizes(strangers, own_fitted, sizes))
+    return [functools.reduce(pool, results) for results in zip(*parts, strict=True)]
+
+
+def publishable_faces(images: dict[str, LfwImage], select: Select, flip: bool) -> list[F32]:
+    """Every face (subject or beside them) in the photos of the people ``select`` picks
+    that the edge would publish."""
+    out: list[F32] = []
+    for key, image in images.items():
+        faces = image.faces
+        if image.views is None or faces.quality is None or not select(Path(key).parent.name):
+            continue
+        vectors = image.views.flipped if flip else image.views.plain
+        publish = faces.quality >= NON_MATED_MIN_QUALITY
+        out += [v for v, ok in zip(vectors, publish, strict=True) if ok]
+    return out
 
 
 def pool(a: SizedResult, b: SizedResult) -> SizedResult:
@@ -249,12 +277,17 @@ def _concat(a: TopMatch, b: TopMatch) -> TopMatch:
     )
 
 
-def calibrate(tuning: Sequence[SizedResult]) -> list[tuple[int, float]]:
-    """(gallery size, lowest threshold with FPIR <= 1%) on the tuning half."""
+def fpir_points(tuning: Sequence[SizedResult]) -> list[tuple[int, float]]:
+    """(gallery size, lowest threshold with FPIR <= 1%) on the tuning half, as measured."""
     return [(r.size, threshold_at_fpir(r.non_mated)) for r in tuning]
 
 
-# --- watch-list demo ----------------------------------------------------------------------
+def calibrate(tuning: Sequence[SizedResult]) -> list[tuple[int, float]]:
+    """(gallery size, lowest threshold with FPIR <= 1% at 95% confidence) on the tuning half:
+    of its ~680 stranger probes at most 2 may reach it (:func:`allowed_strangers`), not 6.
+    The measured 1% point sits where the next ~700 strangers (the held-out half's faces
+    against the same kind of gallery) reach 1.3-2%: too few strangers to promise 1% on."""
+    return [(r.size, threshold_at_fpir(r.non_mated, z=CONFIDENCE_Z)) for r in tuning]
 
 
 def demo_probe_set(
@@ -306,7 +339,8 @@ class Report:
 
     tuning: ProbeSet
     held_out: ProbeSet
-    calibration: list[tuple[int, float]]  # measured on the tuning half
+    calibration: list[tuple[int, float]]  # measured on the tuning half (calibrate)
+    fpir_points: list[tuple[int, float]]  # the same without the confidence (fpir_points)
     held_out_results: list[SizedResult]
     variants: dict[tuple[bool, int], tuple[list[tuple[int, float]], list[SizedResult]]]
     demo: ProbeSet | None
@@ -320,9 +354,12 @@ def evaluate(
 ) -> Report:
     """The whole protocol on embedded LFW images (and optionally the demo probe set)."""
     variants: dict[tuple[bool, int], tuple[list[tuple[int, float]], list[SizedResult]]] = {}
+    points: list[tuple[int, float]] = []
     for flip in (False, True):
         for templates in (1, 2):
             tune = tuning_results(images, sizes, templates, flip)
+            if (flip, templates) == (FLIP_TTA, SHIPPED_TEMPLATES):
+                points = fpir_points(tune)
             held_probes = lfw_probe_set(images, HELD_OUT, templates, flip)
             distractors = lfw_distractors(images, max(sizes), TUNING, flip)
             variants[(flip, templates)] = (
@@ -340,6 +377,7 @@ def evaluate(
         tuning=lfw_probe_set(images, TUNING),
         held_out=lfw_probe_set(images, HELD_OUT),
         calibration=shipped[0],
+        fpir_points=points,
         held_out_results=shipped[1],
         variants=variants,
         demo=demo_set,
@@ -370,12 +408,16 @@ def print_report(report: Report) -> None:
     flip = "on" if FLIP_TTA else "off"
     print(f"distractors: synthetic (Gaussian fitted to the tuning half); flip TTA {flip}\n")
     rows = [
-        (f"{size:,}", f"{t:.3f}", f"{shipped_threshold(size):.3f}")
-        for size, t in report.calibration
+        (f"{size:,}", f"{p:.3f}", f"{t:.3f}", f"{shipped_threshold(size):.3f}")
+        for (size, p), (_, t) in zip(report.fpir_points, report.calibration, strict=True)
     ]
-    print(render_table(("gallery", "tuning: threshold at FPIR <= 1%", "shipped"), rows))
+    heads = ("gallery", "tuning: FPIR <= 1% at", "FPIR <= 1% at 95% confidence", "shipped")
+    print(render_table(heads, rows))
     print("\nheld-out half")
     print(render_table(rate_headers, _rate_rows(report.held_out_results)))
+    one = report.variants[(FLIP_TTA, 1)][1]
+    print("\nheld-out half, one photo enrolled per person (same probes), at the shipped threshold")
+    print(render_table(rate_headers, _rate_rows(one, shipped_only=True)))
     print("\nheld-out TPIR at the tuning half's FPIR <= 1% threshold, per configuration")
     sizes = [f"{r.size:,}" for r in report.held_out_results]
     print(render_table(("embedding, templates", *sizes), _variant_rows(report)))

@@ -32,19 +32,6 @@ from ringwatch.hub.incident_config import IncidentsConfig
 from ringwatch.hub.timezones import DEFAULT_ZONE, TimeZone
 
 
-def default_threshold() -> float:
-    """The 1:N watch-list threshold, ``WATCHLIST_THRESHOLD`` of the face pipeline (0.5).
-
-    Stricter than the 1:1 ``SAME_PERSON_THRESHOLD`` (0.363): at 0.363, 14 of the 995 LFW
-    faces match someone in the watchlist_demo gallery (max 0.479); at 0.5 none does, and
-    Lin-Manuel Miranda's best shots on the Hamilton clip (0.53-0.70) still match
-    (docs/faces.md, docs/hub.md). Left unset, matching follows the gallery size instead
-    (``hub/match_threshold.py``, never below this); ``matching.threshold`` fixes it."""
-    from ringwatch.models.faces import WATCHLIST_THRESHOLD
-
-    return WATCHLIST_THRESHOLD
-
-
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -94,8 +81,12 @@ class SiteEntry(_Section):
 
 
 class MatchingConfig(_Section):
-    threshold: float = Field(
-        default_factory=default_threshold, gt=0, lt=1, description="Cosine for a match."
+    threshold: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Cosine for a match; unset: it follows the gallery size (FPIR <= 1%,"
+        " hub/match_threshold.py).",
     )
     top_k: int = Field(default=3, ge=1, le=50, description="Matches kept per face.")
     gallery_size: int | None = Field(

@@ -17,6 +17,6 @@ from ringwatch.models.identification import threshold_for_gallery
 
 def match_threshold(config: MatchingConfig, templates: int) -> float:
     """The cosine a face must reach to match, for a gallery of ``templates`` templates."""
-    if "threshold" in config.model_fields_set:
-        return float(config.threshold)
+    if config.threshold is not None:
+        return config.threshold
     return threshold_for_gallery(config.gallery_size or templates)

@@ -25,11 +25,8 @@ from ringwatch.models.yunet import FaceDetector
 # no error (best-accuracy midpoint 0.347); OpenCV's published 0.363 lies in that band, on its
 # strict side, so it is kept (docs/faces.md).
 SAME_PERSON_THRESHOLD: float = 0.363
-# 1:N watch-list matching (one face against every enrolled template): stricter, because the
-# chance that some template looks alike grows with the gallery. On the demo gallery the
-# closest of 995 LFW faces x 9 templates reached 0.479; genuine matches were >= 0.708 on
-# photos and 0.50-0.69 on the 640x360 clip. LFW pair accuracy at 0.5 is 97.5%.
-WATCHLIST_THRESHOLD: float = 0.5
+# 1:N watch-list matching (one face against every enrolled template) has no fixed
+# threshold: it follows the gallery size (models.identification.threshold_for_gallery).
 # Still photos only (enrolment, `faces compare`): when nothing reaches the detector's
 # threshold, look again at this lower one before saying there is no face.
 FALLBACK_SCORE_THRESHOLD = 0.3

@@ -24,20 +24,18 @@ from ringwatch.edge.faces_cli import (
 )
 from ringwatch.models.faces import (
     SAME_PERSON_THRESHOLD,
-    WATCHLIST_THRESHOLD,
     FacePipeline,
-    accuracy_at,
     read_image,
 )
+from ringwatch.models.identification import threshold_for_gallery
 from ringwatch.models.sface import cosine
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 
 # Measured on the LFW dev fold (docs/faces.md): 100.0% at the best threshold, 100.0% at
-# SAME_PERSON_THRESHOLD, 98.0% at WATCHLIST_THRESHOLD. Floors are about 0.5 points under.
+# SAME_PERSON_THRESHOLD. Floors are about 0.5 points under.
 LFW_BEST_FLOOR = 0.995
 LFW_SHIPPED_FLOOR = 0.995
-LFW_WATCHLIST_FLOOR = 0.975
 
 # Every face in each probe, left to right is not asserted: the named people must each be
 # found exactly once and every other face must match nobody.
@@ -102,8 +100,6 @@ def test_lfw_held_out_pairs(lfw: LfwResult) -> None:
 
 def test_lfw_accuracy_at_shipped_threshold(lfw: LfwResult) -> None:
     assert lfw.shipped_accuracy >= max(0.985, LFW_SHIPPED_FLOOR)
-    watchlist = accuracy_at(lfw.similarity, lfw.same, WATCHLIST_THRESHOLD)
-    assert watchlist >= LFW_WATCHLIST_FLOOR
 
 
 def test_lfw_same_and_different_pairs_are_apart(lfw: LfwResult) -> None:
@@ -132,18 +128,20 @@ def test_watchlist_probes_are_all_tested(demo: Path) -> None:
     assert [p.name for p in image_files(demo / "knn" / "test")] == sorted(PROBES)
 
 
-def test_no_lfw_face_matches_the_watchlist(
+def test_lfw_faces_rarely_match_the_watchlist(
     gallery: Gallery, lfw_images: dict[str, LfwImage]
 ) -> None:
-    hits = {
-        name: matches
-        for name, image in lfw_images.items()
+    """Strangers named at most 1% of the time at the gallery's threshold (FPIR <= 1%, the
+    calibration's promise). Measured: 2 of 995 faces at 0.436 (highest 0.479)."""
+    hits = sum(
+        m is not None
+        for image in lfw_images.values()
         if image.faces.embeddings is not None
-        and any(matches := gallery.match(image.faces.embeddings))
-    }
-    assert hits == {}
+        for m in gallery.match(image.faces.embeddings)
+    )
     faces = sum(len(image.faces) for image in lfw_images.values())
     assert faces >= 776
+    assert hits <= 0.01 * faces, hits
 
 
 def test_lin_manuel_miranda_found_in_the_clip(pipeline: FacePipeline, demo: Path) -> None:
@@ -151,10 +149,10 @@ def test_lin_manuel_miranda_found_in_the_clip(pipeline: FacePipeline, demo: Path
     matched = []
     for index, faces in video_faces(pipeline, demo / "short_hamilton_clip.mp4", every_n=5):
         assert faces.embeddings is not None
-        if len(faces) and float(cosine(faces.embeddings, lin).max()) >= WATCHLIST_THRESHOLD:
+        if len(faces) and float(cosine(faces.embeddings, lin).max()) >= threshold_for_gallery(1):
             matched.append(index)
     # He is on stage in the close-up from about 2.8 s to 7 s (frames 85-210); from frame 215
     # the camera shows the audience, where he is not.
     assert len(matched) >= 20
     assert all(i < 215 for i in matched)
-    assert SAME_PERSON_THRESHOLD <= WATCHLIST_THRESHOLD
+    assert threshold_for_gallery(1) >= SAME_PERSON_THRESHOLD

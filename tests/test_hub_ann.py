@@ -25,11 +25,11 @@ from ringwatch.hub import crud
 from ringwatch.hub import schemas as s
 from ringwatch.hub import tables as t
 from ringwatch.hub.ann import LiveIndex, SnapshotError, load_snapshot, save_snapshot
+from ringwatch.hub.bench import DECISIVE
 from ringwatch.hub.crypto import TemplateCipher
 from ringwatch.hub.db import make_engine, migrate, session_factory
 from ringwatch.hub.inventory import MatchingConfig
 from ringwatch.hub.matching import ExactIndex, Matcher, bump_generation, random_unit_vectors
-from ringwatch.models.faces import WATCHLIST_THRESHOLD
 from tests.hub_fixtures import BACKENDS, SECRET, database
 
 R = TypeVar("R")
@@ -84,7 +84,7 @@ def test_same_top1_as_exact_search_on_real_embeddings(lfw: tuple[np.ndarray, lis
     queries = lfw[0]  # probes (other photos) and the enrolled photos themselves
     approx_top = [row[0] for row in index.search(queries, 3)]
     exact_top = [row[0] for row in exact.search(queries, 3)]
-    decisive = [i for i, m in enumerate(exact_top) if m.similarity >= WATCHLIST_THRESHOLD]
+    decisive = [i for i, m in enumerate(exact_top) if m.similarity >= DECISIVE]
     assert len(decisive) >= 60 and sum(probes[decisive]) >= 15, "too few real matches to test"
     for i in decisive:
         a, e = approx_top[i], exact_top[i]

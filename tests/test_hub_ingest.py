@@ -31,9 +31,9 @@ from ringwatch.hub import incident_tables as it
 from ringwatch.hub import tables as t
 from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.ingest import BatchResult, Inbound, Ingestor, IngestStats
-from ringwatch.hub.inventory import default_threshold
 from ringwatch.hub.mqtt import IngestWorker
 from ringwatch.models.faces import FacePipeline, read_image
+from ringwatch.models.identification import threshold_for_gallery
 from tests.hub_fixtures import (
     BACKENDS,
     Edge,
@@ -48,6 +48,7 @@ from tests.hub_fixtures import (
 from tests.services import Broker
 
 WATCHLIST = "faces/watchlist_demo"
+THRESHOLD = threshold_for_gallery(2)  # the hub's, with the two photos enrolled below
 
 
 def _expected(pipeline: FacePipeline, photo: Path, events: Sequence[Event]) -> dict[str, float]:
@@ -55,7 +56,7 @@ def _expected(pipeline: FacePipeline, photo: Path, events: Sequence[Event]) -> d
     faces = pipeline.detect_and_embed(read_image(photo))
     assert faces.embeddings is not None and len(faces) == 1
     sims = {e.event_id: float(np.dot(np.asarray(e.embedding), faces.embeddings[0])) for e in events}
-    return {k: v for k, v in sims.items() if v >= default_threshold()}
+    return {k: v for k, v in sims.items() if v >= THRESHOLD}
 
 
 def _person(client: TestClient, admin: dict[str, str], name: str, photo: Path) -> int:

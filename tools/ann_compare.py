@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from ringwatch.hub.ann import LiveIndex
-from ringwatch.hub.bench import RealFaces, _exact_top1, _gallery, _probes, _rss_mb
-from ringwatch.models.faces import WATCHLIST_THRESHOLD
+from ringwatch.hub.bench import DECISIVE, RealFaces, _exact_top1, _gallery, _probes, _rss_mb
 from ringwatch.table import render_table
 
 Search = Callable[[np.ndarray], np.ndarray]  # one query (1, 128) -> candidate rows
@@ -103,7 +102,7 @@ def _run(name: str, build: Callable[[], Search], gallery: np.ndarray, probes: An
             lat.append((time.perf_counter() - t1) * 1000)
             hit.append(top == truth[i])
         hits = np.array(hit)
-        sure = best >= WATCHLIST_THRESHOLD
+        sure = best >= DECISIVE
         rows.append(
             [
                 name,
