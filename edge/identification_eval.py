@@ -19,6 +19,7 @@ Protocol (docs/faces.md):
 
 from __future__ import annotations
 
+import argparse
 import functools
 import zlib
 from collections import defaultdict
@@ -462,3 +463,17 @@ def run(data: Path, models: Path) -> int:
     demo = demo_probe_set(pipeline, data / "faces" / "watchlist_demo", lfw_faces_matrix(images))
     print_report(evaluate(images, demo))
     return 0
+
+
+def tool_inputs(description: str) -> tuple[Path, FacePipeline, dict[str, LfwImage]]:
+    """For the measuring scripts in tools/: ``--data`` / ``--models`` from the command
+    line, the face pipeline, and the LFW dev images embedded (the LFW folder first)."""
+    from ringwatch.edge.faces_cli import embed_lfw
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--models", type=Path, default=Path("../shared/models"))
+    args = parser.parse_args()
+    pipeline = FacePipeline.from_models_dir(args.models)
+    lfw = args.data / "faces" / "lfw_dev"
+    return lfw, pipeline, embed_lfw(pipeline, lfw)

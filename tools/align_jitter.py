@@ -12,9 +12,7 @@ reports), one and two templates per person. Costs 3-7 SFace runs per face.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -50,17 +48,10 @@ def jittered(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--models", type=Path, default=Path("../shared/models"))
-    args = parser.parse_args()
-    from ringwatch.edge.faces_cli import embed_lfw
-    from ringwatch.models.faces import FacePipeline, read_image
+    from ringwatch.models.faces import read_image
     from ringwatch.table import render_table
 
-    pipeline = FacePipeline.from_models_dir(args.models)
-    lfw = args.data / "faces" / "lfw_dev"
-    images = embed_lfw(pipeline, lfw)
+    lfw, pipeline, images = ie.tool_inputs(__doc__.splitlines()[0])
     rows: list[tuple[str, ...]] = []
     for name, templates in [("shipped (1 view)", []), *TEMPLATES.items()]:
         variant: dict[str, LfwImage] = images

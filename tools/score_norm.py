@@ -24,10 +24,8 @@ cosine and the best other.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -97,16 +95,9 @@ def filled(probes: ie.ProbeSet, distractors: F32, size: int) -> tuple[F32, npt.N
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--models", type=Path, default=Path("../shared/models"))
-    args = parser.parse_args()
-    from ringwatch.edge.faces_cli import embed_lfw
-    from ringwatch.models.faces import FacePipeline
     from ringwatch.table import render_table
 
-    pipeline = FacePipeline.from_models_dir(args.models)
-    images = embed_lfw(pipeline, args.data / "faces" / "lfw_dev")
+    _, _, images = ie.tool_inputs(__doc__.splitlines()[0])
 
     # (probe set, distractors, cohort) for the two tuning quarters and the held-out half
     quarters = [
