@@ -4,7 +4,8 @@ A photo is refused (:class:`EnrolmentRefused`, shown as HTTP 422 with the reason
 is not a JPEG, PNG or WebP, declares more than :data:`MAX_PHOTO_PIXELS` pixels (read from
 its header, before decoding), cannot be decoded or shows no face. In a photo with
 bystanders the officer picks the subject (:class:`Subject`: a clicked point or a box; by
-default the largest face, unless another whole face is nearly as large); the chosen face is
+default the largest face, or when other whole faces are nearly as large the one at the
+photo's centre, else the officer must say which); the chosen face is
 refused when it is cut off by the photo's edge, too small, or of too low quality (the edge's
 quality model).
 """
@@ -26,7 +27,7 @@ from ringwatch.models.face_quality import ENROL_MIN_FACE_PX, ENROL_MIN_QUALITY
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
 MIN_QUALITY = ENROL_MIN_QUALITY  # the edge's quality model; hub setting enrol_min_quality
 MIN_FACE_PX = ENROL_MIN_FACE_PX  # short side of the face box; hub setting enrol_min_face_px
-AMBIGUOUS_AREA_RATIO = 0.6  # a second whole face this large (by area) needs the officer's pick
+AMBIGUOUS_AREA_RATIO = 0.6  # a second whole face this large (by area) contends for subject
 MIN_BOX_IOU = 0.3  # a box given by the officer must overlap the face this much
 EDGE_MARGIN_PX = 1.0  # a face box within this of the photo's edge runs off it
 MAX_PHOTO_PIXELS = MAX_PIXELS
@@ -41,11 +42,13 @@ class FaceEmbedding(Protocol):
 
 
 class EnrolmentRefused(InputError):
-    """A photo cannot be enrolled; ``code`` is machine-readable, the message says why."""
+    """A photo cannot be enrolled; ``code`` is machine-readable, the message says why;
+    ``faces``: the face boxes found (photo pixels), when the officer must pick one."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, faces: list[list[int]] | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.faces = faces
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -103,7 +106,8 @@ def face_crop_jpeg(bgr: npt.NDArray[np.uint8], xyxy: F32, side: int = CROP_SIDE)
 class Subject:
     """Which face of the photo to enrol, in the photo's pixels: the face holding ``point``
     (x, y), the face overlapping ``box`` (x1, y1, x2, y2) most, or, given neither, the
-    largest face (refused as ambiguous when another whole face is nearly as large)."""
+    largest face (when another whole face is nearly as large: the one at the photo's
+    centre, else refused as ambiguous)."""
 
     point: tuple[float, float] | None = None
     box: tuple[float, float, float, float] | None = None
@@ -197,19 +201,37 @@ class PhotoEnroller:
 
 def choose_face(found: Detections, subject: Subject, hw: tuple[int, ...], name: str) -> int:
     """Row of the face to enrol (see :class:`Subject`); EnrolmentRefused when the point or
-    box holds no face, or when the choice is left to size and two whole faces are close."""
+    box holds no face, or when no face is given and the photo does not say which it is.
+
+    Given neither: the largest whole face. Whole faces of at least
+    :data:`AMBIGUOUS_AREA_RATIO` of its area contend with it; a portrait centres its subject,
+    so the one contender whose box holds the photo's centre wins (as if the officer had
+    pointed there). Two people framed side by side (the centre between them) are refused
+    (``several_faces``): the officer points."""
     if subject.point is not None:
         return _face_at(found, subject.point, name)
     if subject.box is not None:
         return _face_in(found, subject.box, name)
     whole = [j for j in range(len(found)) if not is_cut_off(found, j, hw)]
     order = sorted(whole or range(len(found)), key=lambda j: -float(found.area[j]))
-    if len(order) > 1 and found.area[order[1]] >= AMBIGUOUS_AREA_RATIO * found.area[order[0]]:
+    largest = order[0]
+    contenders = [j for j in order if found.area[j] >= AMBIGUOUS_AREA_RATIO * found.area[largest]]
+    if len(contenders) > 1:
+        cx, cy = hw[1] / 2.0, hw[0] / 2.0
+        xyxy = found.xyxy
+        centred = [
+            j
+            for j in contenders
+            if xyxy[j, 0] <= cx <= xyxy[j, 2] and xyxy[j, 1] <= cy <= xyxy[j, 3]
+        ]
+        if len(centred) == 1:
+            return centred[0]
         boxes = ", ".join(_describe(found.xyxy[j]) for j in order)
         raise EnrolmentRefused(
             "several_faces",
-            f"{name}: {len(found)} faces found of similar size ({boxes}); say which person to"
-            " enrol with point=x,y or box=x1,y1,x2,y2",
+            f"{name}: {len(found)} faces found of similar size, none at the photo's centre"
+            f" ({boxes}); say which person to enrol with point=x,y or box=x1,y1,x2,y2",
+            _boxes(found),
         )
     return order[0]
 
@@ -220,7 +242,9 @@ def _face_at(found: Detections, point: tuple[float, float], name: str) -> int:
     inside = (xyxy[:, 0] <= x) & (x <= xyxy[:, 2]) & (xyxy[:, 1] <= y) & (y <= xyxy[:, 3])
     if not inside.any():
         raise EnrolmentRefused(
-            "no_face_at_point", f"{name}: no face at ({x:.0f}, {y:.0f}) among {len(found)} found"
+            "no_face_at_point",
+            f"{name}: no face at ({x:.0f}, {y:.0f}) among {len(found)} found",
+            _boxes(found),
         )
     rows = np.flatnonzero(inside)  # nested boxes: the smallest holding the point
     return int(rows[np.argmin(found.area[rows])])
@@ -236,8 +260,15 @@ def _face_in(found: Detections, box: tuple[float, float, float, float], name: st
             "no_face_in_box",
             f"{name}: no face overlaps the box {_describe(np.array(box))} (best IoU"
             f" {float(overlap[best]):.2f}, needs {MIN_BOX_IOU})",
+            _boxes(found),
         )
     return best
+
+
+def _boxes(found: Detections) -> list[list[int]]:
+    """The faces' boxes as whole photo pixels, largest first (for the console to draw)."""
+    order = np.argsort(-found.area)
+    return [[round(float(v)) for v in found.xyxy[j]] for j in order]
 
 
 def is_cut_off(found: Detections, i: int, hw: tuple[int, ...]) -> bool:

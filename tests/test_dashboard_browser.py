@@ -587,7 +587,7 @@ def test_enrol_with_a_refused_photo_only_is_not_matched(page: Page, dash: Dash) 
     page.set_input_files("#enrol input[name=photo]", str(folder / "two_people.jpg"))
     page.click("#enrol button[type=submit]")
     result = page.locator("#photo-result")
-    expect(result).to_contain_text("照片被拒：检测到多张人脸", timeout=60_000)
+    expect(result).to_contain_text("照片被拒：检测到多张大小相近的人脸", timeout=60_000)
     expect(page.locator("#photos h2")).to_have_text("底库照片（0）")
     expect(page.locator("dd[data-key='person.matched']")).to_have_text("否：没有底库照片")
     assert "null" not in page.locator("#person-page").inner_text()
@@ -600,6 +600,43 @@ def test_enrol_with_a_refused_photo_only_is_not_matched(page: Page, dash: Dash) 
     page.fill("#search", "CASE-ENROL")
     expect(page.locator("#persons tr")).to_have_count(1)
     shot(page, "08-watch-list-zh")
+
+
+def test_a_refused_group_photo_enrols_the_face_the_officer_taps(page: Page, dash: Dash) -> None:
+    """two_people.jpg is refused (two faces of similar size, neither at the centre); the
+    person page shows it again with both faces boxed; tapping Obama's enrols his face."""
+    log_in(page, dash)
+    page.goto(f"{dash.url}/#/enrol")
+    page.fill("#enrol input[name=display_name]", "Tapped Face")
+    page.fill("#enrol textarea[name=reason]", "演示：点选人脸布控")
+    page.fill("#enrol input[name=case_reference]", "CASE-TAP-1")
+    page.fill("#enrol input[name=legal_basis]", "法院裁定（测试）")
+    group = dash.data / "faces/watchlist_demo/two_people.jpg"
+    page.set_input_files("#enrol input[name=photo]", str(group))
+    page.click("#enrol button[type=submit]")
+    expect(page.locator("#photo-result")).to_contain_text("大小相近的人脸", timeout=60_000)
+    boxes = page.locator("#photo-pick .face-box")
+    expect(boxes).to_have_count(2)
+    expect(page.locator("#pick-hint")).to_contain_text("请点击要布控人员的人脸")
+    # drawn where the faces are: Obama's box on the photo's left third, Biden's right
+    frame = page.locator("#photo-preview").bounding_box()
+    first, second = boxes.nth(0).bounding_box(), boxes.nth(1).bounding_box()
+    assert frame and first and second and first["width"] > 0.1 * frame["width"]
+    assert second["x"] + second["width"] < frame["x"] + frame["width"] / 2 < first["x"]
+    # largest first: Biden's box, then Obama's (left, x ~241-383)
+    x1, _, x2, _ = (int(v) for v in (boxes.nth(1).get_attribute("data-box") or "").split(","))
+    assert x1 < 310 < x2
+    boxes.nth(1).click()
+    expect(boxes.nth(1)).to_have_class("face-box chosen")
+    expect(page.locator("#pick-point")).to_have_count(1)
+    shot(page, "07a-enrol-tap-the-face-zh")
+    with page.expect_request(lambda r: "/photos?point=" in r.url) as sent:
+        page.click("#photo-upload button[type=submit]")
+    x, y = (int(v) for v in sent.value.url.split("point=")[1].split(","))
+    assert x1 <= x <= x2 and 31 <= y <= 227, (x, y)
+    expect(page.locator("#photo-result")).to_have_text("照片已入库。", timeout=60_000)
+    expect(page.locator("#photos h2")).to_have_text("底库照片（1）")
+    shot(page, "07b-enrol-tapped-face-zh")
 
 
 def test_devices_and_sheds_say_the_bay_its_temperature_and_threshold(

@@ -68,6 +68,32 @@ def test_similar_faces_need_the_officers_pick(enroller: PhotoEnroller, data_dir:
     assert "point=x,y or box=x1,y1,x2,y2" in str(caught.value)
 
 
+@pytest.mark.parametrize(("left", "right", "who"), [(500, 0, "obama"), (0, 600, "biden")])
+def test_of_similar_faces_the_one_at_the_photos_centre_is_the_default(
+    enroller: PhotoEnroller,
+    pipeline: FacePipeline,
+    data_dir: Path,
+    left: int,
+    right: int,
+    who: str,
+) -> None:
+    """two_people.jpg's top 300 rows, padded so that one man's face holds the centre (a
+    portrait of him with the other beside him): he is enrolled, without a pick."""
+    top = read_image(data_dir / DEMO / "two_people.jpg")[:300]
+    framed = np.asarray(
+        cv2.copyMakeBorder(top, 0, 0, left, right, cv2.BORDER_CONSTANT, value=(128, 128, 128)),
+        np.uint8,
+    )
+    assert len(pipeline.detect(framed)) == 2
+    ok, jpeg = cv2.imencode(".jpg", framed)
+    assert ok
+    face = enroller.enrol(jpeg.tobytes())
+    other = "biden" if who == "obama" else "obama"
+    own = _reference(pipeline, data_dir, f"knn/train/{who}/{who}.jpg")
+    theirs = _reference(pipeline, data_dir, f"knn/train/{other}/{other}.jpg")
+    assert float(cosine(face.embedding, own)) > 0.5 > float(cosine(face.embedding, theirs))
+
+
 def test_the_picked_face_is_the_one_enrolled(
     enroller: PhotoEnroller, pipeline: FacePipeline, data_dir: Path
 ) -> None:
@@ -159,6 +185,13 @@ def test_the_enrol_route_takes_the_officers_pick(client: Client, data_dir: Path)
     url = f"/api/v1/persons/{person}/photos"
     refused = http.post(url, files=files, headers=auth)
     assert refused.status_code == 422 and refused.json()["detail"]["code"] == "several_faces"
+    # the boxes to click on, largest first: Biden's (149 px wide), then Obama's (142 px)
+    faces = refused.json()["detail"]["faces"]
+    assert len(faces) == 2 and all(
+        len(b) == 4 and all(isinstance(v, int) for v in b) for b in faces
+    )
+    (bx1, by1, bx2, by2), (ox1, oy1, ox2, oy2) = faces
+    assert bx1 <= 861 <= bx2 and by1 <= 151 <= by2 and ox1 <= 310 <= ox2 and oy1 <= 130 <= oy2
     picked = http.post(url, params={"point": "310,130"}, files=files, headers=auth)
     assert picked.status_code == 201, picked.text
     bad = http.post(url, params={"box": "1,2"}, files=files, headers=auth)

@@ -1,5 +1,6 @@
-// The watch list: list and search, enrol with a photo (refusals shown with their reason),
-// edit, review, delist, and review-due warnings.
+// The watch list: list and search, enrol with a photo (refusals shown with their reason; in a
+// photo of several people the officer clicks the face to enrol), edit, review, delist, and
+// review-due warnings.
 
 import { api, imageUrl } from "./api.js";
 import { h, colourBadge, fmtDate, fmtTime } from "./dom.js";
@@ -123,7 +124,8 @@ export async function enrolPage() {
       try {
         await upload(person.id, photo);
       } catch (err) {
-        flash = { ok: false, text: err.message };
+        // the person page shows the photo again, with its faces to click when it has several
+        flash = { ok: false, text: err.message, file: photo, faces: err.detail?.faces };
       }
     }
     location.hash = `#/person/${person.id}`;
@@ -131,10 +133,54 @@ export async function enrolPage() {
   return form;
 }
 
-async function upload(personId, file) {
+async function upload(personId, file, point = null) {
   const form = new FormData();
   form.append("photo", file);
-  return api(`/persons/${personId}/photos`, { method: "POST", form });
+  const at = point ? `?point=${Math.round(point.x)},${Math.round(point.y)}` : "";
+  return api(`/persons/${personId}/photos${at}`, { method: "POST", form });
+}
+
+/** Positions ``el`` in percentages of the photo (through the CSSOM: the policy refuses
+ * style attributes). */
+function place(el, box) {
+  for (const [key, value] of Object.entries(box)) el.style[key] = `${value}%`;
+  return el;
+}
+
+/** The chosen photo, its face boxes (when the hub sent them) and the clicked point, drawn
+ * over it in percentages of the photo so that it scales on a phone. */
+function picker(file, faces, onPick) {
+  const img = h("img", { alt: t("photos.preview"), id: "photo-preview" });
+  const frame = h("div", { class: "pick", id: "photo-pick" }, img);
+  const url = URL.createObjectURL(file);
+  img.src = url;
+  let marker = null;
+  const mark = (x, y) => {
+    marker?.remove();
+    const w = img.naturalWidth, hh = img.naturalHeight;
+    marker = place(h("span", { class: "pick-point", id: "pick-point" }), { left: (100 * x) / w, top: (100 * y) / hh });
+    frame.append(marker);
+    for (const box of frame.querySelectorAll(".face-box")) {
+      const [x1, y1, x2, y2] = box.dataset.box.split(",").map(Number);
+      box.classList.toggle("chosen", x1 <= x && x <= x2 && y1 <= y && y <= y2);
+    }
+    onPick({ x, y });
+  };
+  img.addEventListener("load", () => {
+    URL.revokeObjectURL(url); // decoded: the file's URL is no longer needed
+    const w = img.naturalWidth, hh = img.naturalHeight;
+    for (const [i, [x1, y1, x2, y2]] of (faces || []).entries()) {
+      const box = h("button", { type: "button", class: "face-box", dataset: { box: `${x1},${y1},${x2},${y2}` }, "aria-label": t("photos.face_n", { n: i + 1 }) });
+      place(box, { left: (100 * x1) / w, top: (100 * y1) / hh, width: (100 * (x2 - x1)) / w, height: (100 * (y2 - y1)) / hh });
+      box.addEventListener("click", (e) => {
+        e.stopPropagation();
+        mark((x1 + x2) / 2, (y1 + y2) / 2);
+      });
+      frame.append(box);
+    }
+  });
+  img.addEventListener("click", (e) => mark((e.offsetX / img.clientWidth) * img.naturalWidth, (e.offsetY / img.clientHeight) * img.naturalHeight));
+  return frame;
 }
 
 function facts(p) {
@@ -164,7 +210,7 @@ export async function personPage(id) {
         : null,
       p.tier === "green" ? h("p", { class: "warning" }, t("person.delisted")) : null,
       facts(p),
-      photoSection(p, photos, result, render),
+      photoSection(p, photos, result, render, message),
       editForm(p, render),
     ];
     page.replaceChildren(...parts.filter(Boolean));
@@ -175,19 +221,35 @@ export async function personPage(id) {
   return page;
 }
 
-function photoSection(p, photos, result, render) {
+function photoSection(p, photos, result, render, message) {
+  // a photo refused on the last try (from this page or the enrol page) stays chosen, with
+  // its faces to click when the hub found several
+  let file = message?.file || null;
+  let point = null;
   const input = h("input", { type: "file", name: "photo", id: "photo-file", accept: "image/*" });
-  const form = h("form", { id: "photo-upload", class: "row" }, input, h("button", { type: "submit" }, t("photos.add")));
+  const hint = h("p", { class: "hint", id: "pick-hint" });
+  const area = h("div", { id: "photo-chosen" });
+  const show = (faces) => {
+    point = null;
+    hint.textContent = file ? t(faces?.length ? "photos.pick_face" : "photos.pick_optional") : "";
+    area.replaceChildren(...(file ? [picker(file, faces, (at) => (point = at))] : []));
+  };
+  input.addEventListener("change", () => {
+    file = input.files[0] || null;
+    show(null);
+  });
+  const form = h("form", { id: "photo-upload" }, h("div", { class: "row" }, input, h("button", { type: "submit" }, t("photos.add"))), hint, area);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    if (!input.files.length) return;
+    if (!file) return;
     try {
-      await upload(p.id, input.files[0]);
+      await upload(p.id, file, point);
       await render({ ok: true, text: t("photos.enrolled") });
     } catch (err) {
-      await render({ ok: false, text: err.message });
+      await render({ ok: false, text: err.message, file, faces: err.detail?.faces });
     }
   });
+  show(message?.faces);
   return h(
     "section",
     { class: "card", id: "photos" },

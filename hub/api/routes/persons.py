@@ -173,9 +173,10 @@ def enrol_photo(
         subject = parse_subject(point, box)
         face = hub.enroller().enrol(data, photo.filename or "photo", subject)
     except EnrolmentRefused as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, {"code": exc.code, "message": str(exc)}
-        ) from None
+        detail: dict[str, object] = {"code": exc.code, "message": str(exc)}
+        if exc.faces is not None:
+            detail["faces"] = exc.faces  # boxes to click on (x1, y1, x2, y2, photo pixels)
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from None
     row = crud.add_template(
         session,
         person,
