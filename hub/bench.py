@@ -246,8 +246,9 @@ def _probes(gallery: F32, real: RealFaces | None) -> dict[str, F32]:
 
 
 EXACT_BELOW = 20_000  # MatchingConfig's default
-# Recall@1 is also reported over the probes whose exact best template reaches this cosine:
-# clearly a match at any gallery size the calibration covers (0.423-0.523, docs/faces.md).
+# Recall@1 is also reported over the probes whose exact best template reaches this cosine
+# (the share of real probes that are likely matches; the hub's own threshold runs from 0.436
+# for small galleries to 0.543 at 100k templates, docs/faces.md).
 DECISIVE = 0.5
 
 

@@ -5,9 +5,9 @@ gallery size.
 One probe against N templates: the chance that *some* template of another person looks
 alike grows with N, so a threshold that keeps strangers off a 10-person watch list lets
 them onto a 100,000-template one. :data:`CALIBRATED_THRESHOLDS` holds, per gallery size,
-the lowest threshold measured to keep FPIR (strangers named) at or below 1% on the tuning
-half of the LFW dev identities with synthetic distractor templates (``ringwatch faces
-eval-identification``, docs/faces.md); :func:`threshold_for_gallery` interpolates it in
+the lowest threshold measured to keep FPIR (strangers named) at or below 1%, at 95%
+confidence, on the tuning half of the LFW dev identities with synthetic distractor
+templates (``ringwatch faces eval-identification``, docs/faces.md); :func:`threshold_for_gallery` interpolates it in
 log(size); a gallery smaller than the table's first row takes that row's threshold.
 
 Definitions (ISO/IEC 19795-1 style, rank 1):
@@ -120,7 +120,10 @@ def allowed_strangers(n: int, fpir: float = TARGET_FPIR, z: float | None = None)
     """How many of ``n`` stranger probes may reach a threshold promising FPIR <= ``fpir``:
     ``floor(fpir * n)`` as measured, or, with ``z``, the most whose one-sided Wilson upper
     confidence bound (z = 1.645: 95%) is still at most ``fpir`` (the promise holds for the
-    faces the sample stands for, not only for the sample)."""
+    faces the sample stands for, not only for the sample). The bound takes the strangers as
+    independent; photos of one person and one face probed against two galleries are not
+    quite, so the confidence is nominal. Fewer than ~270 strangers cannot show 1% at 95%:
+    then 0 (the threshold goes above every stranger's score)."""
     if z is None:
         return int(np.floor(fpir * n))
     k = 0

@@ -98,7 +98,8 @@ def test_pages_have_no_inline_scripts_or_styles() -> None:
         (
             {"code": "several_faces", "message": "x: 2 faces"},
             "zh-CN",
-            "照片被拒：检测到多张人脸，请使用只有一人的照片（several_faces）。",
+            "照片被拒：检测到多张大小相近的人脸，且无人位于照片中央；请在照片上点击要布控的人脸"
+            "（several_faces）。",
         ),
         ("something new", "zh-CN", "中心拒绝了此请求：something new"),
     ],

@@ -219,6 +219,7 @@ LATIN_OK = {
     "Lacamoire",
     "Nobody",
     "Photo",
+    "Tapped",
     "CASE",
     "BROWSER",
     "ENROL",
@@ -607,9 +608,9 @@ def test_a_refused_group_photo_enrols_the_face_the_officer_taps(page: Page, dash
     person page shows it again with both faces boxed; tapping Obama's enrols his face."""
     log_in(page, dash)
     page.goto(f"{dash.url}/#/enrol")
-    page.fill("#enrol input[name=display_name]", "Tapped Face")
+    page.fill("#enrol input[name=display_name]", "Tapped Nobody")
     page.fill("#enrol textarea[name=reason]", "演示：点选人脸布控")
-    page.fill("#enrol input[name=case_reference]", "CASE-TAP-1")
+    page.fill("#enrol input[name=case_reference]", "CASE-3")
     page.fill("#enrol input[name=legal_basis]", "法院裁定（测试）")
     group = dash.data / "faces/watchlist_demo/two_people.jpg"
     page.set_input_files("#enrol input[name=photo]", str(group))
@@ -628,6 +629,9 @@ def test_a_refused_group_photo_enrols_the_face_the_officer_taps(page: Page, dash
     assert x1 < 310 < x2
     boxes.nth(1).click()
     expect(boxes.nth(1)).to_have_class("face-box chosen")
+    expect(boxes.nth(1)).to_have_attribute("aria-pressed", "true")
+    expect(boxes.nth(1)).to_have_attribute("aria-label", "左起第 1 张人脸")
+    expect(boxes.nth(0)).to_have_attribute("aria-pressed", "false")
     expect(page.locator("#pick-point")).to_have_count(1)
     shot(page, "07a-enrol-tap-the-face-zh")
     with page.expect_request(lambda r: "/photos?point=" in r.url) as sent:

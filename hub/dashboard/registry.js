@@ -125,7 +125,7 @@ export async function enrolPage() {
         await upload(person.id, photo);
       } catch (err) {
         // the person page shows the photo again, with its faces to click when it has several
-        flash = { ok: false, text: err.message, file: photo, faces: err.detail?.faces };
+        flash = { ok: false, text: err.message, file: photo, faces: err.detail?.faces, code: err.detail?.code };
       }
     }
     location.hash = `#/person/${person.id}`;
@@ -162,15 +162,23 @@ function picker(file, faces, onPick) {
     frame.append(marker);
     for (const box of frame.querySelectorAll(".face-box")) {
       const [x1, y1, x2, y2] = box.dataset.box.split(",").map(Number);
-      box.classList.toggle("chosen", x1 <= x && x <= x2 && y1 <= y && y <= y2);
+      const chosen = x1 <= x && x <= x2 && y1 <= y && y <= y2;
+      box.classList.toggle("chosen", chosen);
+      box.setAttribute("aria-pressed", String(chosen));
     }
     onPick({ x, y });
   };
+  img.addEventListener("error", () => {
+    URL.revokeObjectURL(url); // e.g. a format this browser cannot show: it may still be sent
+    frame.replaceChildren(h("p", { class: "hint", id: "photo-unreadable" }, t("photos.unreadable")));
+  });
   img.addEventListener("load", () => {
     URL.revokeObjectURL(url); // decoded: the file's URL is no longer needed
     const w = img.naturalWidth, hh = img.naturalHeight;
-    for (const [i, [x1, y1, x2, y2]] of (faces || []).entries()) {
-      const box = h("button", { type: "button", class: "face-box", dataset: { box: `${x1},${y1},${x2},${y2}` }, "aria-label": t("photos.face_n", { n: i + 1 }) });
+    const lefts = (faces || []).map(([x1]) => x1);
+    for (const [x1, y1, x2, y2] of faces || []) {
+      const n = 1 + lefts.filter((v) => v < x1).length; // counted from the left, as seen
+      const box = h("button", { type: "button", class: "face-box", dataset: { box: `${x1},${y1},${x2},${y2}` }, "aria-label": t("photos.face_n", { n }), "aria-pressed": "false" });
       place(box, { left: (100 * x1) / w, top: (100 * y1) / hh, width: (100 * (x2 - x1)) / w, height: (100 * (y2 - y1)) / hh });
       box.addEventListener("click", (e) => {
         e.stopPropagation();
@@ -229,9 +237,10 @@ function photoSection(p, photos, result, render, message) {
   const input = h("input", { type: "file", name: "photo", id: "photo-file", accept: "image/*" });
   const hint = h("p", { class: "hint", id: "pick-hint" });
   const area = h("div", { id: "photo-chosen" });
-  const show = (faces) => {
+  const show = (faces, code) => {
     point = null;
-    hint.textContent = file ? t(faces?.length ? "photos.pick_face" : "photos.pick_optional") : "";
+    const several = code === "several_faces" || (faces?.length || 0) > 1;
+    hint.textContent = file ? t(several ? "photos.pick_face" : "photos.pick_optional") : "";
     area.replaceChildren(...(file ? [picker(file, faces, (at) => (point = at))] : []));
   };
   input.addEventListener("change", () => {
@@ -246,10 +255,10 @@ function photoSection(p, photos, result, render, message) {
       await upload(p.id, file, point);
       await render({ ok: true, text: t("photos.enrolled") });
     } catch (err) {
-      await render({ ok: false, text: err.message, file, faces: err.detail?.faces });
+      await render({ ok: false, text: err.message, file, faces: err.detail?.faces, code: err.detail?.code });
     }
   });
-  show(message?.faces);
+  show(message?.faces, message?.code);
   return h(
     "section",
     { class: "card", id: "photos" },
