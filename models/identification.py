@@ -7,8 +7,9 @@ alike grows with N, so a threshold that keeps strangers off a 10-person watch li
 them onto a 100,000-template one. :data:`CALIBRATED_THRESHOLDS` holds, per gallery size,
 the lowest threshold measured to keep FPIR (strangers named) at or below 1%, at 95%
 confidence, on the tuning half of the LFW dev identities with synthetic distractor
-templates (``ringwatch faces eval-identification``, docs/faces.md); :func:`threshold_for_gallery` interpolates it in
-log(size); a gallery smaller than the table's first row takes that row's threshold.
+templates (``ringwatch faces eval-identification``, docs/faces.md);
+:func:`threshold_for_gallery` interpolates it in log(size); a gallery smaller than the
+table's first row takes that row's threshold.
 
 Definitions (ISO/IEC 19795-1 style, rank 1):
 
