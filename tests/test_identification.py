@@ -17,6 +17,7 @@ from ringwatch.edge.identification_eval import (
     demo_probe_set,
     evaluate,
     lfw_faces_matrix,
+    print_report,
 )
 from ringwatch.hub.inventory import MatchingConfig
 from ringwatch.hub.match_threshold import match_threshold
@@ -193,3 +194,23 @@ def test_what_is_kept_helps(report: Report) -> None:
     assert all(b - a >= 0.02 for a, b in zip(one[1:], two[1:], strict=True))
     gain = [f - p for p, f in zip(tpir(False, 2), tpir(True, 2), strict=True)]
     assert FLIP_TTA or max(gain) <= 0.01, gain
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_the_command_prints_every_table(report: Report, capsys: pytest.CaptureFixture[str]) -> None:
+    """What ``ringwatch faces eval-identification`` prints: the calibration with the shipped
+    thresholds, the held-out tables (two and one photos per person), the comparison and the
+    demo."""
+    print_report(report)
+    out = capsys.readouterr().out
+    for heading in (
+        "FPIR <= 1% at 95% confidence",
+        "held-out half, one photo enrolled per person",
+        "own gallery at 0.5, the floor before 2026-12-04",
+        "per configuration",
+        "watch-list demo",
+    ):
+        assert heading in out, heading
+    for _, threshold in CALIBRATED_THRESHOLDS:
+        assert f"{threshold:.3f}" in out
