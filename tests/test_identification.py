@@ -206,6 +206,7 @@ def test_the_command_prints_every_table(report: Report, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     for heading in (
         "FPIR <= 1% at 95% confidence",
+        "held-out FPIR there",
         "held-out half, one photo enrolled per person",
         "own gallery at 0.5, the floor before 2026-12-04",
         "per configuration",
