@@ -153,18 +153,25 @@ def lfw_probe_set(
     )
 
 
+def _publishable(image: LfwImage, flip: bool, but_subject: bool = False) -> list[F32]:
+    """The faces of one image good enough for the edge to publish (with ``but_subject``:
+    only the people beside the subject, none when the subject was not found)."""
+    faces = image.faces
+    if image.views is None or faces.quality is None:
+        return []
+    if but_subject and image.subject_index is None:
+        return []
+    vectors = image.views.flipped if flip else image.views.plain
+    return [
+        vector
+        for i, (vector, quality) in enumerate(zip(vectors, faces.quality, strict=True))
+        if quality >= NON_MATED_MIN_QUALITY and not (but_subject and i == image.subject_index)
+    ]
+
+
 def _background_faces(images: Iterable[LfwImage], flip: bool) -> list[F32]:
     """Faces other than the subject (people beside them), good enough to be published."""
-    out: list[F32] = []
-    for image in images:
-        faces = image.faces
-        if image.views is None or faces.quality is None or image.subject_index is None:
-            continue
-        vectors = image.views.flipped if flip else image.views.plain
-        for i, (vector, quality) in enumerate(zip(vectors, faces.quality, strict=True)):
-            if i != image.subject_index and quality >= NON_MATED_MIN_QUALITY:
-                out.append(vector)
-    return out
+    return [v for image in images for v in _publishable(image, flip, but_subject=True)]
 
 
 def _rows(vectors: Sequence[F32]) -> F32:
@@ -251,15 +258,12 @@ def tuning_results(
 def publishable_faces(images: dict[str, LfwImage], select: Select, flip: bool) -> list[F32]:
     """Every face (subject or beside them) in the photos of the people ``select`` picks
     that the edge would publish."""
-    out: list[F32] = []
-    for key, image in images.items():
-        faces = image.faces
-        if image.views is None or faces.quality is None or not select(Path(key).parent.name):
-            continue
-        vectors = image.views.flipped if flip else image.views.plain
-        publish = faces.quality >= NON_MATED_MIN_QUALITY
-        out += [v for v, ok in zip(vectors, publish, strict=True) if ok]
-    return out
+    return [
+        v
+        for key, image in images.items()
+        if select(Path(key).parent.name)
+        for v in _publishable(image, flip)
+    ]
 
 
 def pool(a: SizedResult, b: SizedResult) -> SizedResult:
@@ -390,14 +394,7 @@ def lfw_faces_matrix(images: dict[str, LfwImage], select: Select = HELD_OUT) -> 
     """Every face found in the LFW images of the people ``select`` picks (by default the
     held-out half: the distractors are fitted to the other) that the edge would publish
     (quality at least ``NON_MATED_MIN_QUALITY``), with the pipeline's embeddings, as rows."""
-    rows = [
-        im.faces.embeddings[im.faces.quality >= NON_MATED_MIN_QUALITY]
-        for key, im in images.items()
-        if im.faces.embeddings is not None
-        and im.faces.quality is not None
-        and select(Path(key).parent.name)
-    ]
-    return np.concatenate(rows).astype(np.float32)
+    return np.stack(publishable_faces(images, select, FLIP_TTA)).astype(np.float32)
 
 
 def print_report(report: Report) -> None:

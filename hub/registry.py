@@ -217,13 +217,8 @@ def choose_face(found: Detections, subject: Subject, hw: tuple[int, ...], name: 
     largest = order[0]
     contenders = [j for j in order if found.area[j] >= AMBIGUOUS_AREA_RATIO * found.area[largest]]
     if len(contenders) > 1:
-        cx, cy = hw[1] / 2.0, hw[0] / 2.0
-        xyxy = found.xyxy
-        centred = [
-            j
-            for j in contenders
-            if xyxy[j, 0] <= cx <= xyxy[j, 2] and xyxy[j, 1] <= cy <= xyxy[j, 3]
-        ]
+        at_centre = _holding(found, hw[1] / 2.0, hw[0] / 2.0)
+        centred = [j for j in contenders if at_centre[j]]
         if len(centred) == 1:
             return centred[0]
         boxes = ", ".join(_describe(found.xyxy[j]) for j in order)
@@ -236,10 +231,18 @@ def choose_face(found: Detections, subject: Subject, hw: tuple[int, ...], name: 
     return order[0]
 
 
+def _holding(found: Detections, x: float, y: float) -> npt.NDArray[np.bool_]:
+    """Per face, whether its box holds the point (x, y)."""
+    xyxy = found.xyxy
+    holds: npt.NDArray[np.bool_] = (
+        (xyxy[:, 0] <= x) & (x <= xyxy[:, 2]) & (xyxy[:, 1] <= y) & (y <= xyxy[:, 3])
+    )
+    return holds
+
+
 def _face_at(found: Detections, point: tuple[float, float], name: str) -> int:
     x, y = point
-    xyxy = found.xyxy
-    inside = (xyxy[:, 0] <= x) & (x <= xyxy[:, 2]) & (xyxy[:, 1] <= y) & (y <= xyxy[:, 3])
+    inside = _holding(found, x, y)
     if not inside.any():
         raise EnrolmentRefused(
             "no_face_at_point",

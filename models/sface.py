@@ -53,11 +53,14 @@ def umeyama(src: F32, dst: F32) -> npt.NDArray[np.float64]:
     return np.hstack([scale * rotation, translation[:, None]])
 
 
-def align_face(bgr: npt.NDArray[np.uint8], landmarks: F32) -> npt.NDArray[np.uint8]:
-    """The (112,112,3) BGR face warped so its landmarks (5,2) sit on the ArcFace template."""
+def align_face(
+    bgr: npt.NDArray[np.uint8], landmarks: F32, template: F32 = ARCFACE_TEMPLATE
+) -> npt.NDArray[np.uint8]:
+    """The (112,112,3) BGR face warped so its landmarks (5,2) sit on ``template`` (the
+    ArcFace one; tools/align_jitter.py tries moved copies)."""
     import cv2
 
-    matrix = umeyama(np.asarray(landmarks, np.float32).reshape(5, 2), ARCFACE_TEMPLATE)
+    matrix = umeyama(np.asarray(landmarks, np.float32).reshape(5, 2), template)
     size = (ALIGNED_SIZE, ALIGNED_SIZE)
     aligned = cv2.warpAffine(
         bgr, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT

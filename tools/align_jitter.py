@@ -13,6 +13,7 @@ reports), one and two templates per person. Costs 3-7 SFace runs per face.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -36,40 +37,42 @@ TEMPLATES["all"] = TEMPLATES["scale"] + TEMPLATES["shift"][1:]
 def jittered(
     embedder: sface.FaceEmbedder, bgr: npt.NDArray[np.uint8], landmarks: F32, templates: list[F32]
 ) -> F32:
-    import cv2
-
-    views = []
-    for template in templates:
-        matrix = sface.umeyama(np.asarray(landmarks, np.float32).reshape(5, 2), template)
-        size = (sface.ALIGNED_SIZE, sface.ALIGNED_SIZE)
-        aligned = np.asarray(cv2.warpAffine(bgr, matrix, size, flags=cv2.INTER_LINEAR), np.uint8)
-        views.append(sface.l2_normalise(embedder.embed_aligned(aligned)))
+    """The face aligned onto each template, embedded, the unit vectors averaged."""
+    views = [
+        sface.l2_normalise(embedder.embed_aligned(sface.align_face(bgr, landmarks, template)))
+        for template in templates
+    ]
     return sface.l2_normalise(np.sum(views, axis=0))
 
 
-def main() -> int:
+def jittered_images(
+    images: dict[str, LfwImage], lfw: Path, embedder: sface.FaceEmbedder, templates: list[F32]
+) -> dict[str, LfwImage]:
+    """The embedded LFW images with every face's embeddings replaced by the jittered ones."""
     from ringwatch.models.faces import read_image
+
+    out: dict[str, LfwImage] = {}
+    for key, image in images.items():
+        if image.views is None or image.faces.landmarks is None:
+            out[key] = image
+            continue
+        bgr = read_image(lfw / key)
+        rows = [jittered(embedder, bgr, lm, templates) for lm in image.faces.landmarks]
+        plain = np.stack(rows).astype(np.float32)
+        subject = None if image.subject_index is None else plain[image.subject_index]
+        out[key] = dataclasses.replace(image, views=FaceViews(plain, plain), subject=subject)
+    return out
+
+
+def main() -> int:
     from ringwatch.table import render_table
 
     lfw, pipeline, images = ie.tool_inputs(__doc__.splitlines()[0])
     rows: list[tuple[str, ...]] = []
     for name, templates in [("shipped (1 view)", []), *TEMPLATES.items()]:
-        variant: dict[str, LfwImage] = images
+        variant = images
         if templates:
-            variant = {}
-            for key, image in images.items():
-                if image.views is None or image.faces.landmarks is None:
-                    variant[key] = image
-                    continue
-                bgr = read_image(lfw / key)
-                rows_ = [
-                    jittered(pipeline.embedder, bgr, lm, templates) for lm in image.faces.landmarks
-                ]
-                plain = np.stack(rows_).astype(np.float32)
-                subject = None if image.subject_index is None else plain[image.subject_index]
-                variant[key] = dataclasses.replace(
-                    image, views=FaceViews(plain, plain), subject=subject
-                )
+            variant = jittered_images(images, lfw, pipeline.embedder, templates)
         report = ie.evaluate(variant)
         for templates_per_person in (1, 2):
             calibration, held = report.variants[(False, templates_per_person)]
