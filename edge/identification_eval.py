@@ -174,9 +174,9 @@ def _background_faces(images: Iterable[LfwImage], flip: bool) -> list[F32]:
     return [v for image in images for v in _publishable(image, flip, but_subject=True)]
 
 
-def _rows(vectors: Sequence[F32]) -> F32:
+def _rows(vectors: Sequence[F32], dim: int = 128) -> F32:
     if not vectors:
-        return np.zeros((0, 128), np.float32)
+        return np.zeros((0, dim), np.float32)
     return l2_normalise(np.stack(vectors).astype(np.float32))
 
 
@@ -246,7 +246,7 @@ def tuning_results(
         strangers = ProbeSet(
             probes.gallery,
             probes.gallery_labels,
-            _rows([]),
+            _rows([], probes.gallery.shape[1]),
             np.zeros(0, np.int64),
             _rows(publishable_faces(images, in_part(other), flip)),
         )

@@ -14,7 +14,7 @@ Example::
         devices:
           - id: box-1
             cameras: [{id: gate, default_ring: perimeter}, {id: shed-cam, role: shed, shed: a}]
-    matching: {threshold: 0.363, top_k: 3}
+    matching: {gallery_size: 10000}
 """
 
 from __future__ import annotations
@@ -88,7 +88,14 @@ class MatchingConfig(_Section):
         description="Cosine for a match; unset: it follows the gallery size (FPIR <= 1%,"
         " hub/match_threshold.py).",
     )
-    top_k: int = Field(default=3, ge=1, le=50, description="Matches kept per face.")
+    top_k: int = Field(
+        default=1,
+        ge=1,
+        le=50,
+        description="Persons kept per face at or above the threshold: the best is the one"
+        " named (the sighting that raises an incident); more are stored as lower-ranked"
+        " candidate sightings for review and never raise an incident of their own.",
+    )
     gallery_size: int | None = Field(
         default=None,
         ge=1,

@@ -62,6 +62,10 @@ class Correlation(PersonLinks, TechnicalIncidents):
             self.on_event(session, event, now)
 
     def on_sighting(self, session: Session, sighting: t.Sighting, now: dt.datetime) -> None:
+        if sighting.rank > 1:
+            # A face is one person: only its best match is named. Lower ranks (kept when
+            # ``matching.top_k`` > 1) are candidates for review and raise nothing.
+            return
         person = session.get(t.Person, sighting.person_id)
         if person is None or person.tier == Tier.GREEN:
             return
