@@ -2,16 +2,27 @@
 
 Faces are tracked on their own (a :class:`~ringwatch.edge.tracking.Tracker` over face boxes)
 and linked to the person track whose box holds the face centre, when there is one; the event
-then carries that person's track id, else the face track's id offset by
+then carries that person's track id, else its own face-track number offset by
 ``FACE_TRACK_OFFSET`` so the two id spaces never collide on the wire.
 
 For each face track the best shot so far (highest ``quality``) is kept. The first shot at or
 above ``min_quality`` is published (``start``); a later shot better by ``improve_by`` is
-published again (``update``). The event carries the embedding, a small JPEG crop made by an
-injected :class:`CropEncoder` (the agent's one blurs privacy masks first), the ring and zone
-where the face was seen (by its centre) and the track id.
+published again (``update``).
 
-Pure logic: numpy and the contract; the JPEG encoder is injected.
+The tracker follows boxes, not people: someone stepping into the spot another face just
+left (a queue at a gate, a scene cut, stills shown one after another) would continue that
+track and never be published. So a published track keeps a 16x16 grey thumbnail of its
+face; when a frame's face correlates less than ``recheck_below`` with it, the face is
+embedded again (~16 ms) and, when its cosine to the published shot is under
+``new_person_below``, the track starts over as a new one (new track id, published anew).
+A split of one person's track costs one extra event; a merge of two people loses one.
+
+The event carries the embedding, a small JPEG crop made by an injected
+:class:`CropEncoder` (the agent's one blurs privacy masks first), the ring and zone where
+the face was seen (by its centre) and the track id.
+
+Logic over numpy and the contract (OpenCV only to shrink the thumbnail); the JPEG encoder
+and the embedder are injected.
 """
 
 from __future__ import annotations
@@ -65,12 +76,18 @@ def face_track_config(
     return tracks.model_copy(update={"min_quality": thresholds.face_quality})
 
 
+THUMB_PX = 16
+
+
 @dataclass(slots=True)
 class _Best:
+    public_id: int
     quality: float = -1.0
     published: float | None = None
     person_id: int | None = None
     last_frame: int = 0
+    embedding: F32 | None = None  # the published shot's, unit length
+    thumb: F32 | None = None  # the face in the latest frame with a look (face_thumb)
 
 
 @dataclass(slots=True)
@@ -85,6 +102,8 @@ class FaceTracks:
     tracker: Tracker = field(init=False)
     _best: dict[int, _Best] = field(default_factory=dict)
     _frame: int = 0
+    _public_ids: int = 0
+    splits: int = 0  # tracks started over because another person took the face's place
 
     def __post_init__(self) -> None:
         self.tracker = Tracker(self.config.tracker)
@@ -114,7 +133,22 @@ class FaceTracks:
         self, faces: Detections, i: int, owner: int | None, image: Image, at: dt.datetime
     ) -> Event | None:
         assert faces.tracker_id is not None and faces.quality is not None
-        best = self._best.setdefault(int(faces.tracker_id[i]), _Best())
+        key = int(faces.tracker_id[i])
+        best = self._best.get(key) or self._new_track(key)
+        embedding: F32 | None = None
+        thumb = face_thumb(image, faces.xyxy[i])
+        cfg = self.config
+        looks_changed = (
+            thumb is not None
+            and best.thumb is not None
+            and float(thumb @ best.thumb) < cfg.recheck_below
+        )
+        if best.embedding is not None and looks_changed:
+            embedding = self._embedding(faces, i, image)
+            if float(embedding @ best.embedding) < cfg.new_person_below:
+                best = self._new_track(key)
+                self.splits += 1
+        best.thumb = thumb if thumb is not None else best.thumb
         best.last_frame = self._frame
         if best.person_id is None:
             best.person_id = owner
@@ -122,26 +156,38 @@ class FaceTracks:
         if quality <= best.quality:
             return None
         best.quality = quality
-        cfg = self.config
         if best.published is None and quality >= cfg.min_quality:
-            best.published = quality
-            return self._event(faces, i, best, image, at, Phase.START)
-        if best.published is not None and quality >= best.published + cfg.improve_by:
-            best.published = quality
-            return self._event(faces, i, best, image, at, Phase.UPDATE)
-        return None
+            phase = Phase.START
+        elif best.published is not None and quality >= best.published + cfg.improve_by:
+            phase = Phase.UPDATE
+        else:
+            return None
+        best.published = quality
+        if embedding is None:
+            embedding = self._embedding(faces, i, image)
+        best.embedding = embedding
+        return self._event(faces, i, best, image, at, phase, embedding)
+
+    def _new_track(self, key: int) -> _Best:
+        self._public_ids += 1
+        best = self._best[key] = _Best(public_id=self._public_ids)
+        return best
 
     def _event(
-        self, faces: Detections, i: int, best: _Best, image: Image, at: dt.datetime, phase: Phase
+        self,
+        faces: Detections,
+        i: int,
+        best: _Best,
+        image: Image,
+        at: dt.datetime,
+        phase: Phase,
+        embedding: F32,
     ) -> Event:
-        assert faces.tracker_id is not None
         one = faces[i]
         inside = self.zones.membership(one, FACE_ANCHOR)[0]
         zone = self.zones.deepest_zone(inside)
-        track_id = best.person_id or FACE_TRACK_OFFSET + int(faces.tracker_id[i])
+        track_id = best.person_id or FACE_TRACK_OFFSET + best.public_id
         score = float(faces.confidence[i])
-        embedding = self._embedding(faces, i, image).astype(np.float64)
-        embedding /= max(float(np.linalg.norm(embedding)), 1e-12)
         return self.stamp.event(
             EventKind.FACE,
             phase,
@@ -157,20 +203,42 @@ class FaceTracks:
         )
 
     def _embedding(self, faces: Detections, i: int, image: Image) -> F32:
+        """The face's embedding, unit length (given with the faces, else embedded now)."""
         if faces.embeddings is not None:
-            row: F32 = faces.embeddings[i]
-            return row
-        assert self.embedder is not None
-        embedded = self.embedder.embed(image, faces[i]).embeddings
-        if embedded is None or len(embedded) != 1:
-            raise ValueError("the face embedder returned no embedding")
-        first: F32 = embedded[0]
-        return first
+            row = faces.embeddings[i]
+        else:
+            assert self.embedder is not None
+            embedded = self.embedder.embed(image, faces[i]).embeddings
+            if embedded is None or len(embedded) != 1:
+                raise ValueError("the face embedder returned no embedding")
+            row = embedded[0]
+        unit: F32 = (row / max(float(np.linalg.norm(row)), 1e-12)).astype(np.float32)
+        return unit
 
     def _forget(self) -> None:
         limit = self.config.forget_frames
         for key in [k for k, b in self._best.items() if self._frame - b.last_frame > limit]:
             del self._best[key]
+
+
+def face_thumb(image: Image, xyxy: F32) -> F32 | None:
+    """The face's box as a THUMB_PX-square grey thumbnail, zero mean and unit norm, or None
+    for a flat box (nothing to compare): what :class:`FaceTracks` compares frame to frame."""
+    import cv2
+
+    h, w = image.shape[:2]
+    x1, y1 = max(0, int(xyxy[0])), max(0, int(xyxy[1]))
+    x2, y2 = min(w, max(x1 + 1, int(np.ceil(xyxy[2])))), min(h, max(y1 + 1, int(np.ceil(xyxy[3]))))
+    crop = image[y1:y2, x1:x2]
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    small = cv2.resize(grey, (THUMB_PX, THUMB_PX), interpolation=cv2.INTER_AREA)
+    values = small.astype(np.float32).ravel()
+    values -= values.mean()
+    norm = float(np.linalg.norm(values))
+    if norm <= 1e-6:
+        return None
+    out: F32 = values / norm
+    return out
 
 
 def link_to_persons(faces: Detections, persons: Detections) -> list[int | None]:

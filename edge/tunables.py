@@ -50,6 +50,20 @@ class FaceTrackConfig(BaseModel):
     min_quality: float = Field(default=0.45, ge=0, le=1, description="Quality to publish.")
     improve_by: float = Field(default=0.15, ge=0, le=1, description="Quality gain for update.")
     forget_frames: int = Field(default=150, ge=1, description="Frames before a face is dropped.")
+    recheck_below: float = Field(
+        default=0.8,
+        ge=-1,
+        le=1,
+        description="A published face whose look (a 16x16 grey thumbnail) correlates less than"
+        " this with the track's last frame is embedded again to check it is the same person.",
+    )
+    new_person_below: float = Field(
+        default=0.363,  # SAME_PERSON_THRESHOLD: not verified as the same person
+        ge=-1,
+        le=1,
+        description="Cosine to the track's published shot under which that face is taken for"
+        " another person: the track starts over (a new track id, published again).",
+    )
     tracker: TrackerConfig = Field(
         default_factory=lambda: TrackerConfig(min_hits=2, high_score=0.6, new_track_score=0.6),
         description="Face tracker settings.",

@@ -217,3 +217,55 @@ def test_only_published_shots_are_embedded() -> None:
     assert [e.phase.value for e in published] == ["start", "update"]
     assert embedder.calls == 2  # six frames with a face, two embeddings
     assert published[0].embedding is not None and published[0].embedding[1] == 1.0
+
+
+def test_another_person_in_a_published_face_s_place_starts_a_new_track() -> None:
+    """The tracker follows boxes: a face at the same spot is the same track. When it looks
+    different (its thumbnail) it is embedded again; someone else (cosine under
+    ``new_person_below``) starts a new track, published anew; the same person looking
+    otherwise stays one track and raises nothing."""
+    import datetime as dt
+
+    from ringwatch.contract.zones import CameraZones
+    from ringwatch.edge.faces_track import FaceTrackConfig, FaceTracks
+    from ringwatch.edge.rules import EventStamp
+    from ringwatch.edge.zones import ZoneSet
+
+    embedder = CountingEmbedder()
+    tracks = FaceTracks(
+        EventStamp("campus", "box", "gate", 400, 200),
+        ZoneSet.for_frame(CameraZones(), (400, 200)),
+        FakeCropper(),
+        embedder,
+        FaceTrackConfig(tracker=TrackerConfig(min_hits=1)),
+    )
+    rng = np.random.default_rng(16)
+    look_a, look_b, look_c = (rng.integers(0, 255, (200, 400, 3), np.uint8) for _ in range(3))
+    at = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
+    got: list[tuple[str, int | None]] = []
+
+    def show(image: npt.NDArray[np.uint8], person_axis: int | None) -> None:
+        shot = faces(0.6, emb_axis=person_axis or 0)
+        if person_axis is None:  # no embedding given: the embedder's (axis 1) is used
+            shot = shot.with_columns(embeddings=None)
+        got.extend((e.phase.value, e.track_id) for e in tracks.update(shot, dets(), image, at))
+
+    show(look_a, 0)
+    show(look_a, 0)  # the same look: nothing, and not embedded again
+    show(look_b, 0)  # looks different, embeds as the same person: nothing
+    assert [p for p, _ in got] == ["start"] and tracks.splits == 0
+    show(look_c, 1)  # someone else took the spot: a new track, published
+    show(look_c, 1)
+    assert [p for p, _ in got] == ["start", "start"] and tracks.splits == 1
+    assert got[0][1] != got[1][1]
+    # Embeddings are computed only when the look changed (or a shot is published).
+    show(look_a, None)  # looks different: re-embedded (axis 1, the same person): nothing
+    show(look_a, None)  # same look: not embedded
+    assert embedder.calls == 1 and len(got) == 2
+
+
+def test_a_face_not_verified_as_the_same_person_is_another_person() -> None:
+    from ringwatch.edge.faces_track import FaceTrackConfig
+    from ringwatch.models.faces import SAME_PERSON_THRESHOLD
+
+    assert FaceTrackConfig().new_person_below == SAME_PERSON_THRESHOLD

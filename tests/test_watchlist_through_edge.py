@@ -17,6 +17,7 @@ frames 0.2 s apart (the face tracker needs two sightings before a track is born)
 from __future__ import annotations
 
 import datetime as dt
+import random
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -97,21 +98,27 @@ def _enrol(client: TestClient, admin: dict[str, str], name: str, photo: Path) ->
     return person_id
 
 
-def _edge_events(
-    perception: Perception, config: SiteConfig, photo: Path, start: dt.datetime
-) -> list[Event]:
-    """What the edge's own camera pipeline publishes for ``photo`` seen as a short scene."""
+def _camera(perception: Perception, config: SiteConfig, **face_tracks: Any) -> CameraPipeline:
     camera = config.cameras[0]
-    pipeline = CameraPipeline(
+    tracks = face_track_config(config.models.thresholds, config.face_tracks)
+    return CameraPipeline(
         Ident(config.site, config.device, camera.id),
         camera.camera_zones(),
         embedder=perception.embedder,
-        tunables=Tunables(
-            config.tracker,
-            config.rules,
-            face_track_config(config.models.thresholds, config.face_tracks),
-        ),
+        tunables=Tunables(config.tracker, config.rules, tracks.model_copy(update=face_tracks)),
     )
+
+
+def _edge_events(
+    perception: Perception,
+    config: SiteConfig,
+    photo: Path,
+    start: dt.datetime,
+    camera: CameraPipeline | None = None,
+) -> list[Event]:
+    """What the edge's own camera pipeline publishes for ``photo`` shown for a moment (by
+    default to a camera of its own)."""
+    pipeline = camera or _camera(perception, config)
     image = read_image(photo)
     events: list[Event] = []
     for i in range(FRAMES_PER_PHOTO):
@@ -233,6 +240,34 @@ def test_a_second_person_above_the_threshold_is_a_candidate_and_raises_no_incide
     assert ranks == [(1, jordan, 0.65), (2, hedren, 0.45)], ranks
     watch = [i for i in incidents if i["kind"] == "watchlist"]
     assert [i["person_id"] for i in watch] == [jordan], incidents
+
+
+@pytest.mark.data
+def test_different_people_shown_in_turn_to_one_camera_are_each_published(
+    models_dir: Path, data_dir: Path
+) -> None:
+    """LFW faces all sit in the middle of the frame, so the face tracker carries one
+    person's track on to the next photo. With the look-and-identity check each person
+    is published as on a camera of their own; without it (``recheck_below: -1``) most are
+    never published."""
+    perception, config = _perception(models_dir)
+    photos = [p[0] for p in _people(data_dir / "faces/lfw_dev").values()]
+    random.Random(16).shuffle(photos)
+    photos = photos[:60]
+    alone = {p for p in photos if _edge_events(perception, config, p, T0)}
+    counts = {}
+    for recheck in (0.8, -1.0):
+        camera = _camera(perception, config, recheck_below=recheck)
+        shown = {
+            p
+            for i, p in enumerate(photos)
+            if _edge_events(perception, config, p, T0 + dt.timedelta(seconds=i), camera)
+        }
+        counts[recheck] = len(shown & alone)
+    print(f"\n{len(alone)} of 60 photos published alone; in turn: {counts}")
+    assert len(alone) >= 55
+    assert counts[0.8] >= len(alone) - 1
+    assert counts[-1.0] <= len(alone) // 2
 
 
 def _tally(
