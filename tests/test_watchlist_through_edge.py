@@ -243,6 +243,83 @@ def test_a_second_person_above_the_threshold_is_a_candidate_and_raises_no_incide
 
 
 @pytest.mark.data
+def test_a_confirmed_live_shot_becomes_a_second_template_and_finds_more(
+    broker: Broker, models_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """The live-shot route end to end: held-out people with three or more photos enrolled
+    from the first; their second photo sent through the edge; the officer confirms each
+    sighting of it naming the right person and enrols its stored crop with consent
+    (``POST /persons/{id}/photos/from-sighting``); photos three on are sent before and
+    after, as new events each time."""
+    perception, config = _perception(models_dir)
+    people = {n: ps for n, ps in _people(data_dir / "faces/lfw_dev").items() if len(ps) >= 3}
+    probes = [(p, name) for name, photos in people.items() for p in photos[2:]]
+    with _hub(broker, models_dir, tmp_path) as (client, admin):
+        ids = {name: _enrol(client, admin, name, photos[0]) for name, photos in people.items()}
+        assert None not in ids.values()
+        clock = iter(range(10_000))
+
+        def send(photos: list[tuple[Path, str]]) -> dict[str, tuple[int, str]]:
+            sent: dict[str, tuple[int, str]] = {}
+            events: list[Event] = []
+            for index, (photo, who) in enumerate(photos):
+                at = T0 + dt.timedelta(minutes=next(clock))
+                for event in _edge_events(perception, config, photo, at):
+                    sent[event.event_id] = (index, who)
+                    events.append(event)
+            _deliver(broker, tmp_path, events)
+            return sent
+
+        def found(sent: dict[str, tuple[int, str]]) -> tuple[int, int, float]:
+            rows = client.get("/api/v1/sightings?limit=5000", headers=admin).json()
+            right: set[int] = set()
+            wrong: set[int] = set()
+            threshold = 0.0
+            for s in rows:
+                if s["event_id"] in sent:
+                    index, who = sent[s["event_id"]]
+                    (right if s["person_id"] == ids[who] else wrong).add(index)
+                    threshold = s["threshold"]
+            return len(right), len(wrong), threshold
+
+        before = found(send(probes))
+        second = send([(photos[1], name) for name, photos in people.items()])
+        confirmed, refused = 0, 0
+        for s in client.get("/api/v1/sightings?limit=5000", headers=admin).json():
+            if s["event_id"] in second and s["person_id"] == ids[second[s["event_id"]][1]]:
+                body = {"sighting_id": s["id"], "consent": "confirmed by the duty officer (test)"}
+                res = client.post(
+                    f"/api/v1/persons/{s['person_id']}/photos/from-sighting",
+                    json=body,
+                    headers=admin,
+                )
+                assert res.status_code in (201, 422), res.text
+                confirmed += res.status_code == 201
+                refused += res.status_code == 422
+        after = found(send(probes))
+    rows = [
+        (
+            "one photo enrolled",
+            f"{before[0]} ({before[0] / len(probes):.3f})",
+            before[1],
+            f"{before[2]:.3f}",
+        ),
+        (
+            f"+ {confirmed} live shots ({refused} refused)",
+            f"{after[0]} ({after[0] / len(probes):.3f})",
+            after[1],
+            f"{after[2]:.3f}",
+        ),
+    ]
+    print()
+    print(f"{len(people)} held-out people, {len(probes)} probe photos (their third on)")
+    print(render_table(("templates", "identified", "wrong person", "threshold"), rows))
+    assert before[1] == 0 and after[1] == 0
+    assert confirmed >= 0.9 * len(people)
+    assert after[0] >= before[0]
+
+
+@pytest.mark.data
 def test_different_people_shown_in_turn_to_one_camera_are_each_published(
     models_dir: Path, data_dir: Path
 ) -> None:
