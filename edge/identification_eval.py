@@ -466,6 +466,16 @@ def _rate_rows(results: Sequence[SizedResult], shipped_only: bool = False) -> li
     return rows
 
 
+def held_out_cells(report: Report, templates: int) -> list[str]:
+    """ "TPIR / FPIR" of the held-out half per gallery, at the tuning half's thresholds (no
+    flip): the cells the measuring scripts in tools/ print for each variant they try."""
+    calibration, held = report.variants[(False, templates)]
+    return [
+        f"{r.at(t).tpir:.3f} / {r.at(t).fpir:.3f}"
+        for (_, t), r in zip(calibration, held, strict=True)
+    ]
+
+
 def _variant_rows(report: Report) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for (flip, templates), (calibration, held) in sorted(report.variants.items()):

@@ -105,6 +105,44 @@ def make_user(
     return token(client, username, f"{username}-password")
 
 
+def person_body(name: str, review: str | None = None, **fields: str) -> dict[str, str]:
+    """A watch-list entry as the API takes it (red tier, station st-north; ``fields``
+    override), its review ``review`` (ISO date) or 90 days from now."""
+    return {
+        "display_name": name,
+        "tier": "red",
+        "reason": "test watch-list entry",
+        "case_reference": f"CASE-{name}",
+        "legal_basis": "court order (test)",
+        "station_id": "st-north",
+        "review_due": review or review_due(),
+        **fields,
+    }
+
+
+def enrol_person(
+    client: Any,
+    admin: dict[str, str],
+    name: str,
+    photo: Path,
+    refusal_ok: bool = False,
+    **fields: str,
+) -> int | None:
+    """A watch-list entry for ``name`` (:func:`person_body`) and its one photo, over the
+    API; its id. With ``refusal_ok`` a refused photo (422) gives None, not a failure."""
+    res = client.post("/api/v1/persons", json=person_body(name, **fields), headers=admin)
+    assert res.status_code == 201, res.text
+    person_id: int = res.json()["id"]
+    with photo.open("rb") as fh:
+        res = client.post(
+            f"/api/v1/persons/{person_id}/photos", files={"photo": (photo.name, fh)}, headers=admin
+        )
+    if refusal_ok and res.status_code == 422:
+        return None
+    assert res.status_code == 201, res.text
+    return person_id
+
+
 def health(client: Any) -> dict[str, Any]:
     """The hub's full ``/health`` (counters included), as an admin sees it: without a
     token it says only ok or degraded."""

@@ -40,8 +40,8 @@ from tests.hub_fixtures import (
     clip_face_events,
     create_admin,
     database,
+    enrol_person,
     hub_config,
-    review_due,
     settings,
     token,
 )
@@ -60,23 +60,8 @@ def _expected(pipeline: FacePipeline, photo: Path, events: Sequence[Event]) -> d
 
 
 def _person(client: TestClient, admin: dict[str, str], name: str, photo: Path) -> int:
-    body = {
-        "display_name": name,
-        "tier": "red",
-        "reason": "test watch-list entry",
-        "case_reference": f"CASE-{name}",
-        "legal_basis": "court order (test)",
-        "station_id": "st-north",
-        "review_due": review_due(),
-    }
-    res = client.post("/api/v1/persons", json=body, headers=admin)
-    assert res.status_code == 201, res.text
-    person_id: int = res.json()["id"]
-    with photo.open("rb") as fh:
-        res = client.post(
-            f"/api/v1/persons/{person_id}/photos", files={"photo": (photo.name, fh)}, headers=admin
-        )
-    assert res.status_code == 201, res.text
+    person_id = enrol_person(client, admin, name, photo)
+    assert person_id is not None
     return person_id
 
 

@@ -41,7 +41,7 @@ from ringwatch.hub.matching import random_unit_vectors
 from ringwatch.hub.mqtt import BrokerAddress, MqttLink
 from ringwatch.hub.workers import HubLease, claim_round, lock_keys
 from ringwatch.hub.zone_tables import CameraZoneConfig
-from tests.hub_fixtures import HUB_CONFIG, create_admin, database, settings
+from tests.hub_fixtures import HUB_CONFIG, create_admin, database, person_body, settings
 from tests.hub_fixtures import health as full_health
 from tests.services import private_broker, wait_for
 
@@ -180,17 +180,8 @@ def event(kind: EventKind, camera: str, at: dt.datetime, **fields: Any) -> Event
 
 
 def person(hub: Hub, name: str, now: dt.datetime) -> np.ndarray:
-    data = s.PersonCreate.model_validate(
-        {
-            "display_name": name,
-            "tier": "red",
-            "reason": "test watch-list entry",
-            "case_reference": f"CASE-{name}",
-            "legal_basis": "court order (test)",
-            "station_id": "st-north",
-            "review_due": (now.date() + dt.timedelta(days=90)).isoformat(),
-        }
-    )
+    review = (now.date() + dt.timedelta(days=90)).isoformat()
+    data = s.PersonCreate.model_validate(person_body(name, review))
     actor = crud.Actor("test", "admin")
     with hub.sessions.begin() as session:
         row = crud.create_person(session, data, actor, now)

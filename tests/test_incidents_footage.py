@@ -42,7 +42,7 @@ from ringwatch.hub.app import Hub, create_app
 from ringwatch.hub.incident_tables import Incident, IncidentPoint
 from ringwatch.hub.inventory import HubConfig
 from ringwatch.models.faces import FacePipeline
-from tests.hub_fixtures import BACKENDS, create_admin, database, review_due, settings, token
+from tests.hub_fixtures import BACKENDS, create_admin, database, enrol_person, settings, token
 from tests.services import Broker, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -297,24 +297,17 @@ def test_real_edge_footage_makes_the_expected_incidents(
 
 
 def _enrol_lin(client: TestClient, admin: dict[str, str], data_dir: Path) -> int:
-    body = {
-        "display_name": "Lin-Manuel Miranda",
-        "tier": LIN_TIER,
-        "reason": "demo watch-list entry (test)",
-        "case_reference": "CASE-LMM",
-        "legal_basis": "court order (test)",
-        "station_id": "st-north",
-        "review_due": review_due(),
-    }
-    res = client.post("/api/v1/persons", json=body, headers=admin)
-    assert res.status_code == 201, res.text
-    person: int = res.json()["id"]
     photo = data_dir / "faces/watchlist_demo/lin-manuel-miranda.png"
-    with photo.open("rb") as fh:
-        res = client.post(
-            f"/api/v1/persons/{person}/photos", files={"photo": (photo.name, fh)}, headers=admin
-        )
-    assert res.status_code == 201, res.text
+    person = enrol_person(
+        client,
+        admin,
+        "Lin-Manuel Miranda",
+        photo,
+        tier=LIN_TIER,
+        reason="demo watch-list entry (test)",
+        case_reference="CASE-LMM",
+    )
+    assert person is not None
     return person
 
 

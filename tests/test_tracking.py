@@ -6,6 +6,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from ringwatch.edge.faces_track import FaceTracks
 from ringwatch.edge.tracking import Tracker, TrackerConfig, greedy_match
 from ringwatch.models.detections import Detections
 from ringwatch.models.nms import iou_matrix as box_iou
@@ -138,7 +139,7 @@ def test_one_face_event_per_track_and_an_update_only_for_a_much_better_shot() ->
 
     from ringwatch.contract.colours import Ring
     from ringwatch.contract.zones import CameraZones
-    from ringwatch.edge.faces_track import FaceTrackConfig, FaceTracks
+    from ringwatch.edge.faces_track import FaceTrackConfig
     from ringwatch.edge.rules import EventStamp
     from ringwatch.edge.zones import ZoneSet
 
@@ -192,22 +193,27 @@ class CountingEmbedder:
         return faces_.with_columns(embeddings=vectors)
 
 
-def test_only_published_shots_are_embedded() -> None:
-    import datetime as dt
-
+def _embedding_tracks(embedder: CountingEmbedder) -> FaceTracks:
+    """Face tracks of a 400x200 camera without zones, born at the first hit."""
     from ringwatch.contract.zones import CameraZones
-    from ringwatch.edge.faces_track import FaceTrackConfig, FaceTracks
+    from ringwatch.edge.faces_track import FaceTrackConfig
     from ringwatch.edge.rules import EventStamp
     from ringwatch.edge.zones import ZoneSet
 
-    embedder = CountingEmbedder()
-    tracks = FaceTracks(
+    return FaceTracks(
         EventStamp("campus", "box", "gate", 400, 200),
         ZoneSet.for_frame(CameraZones(), (400, 200)),
         FakeCropper(),
         embedder,
         FaceTrackConfig(tracker=TrackerConfig(min_hits=1)),
     )
+
+
+def test_only_published_shots_are_embedded() -> None:
+    import datetime as dt
+
+    embedder = CountingEmbedder()
+    tracks = _embedding_tracks(embedder)
     image = np.zeros((200, 400, 3), np.uint8)
     at = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
     published = []
@@ -226,19 +232,8 @@ def test_another_person_in_a_published_face_s_place_starts_a_new_track() -> None
     otherwise stays one track and raises nothing."""
     import datetime as dt
 
-    from ringwatch.contract.zones import CameraZones
-    from ringwatch.edge.faces_track import FaceTrackConfig, FaceTracks
-    from ringwatch.edge.rules import EventStamp
-    from ringwatch.edge.zones import ZoneSet
-
     embedder = CountingEmbedder()
-    tracks = FaceTracks(
-        EventStamp("campus", "box", "gate", 400, 200),
-        ZoneSet.for_frame(CameraZones(), (400, 200)),
-        FakeCropper(),
-        embedder,
-        FaceTrackConfig(tracker=TrackerConfig(min_hits=1)),
-    )
+    tracks = _embedding_tracks(embedder)
     rng = np.random.default_rng(16)
     look_a, look_b, look_c = (rng.integers(0, 255, (200, 400, 3), np.uint8) for _ in range(3))
     at = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)

@@ -44,7 +44,7 @@ from ringwatch.models.identification import threshold_for_gallery
 from ringwatch.models.perception import Perception
 from ringwatch.models.runtime import RuntimeOptions
 from ringwatch.table import render_table
-from tests.hub_fixtures import create_admin, database, hub_config, review_due, settings, token
+from tests.hub_fixtures import create_admin, database, enrol_person, hub_config, settings, token
 from tests.services import Broker, free_port, wait_for
 
 FRAMES_PER_PHOTO = 3
@@ -76,26 +76,7 @@ def _people(lfw: Path) -> dict[str, list[Path]]:
 
 def _enrol(client: TestClient, admin: dict[str, str], name: str, photo: Path) -> int | None:
     """The person's entry and their one photo, over the API; None when the photo is refused."""
-    body = {
-        "display_name": name,
-        "tier": "red",
-        "reason": "watch-list accuracy measurement (issue 16)",
-        "case_reference": f"CASE-{name}",
-        "legal_basis": "court order (test)",
-        "station_id": "st-north",
-        "review_due": review_due(),
-    }
-    res = client.post("/api/v1/persons", json=body, headers=admin)
-    assert res.status_code == 201, res.text
-    person_id: int = res.json()["id"]
-    with photo.open("rb") as fh:
-        res = client.post(
-            f"/api/v1/persons/{person_id}/photos", files={"photo": (photo.name, fh)}, headers=admin
-        )
-    if res.status_code == 422:
-        return None
-    assert res.status_code == 201, res.text
-    return person_id
+    return enrol_person(client, admin, name, photo, refusal_ok=True)
 
 
 def _camera(perception: Perception, config: SiteConfig, **face_tracks: Any) -> CameraPipeline:

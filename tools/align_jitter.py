@@ -75,11 +75,7 @@ def main() -> int:
             variant = jittered_images(images, lfw, pipeline.embedder, templates)
         report = ie.evaluate(variant)
         for templates_per_person in (1, 2):
-            calibration, held = report.variants[(False, templates_per_person)]
-            cells = [
-                f"{r.at(t).tpir:.3f} / {r.at(t).fpir:.3f}"
-                for (_, t), r in zip(calibration, held, strict=True)
-            ]
+            cells = ie.held_out_cells(report, templates_per_person)
             rows.append((f"{name}, {templates_per_person} per person", *cells))
     print("held-out TPIR / FPIR at the tuning half's threshold (FPIR <= 1%, 95% confidence)")
     sizes = ("own gallery", *(f"{n:,}" for n in ie.GALLERY_SIZES))

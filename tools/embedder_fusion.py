@@ -110,11 +110,7 @@ def main() -> int:
     for name, weight in [("SFace alone (shipped)", 0.0), *((f"fused, w={w}", w) for w in WEIGHTS)]:
         report = ie.evaluate(fused_images(images, descriptors, weight) if weight else images)
         for templates in (1, 2):
-            calibration, held = report.variants[(False, templates)]
-            cells = [
-                f"{r.at(t).tpir:.3f} / {r.at(t).fpir:.3f}"
-                for (_, t), r in zip(calibration, held, strict=True)
-            ]
+            cells = ie.held_out_cells(report, templates)
             rows.append((f"{name}, {templates} per person", *cells))
     print("held-out TPIR / FPIR at the tuning half's threshold (FPIR <= 1%, 95% confidence)")
     sizes = ("own gallery", *(f"{n:,}" for n in ie.GALLERY_SIZES))
