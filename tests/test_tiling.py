@@ -129,3 +129,39 @@ def test_tiled_person_precision_recall(
     print(f"\n{name} tiled, {part}: P {total.precision:.3f} R {total.recall:.3f} {total}")
     precision_floor, recall_floor = FLOORS[(name, part)]
     assert total.precision >= precision_floor and total.recall >= recall_floor
+
+
+@pytest.mark.data
+def test_tiling_does_not_split_a_near_person_into_several_boxes(
+    models_dir: Path, data_dir: Path
+) -> None:
+    """Held-out footage of another scene: intel_one_by_one_person.mp4 (768x432, indoor, people
+    cross one at a time, close to the camera), so any frame with two person boxes holds a
+    false one. Tiled at the Town Centre setting, YOLOX-nano must draw no second box (a near
+    person cut by the tile edges is the risk) and find a person where untiled does."""
+    import cv2
+
+    model = OnnxModel(
+        model_path(load_manifest().get("yolox_nano"), models_dir), RuntimeOptions(threads=2)
+    )
+    plain = person_detector(model, "yolox_nano", 0.3)
+    tiled = TiledDetector(plain, SHIPPED_TILING)
+    capture = cv2.VideoCapture(str(data_dir / "video/intel_one_by_one_person.mp4"))
+    boxes: dict[str, list[int]] = {"off": [], "on": []}
+    index = 0
+    while True:
+        ok, raw = capture.read()
+        if not ok:
+            break
+        if index % 10 == 0:
+            frame = np.asarray(raw, np.uint8)
+            boxes["off"].append(len(plain.detect(frame)))
+            boxes["on"].append(len(tiled.detect(frame)))
+        index += 1
+    capture.release()
+    with_person = {k: sum(n > 0 for n in v) for k, v in boxes.items()}
+    print(f"\n{len(boxes['on'])} frames; with a person box {with_person}; "
+          f"most boxes in a frame: off {max(boxes['off'])}, on {max(boxes['on'])}")  # fmt: skip
+    assert len(boxes["on"]) >= 130
+    assert max(boxes["on"]) == 1
+    assert with_person["on"] >= with_person["off"] >= 0.6 * len(boxes["on"])
