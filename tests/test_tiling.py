@@ -99,13 +99,13 @@ def test_tile_boxes_shift_back_and_cut_ones_are_dropped() -> None:
 
 SHIPPED_TILING = Tiling("on", 416, 0.25)  # the docs' setting for the Town Centre camera
 # (precision, recall) floors a little under what was measured (docs/perception.md):
-# tuning frames YOLOX-nano 0.944 / 0.927, NanoDet 0.839 / 0.945; held-out frame 30 YOLOX-nano
-# 0.900 / 1.000, NanoDet 0.773 / 0.944.
+# tuning frames YOLOX-nano 0.944 / 0.927, NanoDet 0.839 / 0.945; held-out frames 10 + 30
+# (35 people) YOLOX-nano 0.892 / 0.943, NanoDet 0.789 / 0.857.
 FLOORS = {
     ("yolox_nano", "frames"): (0.90, 0.90),
-    ("yolox_nano", "held_out"): (0.85, 0.94),
+    ("yolox_nano", "held_out"): (0.85, 0.91),
     ("nanodet", "frames"): (0.80, 0.90),
-    ("nanodet", "held_out"): (0.72, 0.88),
+    ("nanodet", "held_out"): (0.75, 0.82),
 }
 
 
