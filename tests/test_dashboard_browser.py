@@ -572,6 +572,20 @@ def test_reject_a_match_then_the_same_person_on_that_camera_is_kept_quiet(
     expect(confirmed).to_contain_text("已确认")
     shot(page, "15-board-match-confirmed-from-the-row-zh")
 
+    # Confirmed: the live shot can become one more photo of him, with the basis recorded.
+    confirmed.locator("a.title").click()
+    expect(page.locator("#live-shot-form")).to_be_visible()
+    page.click("#live-shot")  # no basis given: refused in a sentence
+    expect(page.locator("#live-shot-result")).to_contain_text("至少10个字符")
+    page.fill("#live-shot-consent", "经值班所长批准，案件 CASE-BROWSER-1 现场比中确认")
+    page.click("#live-shot")
+    expect(page.locator("#live-shot-result")).to_have_text("已加入此人的底库照片。")
+    expect(page.locator("#live-shot")).to_be_disabled()
+    shot(page, "16-incident-live-shot-added-zh")
+    person = next(i.person_id for i in dash.incidents("watchlist") if i.status == "confirmed")
+    photos = httpx.get(f"{dash.url}/api/v1/persons/{person}/photos", headers=dash.api_token())
+    assert photos.status_code == 200 and len(photos.json()) == 2, photos.text
+
 
 def test_enrol_with_a_refused_photo_only_is_not_matched(page: Page, dash: Dash) -> None:
     log_in(page, dash)

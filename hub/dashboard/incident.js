@@ -72,8 +72,31 @@ function evidence(i, reload) {
           result,
         )
       : h("p", { id: "decision" }, t(decided, { who: i.decided_by, at: fmtTime(i.decided_at, i.site) }), i.decision_reason ? t("evidence.quoted", { reason: i.decision_reason }) : ""),
+    liveShot(i, e, p),
     suppression(i),
   );
+}
+
+/** Once the match is confirmed: enrol its live crop as one more photo of the person, with
+ *  the officer's basis and consent recorded (POST /persons/{id}/photos/from-sighting; more
+ *  photos per person find later sightings more often, docs/faces.md). */
+function liveShot(i, e, p) {
+  if (i.status !== "confirmed" || !e.sighting_id || !e.live_crop || !p.id) return null;
+  const consent = h("input", { id: "live-shot-consent", name: "consent", placeholder: t("evidence.live_shot_placeholder") });
+  const result = h("p", { id: "live-shot-result", role: "status" });
+  const button = h("button", { type: "button", id: "live-shot" }, t("evidence.live_shot"));
+  button.onclick = async () => {
+    try {
+      await api(`/persons/${p.id}/photos/from-sighting`, { method: "POST", body: { sighting_id: e.sighting_id, consent: consent.value } });
+      result.className = "ok";
+      result.textContent = t("evidence.live_shot_added");
+      button.disabled = true;
+    } catch (err) {
+      result.className = "error";
+      result.textContent = err.message;
+    }
+  };
+  return h("div", { class: "decide", id: "live-shot-form" }, h("p", {}, t("evidence.live_shot_lead")), h("div", { class: "row" }, consent, button), result);
 }
 
 function suppression(i) {
