@@ -318,7 +318,9 @@ CHINESE_DATA = (
     "误报：充电器指示灯反光",
     "设备已修复",  # a quarantine lifted with this reason (the devices test)
     "演示：从浏览器布控",
+    "经值班所长批准，案件 CASE-BROWSER-1 现场比中确认",  # a live shot's basis (LIVE_SHOT_BASIS)
 )
+LIVE_SHOT_BASIS = CHINESE_DATA[-1]
 CHINESE_JS = """(data) => {
   const found = new Set();
   const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
@@ -577,7 +579,7 @@ def test_reject_a_match_then_the_same_person_on_that_camera_is_kept_quiet(
     expect(page.locator("#live-shot-form")).to_be_visible()
     page.click("#live-shot")  # no basis given: refused in a sentence
     expect(page.locator("#live-shot-result")).to_contain_text("至少10个字符")
-    page.fill("#live-shot-consent", "经值班所长批准，案件 CASE-BROWSER-1 现场比中确认")
+    page.fill("#live-shot-consent", LIVE_SHOT_BASIS)
     page.click("#live-shot")
     expect(page.locator("#live-shot-result")).to_have_text("已加入此人的底库照片。")
     expect(page.locator("#live-shot")).to_be_disabled()

@@ -79,22 +79,34 @@ function evidence(i, reload) {
 
 /** Once the match is confirmed: enrol its live crop as one more photo of the person, with
  *  the officer's basis and consent recorded (POST /persons/{id}/photos/from-sighting; more
- *  photos per person find later sightings more often, docs/faces.md). */
+ *  photos per person find later sightings more often, docs/faces.md). The page is drawn
+ *  again on every alert of the incident, so the typed basis and the answer are kept here. */
+const liveShots = new Map(); // sighting id -> { draft, text, ok }
 function liveShot(i, e, p) {
   if (i.status !== "confirmed" || !e.sighting_id || !e.live_crop || !p.id) return null;
+  const state = liveShots.get(e.sighting_id) || { draft: "", text: "", ok: false };
+  liveShots.set(e.sighting_id, state);
   const consent = h("input", { id: "live-shot-consent", name: "consent", placeholder: t("evidence.live_shot_placeholder") });
-  const result = h("p", { id: "live-shot-result", role: "status" });
+  consent.value = state.draft;
+  consent.oninput = () => { state.draft = consent.value; };
+  const result = h("p", { id: "live-shot-result", role: "status", class: state.ok ? "ok" : "error" }, state.text);
   const button = h("button", { type: "button", id: "live-shot" }, t("evidence.live_shot"));
+  button.disabled = state.ok;
+  const show = () => {
+    const now = document.getElementById("live-shot-result") || result;
+    now.className = state.ok ? "ok" : "error";
+    now.textContent = state.text;
+    const again = document.getElementById("live-shot") || button;
+    again.disabled = state.ok;
+  };
   button.onclick = async () => {
     try {
-      await api(`/persons/${p.id}/photos/from-sighting`, { method: "POST", body: { sighting_id: e.sighting_id, consent: consent.value } });
-      result.className = "ok";
-      result.textContent = t("evidence.live_shot_added");
-      button.disabled = true;
+      await api(`/persons/${p.id}/photos/from-sighting`, { method: "POST", body: { sighting_id: e.sighting_id, consent: state.draft } });
+      Object.assign(state, { ok: true, text: t("evidence.live_shot_added") });
     } catch (err) {
-      result.className = "error";
-      result.textContent = err.message;
+      Object.assign(state, { ok: false, text: err.message });
     }
+    show();
   };
   return h("div", { class: "decide", id: "live-shot-form" }, h("p", {}, t("evidence.live_shot_lead")), h("div", { class: "row" }, consent, button), result);
 }
