@@ -539,6 +539,9 @@ def test_reject_a_match_then_the_same_person_on_that_camera_is_kept_quiet(
     page.click("#reject")  # no reason: refused in a sentence, not pydantic's text
     expect(page.locator("#decision-error")).to_have_text("原因：请填写（至少1个字符）。")
     page.fill("#reject-reason", "不是此人：抓拍图中的人留有胡须")
+    inject_match(dash, enrol=False)  # seen again while the officer types: the page redraws
+    expect(page.locator("#timeline tbody tr")).to_contain_text("×6", timeout=15_000)
+    expect(page.locator("#reject-reason")).to_have_value("不是此人：抓拍图中的人留有胡须")
     page.click("#reject")
     expect(page.locator("#decision")).to_contain_text("admin 于")
     expect(page.locator("#decision")).to_contain_text("不是此人")

@@ -26,15 +26,26 @@ function img(path, alt, id) {
   return el;
 }
 
+// The page is drawn again on every alert of its incident: what an officer is typing is
+// kept here ("incident/field" -> text) so a new sighting does not wipe a half-written reason.
+const drafts = new Map();
+function kept(field, key) {
+  field.value = drafts.get(key) || "";
+  field.addEventListener("input", () => drafts.set(key, field.value));
+  return field;
+}
+
 function evidence(i, reload) {
   const e = i.detail || {};
   const p = e.person || {};
   const result = h("p", { class: "error", id: "decision-error", role: "alert" });
-  const reason = h("textarea", { id: "reject-reason", name: "reason", rows: 2, placeholder: t("evidence.reject_placeholder") });
-  const note = h("input", { id: "confirm-note", name: "note", placeholder: t("evidence.note_placeholder") });
+  const reason = kept(h("textarea", { id: "reject-reason", name: "reason", rows: 2, placeholder: t("evidence.reject_placeholder") }), `${i.id}/reason`);
+  const note = kept(h("input", { id: "confirm-note", name: "note", placeholder: t("evidence.note_placeholder") }), `${i.id}/note`);
   const act = async (path, body) => {
     try {
       await api(`/incidents/${i.id}/${path}`, { method: "POST", body });
+      drafts.delete(`${i.id}/reason`);
+      drafts.delete(`${i.id}/note`);
       await reload();
     } catch (err) {
       result.textContent = err.message;
@@ -79,16 +90,14 @@ function evidence(i, reload) {
 
 /** Once the match is confirmed: enrol its live crop as one more photo of the person, with
  *  the officer's basis and consent recorded (POST /persons/{id}/photos/from-sighting; more
- *  photos per person find later sightings more often, docs/faces.md). The page is drawn
- *  again on every alert of the incident, so the typed basis and the answer are kept here. */
-const liveShots = new Map(); // sighting id -> { draft, text, ok }
+ *  photos per person find later sightings more often, docs/faces.md). The typed basis and
+ *  the hub's answer outlive the page's redraws. */
+const liveShots = new Map(); // sighting id -> { text, ok }: the hub's answer
 function liveShot(i, e, p) {
   if (i.status !== "confirmed" || !e.sighting_id || !e.live_crop || !p.id) return null;
-  const state = liveShots.get(e.sighting_id) || { draft: "", text: "", ok: false };
+  const state = liveShots.get(e.sighting_id) || { text: "", ok: false };
   liveShots.set(e.sighting_id, state);
-  const consent = h("input", { id: "live-shot-consent", name: "consent", placeholder: t("evidence.live_shot_placeholder") });
-  consent.value = state.draft;
-  consent.oninput = () => { state.draft = consent.value; };
+  const consent = kept(h("input", { id: "live-shot-consent", name: "consent", placeholder: t("evidence.live_shot_placeholder") }), `${i.id}/live-shot`);
   const result = h("p", { id: "live-shot-result", role: "status", class: state.ok ? "ok" : "error" }, state.text);
   const button = h("button", { type: "button", id: "live-shot" }, t("evidence.live_shot"));
   button.disabled = state.ok;
@@ -101,7 +110,7 @@ function liveShot(i, e, p) {
   };
   button.onclick = async () => {
     try {
-      await api(`/persons/${p.id}/photos/from-sighting`, { method: "POST", body: { sighting_id: e.sighting_id, consent: state.draft } });
+      await api(`/persons/${p.id}/photos/from-sighting`, { method: "POST", body: { sighting_id: e.sighting_id, consent: drafts.get(`${i.id}/live-shot`) || "" } });
       Object.assign(state, { ok: true, text: t("evidence.live_shot_added") });
     } catch (err) {
       Object.assign(state, { ok: false, text: err.message });
