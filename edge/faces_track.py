@@ -37,6 +37,7 @@ import numpy.typing as npt
 
 from ringwatch.contract.messages import Event, Phase
 from ringwatch.contract.topics import EventKind
+from ringwatch.edge.motion import unit_centred
 from ringwatch.edge.rules import EventStamp
 from ringwatch.edge.tracking import Tracker
 from ringwatch.edge.tunables import (  # re-exported: the stage's own settings
@@ -87,7 +88,7 @@ class _Best:
     person_id: int | None = None
     last_frame: int = 0
     embedding: F32 | None = None  # the published shot's, unit length
-    thumb: F32 | None = None  # the face in the latest frame with a look (face_thumb)
+    thumb: F32 | None = None  # once published: the face's look in its latest frame
 
 
 @dataclass(slots=True)
@@ -136,19 +137,21 @@ class FaceTracks:
         key = int(faces.tracker_id[i])
         best = self._best.get(key) or self._new_track(key)
         embedding: F32 | None = None
-        thumb = face_thumb(image, faces.xyxy[i])
         cfg = self.config
-        looks_changed = (
-            thumb is not None
-            and best.thumb is not None
-            and float(thumb @ best.thumb) < cfg.recheck_below
-        )
-        if best.embedding is not None and looks_changed:
-            embedding = self._embedding(faces, i, image)
-            if float(embedding @ best.embedding) < cfg.new_person_below:
-                best = self._new_track(key)
-                self.splits += 1
-        best.thumb = thumb if thumb is not None else best.thumb
+        if best.embedding is not None:  # published: still the same person?
+            thumb = face_thumb(image, faces.xyxy[i])
+            looks_changed = (
+                thumb is not None
+                and best.thumb is not None
+                and float(thumb @ best.thumb) < cfg.recheck_below
+            )
+            if looks_changed:
+                embedding = self._embedding(faces, i, image)
+                if float(embedding @ best.embedding) < cfg.new_person_below:
+                    best = self._new_track(key)
+                    self.splits += 1
+            if thumb is not None:
+                best.thumb = thumb
         best.last_frame = self._frame
         if best.person_id is None:
             best.person_id = owner
@@ -166,6 +169,7 @@ class FaceTracks:
         if embedding is None:
             embedding = self._embedding(faces, i, image)
         best.embedding = embedding
+        best.thumb = face_thumb(image, faces.xyxy[i]) if best.thumb is None else best.thumb
         return self._event(faces, i, best, image, at, phase, embedding)
 
     def _new_track(self, key: int) -> _Best:
@@ -232,13 +236,8 @@ def face_thumb(image: Image, xyxy: F32) -> F32 | None:
     crop = image[y1:y2, x1:x2]
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
     small = cv2.resize(grey, (THUMB_PX, THUMB_PX), interpolation=cv2.INTER_AREA)
-    values = small.astype(np.float32).ravel()
-    values -= values.mean()
-    norm = float(np.linalg.norm(values))
-    if norm <= 1e-6:
-        return None
-    out: F32 = values / norm
-    return out
+    look = unit_centred(small.astype(np.float32).ravel())
+    return look if look.any() else None
 
 
 def link_to_persons(faces: Detections, persons: Detections) -> list[int | None]:

@@ -466,14 +466,26 @@ def _rate_rows(results: Sequence[SizedResult], shipped_only: bool = False) -> li
     return rows
 
 
-def held_out_cells(report: Report, templates: int) -> list[str]:
-    """ "TPIR / FPIR" of the held-out half per gallery, at the tuning half's thresholds (no
-    flip): the cells the measuring scripts in tools/ print for each variant they try."""
-    calibration, held = report.variants[(False, templates)]
-    return [
-        f"{r.at(t).tpir:.3f} / {r.at(t).fpir:.3f}"
-        for (_, t), r in zip(calibration, held, strict=True)
-    ]
+def print_variants(column: str, variants: Iterable[tuple[str, dict[str, LfwImage]]]) -> None:
+    """For the measuring scripts in tools/: each variant's embedded LFW images through the
+    whole protocol; held-out TPIR / FPIR per gallery at the tuning half's thresholds (no
+    flip), one and two templates per person. ``variants`` may be a generator: each is
+    made (often the costly part) only when its turn comes."""
+    from ringwatch.table import render_table
+
+    rows: list[tuple[str, ...]] = []
+    for name, images in variants:
+        report = evaluate(images)
+        for templates in (1, 2):
+            calibration, held = report.variants[(False, templates)]
+            cells = [
+                f"{r.at(t).tpir:.3f} / {r.at(t).fpir:.3f}"
+                for (_, t), r in zip(calibration, held, strict=True)
+            ]
+            rows.append((f"{name}, {templates} per person", *cells))
+    print("held-out TPIR / FPIR at the tuning half's threshold (FPIR <= 1%, 95% confidence)")
+    sizes = ("own gallery", *(f"{n:,}" for n in GALLERY_SIZES))
+    print(render_table((column, *sizes), rows))
 
 
 def _variant_rows(report: Report) -> list[tuple[str, ...]]:

@@ -33,6 +33,17 @@ def thumbnail(bgr: U8, width: int) -> U8:
     return np.asarray(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), np.uint8)
 
 
+def unit_centred(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """``values`` less their mean, scaled to unit norm (all zeros when flat): a look that
+    correlates by a dot product (camera tamper's scene match, face tracks' look check)."""
+    centred: npt.NDArray[np.float32] = (values - values.mean()).astype(np.float32)
+    norm = float(np.linalg.norm(centred))
+    if norm <= 1e-6:
+        return centred
+    unit: npt.NDArray[np.float32] = (centred / norm).astype(np.float32)
+    return unit
+
+
 @dataclass(slots=True)
 class MotionGate:
     """``needs_analysis(bgr) -> bool``; call :meth:`analysed` after each full analysis."""

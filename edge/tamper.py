@@ -28,6 +28,7 @@ import numpy.typing as npt
 from ringwatch.contract.messages import Event, Phase
 from ringwatch.contract.topics import EventKind
 from ringwatch.edge.config import TamperConfig
+from ringwatch.edge.motion import unit_centred
 from ringwatch.edge.rules import EventStamp
 
 Image = npt.NDArray[np.uint8]
@@ -62,7 +63,7 @@ class ViewMeasures:
         gy = cv2.Sobel(small, cv2.CV_32F, 0, 1, ksize=3)
         edges = float(np.mean(np.hypot(gx, gy)))
         thumb = cv2.resize(cv2.GaussianBlur(small, (0, 0), 3), THUMB, interpolation=cv2.INTER_AREA)
-        return cls(float(small.mean()), edges, _unit(np.asarray(thumb, np.float32).ravel()))
+        return cls(float(small.mean()), edges, unit_centred(np.asarray(thumb, np.float32).ravel()))
 
     def blend(self, other: ViewMeasures, weight: float) -> ViewMeasures:
         """``(1 - weight) * self + weight * other``: the slowly following reference."""
@@ -70,17 +71,8 @@ class ViewMeasures:
         return ViewMeasures(
             (1 - weight) * self.brightness + weight * other.brightness,
             (1 - weight) * self.edges + weight * other.edges,
-            _unit(mix),
+            unit_centred(mix),
         )
-
-
-def _unit(values: F32) -> F32:
-    centred: F32 = (values - values.mean()).astype(np.float32)
-    norm = float(np.linalg.norm(centred))
-    if norm <= 1e-6:
-        return centred
-    unit: F32 = (centred / norm).astype(np.float32)
-    return unit
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ reports), one and two templates per person. Costs 3-7 SFace runs per face.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -65,21 +66,14 @@ def jittered_images(
 
 
 def main() -> int:
-    from ringwatch.table import render_table
-
     lfw, pipeline, images = ie.tool_inputs(__doc__.splitlines()[0])
-    rows: list[tuple[str, ...]] = []
-    for name, templates in [("shipped (1 view)", []), *TEMPLATES.items()]:
-        variant = images
-        if templates:
-            variant = jittered_images(images, lfw, pipeline.embedder, templates)
-        report = ie.evaluate(variant)
-        for templates_per_person in (1, 2):
-            cells = ie.held_out_cells(report, templates_per_person)
-            rows.append((f"{name}, {templates_per_person} per person", *cells))
-    print("held-out TPIR / FPIR at the tuning half's threshold (FPIR <= 1%, 95% confidence)")
-    sizes = ("own gallery", *(f"{n:,}" for n in ie.GALLERY_SIZES))
-    print(render_table(("alignment, templates", *sizes), rows))
+
+    def variants() -> Iterator[tuple[str, dict[str, LfwImage]]]:
+        yield "shipped (1 view)", images
+        for name, templates in TEMPLATES.items():
+            yield name, jittered_images(images, lfw, pipeline.embedder, templates)
+
+    ie.print_variants("alignment, templates", variants())
     return 0
 
 

@@ -96,8 +96,6 @@ def fused_images(
 
 
 def main() -> int:
-    from ringwatch.table import render_table
-
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--models", type=Path, default=Path("../shared/models"))
@@ -106,15 +104,11 @@ def main() -> int:
     lfw = args.data / "faces" / "lfw_dev"
     images = embed_lfw(FacePipeline.from_models_dir(args.models), lfw)
     descriptors = dlib_descriptors(images, lfw, args.dlib_models)
-    rows: list[tuple[str, ...]] = []
-    for name, weight in [("SFace alone (shipped)", 0.0), *((f"fused, w={w}", w) for w in WEIGHTS)]:
-        report = ie.evaluate(fused_images(images, descriptors, weight) if weight else images)
-        for templates in (1, 2):
-            cells = ie.held_out_cells(report, templates)
-            rows.append((f"{name}, {templates} per person", *cells))
-    print("held-out TPIR / FPIR at the tuning half's threshold (FPIR <= 1%, 95% confidence)")
-    sizes = ("own gallery", *(f"{n:,}" for n in ie.GALLERY_SIZES))
-    print(render_table(("embedding, templates", *sizes), rows))
+    variants = [("SFace alone (shipped)", 0.0), *((f"fused, w={w}", w) for w in WEIGHTS)]
+    ie.print_variants(
+        "embedding, templates",
+        ((name, fused_images(images, descriptors, w) if w else images) for name, w in variants),
+    )
     sys.stdout.flush()
     return 0
 

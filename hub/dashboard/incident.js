@@ -83,7 +83,7 @@ function evidence(i, reload) {
           result,
         )
       : h("p", { id: "decision" }, t(decided, { who: i.decided_by, at: fmtTime(i.decided_at, i.site) }), i.decision_reason ? t("evidence.quoted", { reason: i.decision_reason }) : ""),
-    liveShot(i, e, p),
+    liveShot(i, e, p, reload),
     suppression(i),
   );
 }
@@ -93,30 +93,22 @@ function evidence(i, reload) {
  *  photos per person find later sightings more often, docs/faces.md). The typed basis and
  *  the hub's answer outlive the page's redraws. */
 const liveShots = new Map(); // sighting id -> { text, ok }: the hub's answer
-function liveShot(i, e, p) {
+function liveShot(i, e, p, reload) {
   if (i.status !== "confirmed" || !e.sighting_id || !e.live_crop || !p.id) return null;
   const state = liveShots.get(e.sighting_id) || { text: "", ok: false };
-  liveShots.set(e.sighting_id, state);
   const consent = kept(h("input", { id: "live-shot-consent", name: "consent", placeholder: t("evidence.live_shot_placeholder") }), `${i.id}/live-shot`);
-  const result = h("p", { id: "live-shot-result", role: "status", class: state.ok ? "ok" : "error" }, state.text);
-  const button = h("button", { type: "button", id: "live-shot" }, t("evidence.live_shot"));
-  button.disabled = state.ok;
-  const show = () => {
-    const now = document.getElementById("live-shot-result") || result;
-    now.className = state.ok ? "ok" : "error";
-    now.textContent = state.text;
-    const again = document.getElementById("live-shot") || button;
-    again.disabled = state.ok;
-  };
-  button.onclick = async () => {
+  const add = async () => {
     try {
-      await api(`/persons/${p.id}/photos/from-sighting`, { method: "POST", body: { sighting_id: e.sighting_id, consent: drafts.get(`${i.id}/live-shot`) || "" } });
-      Object.assign(state, { ok: true, text: t("evidence.live_shot_added") });
+      await api(`/persons/${p.id}/photos/from-sighting`, { method: "POST", body: { sighting_id: e.sighting_id, consent: consent.value } });
+      liveShots.set(e.sighting_id, { ok: true, text: t("evidence.live_shot_added") });
     } catch (err) {
-      Object.assign(state, { ok: false, text: err.message });
+      liveShots.set(e.sighting_id, { ok: false, text: err.message });
     }
-    show();
+    await reload();
   };
+  const button = h("button", { type: "button", id: "live-shot", onclick: add }, t("evidence.live_shot"));
+  button.disabled = state.ok;
+  const result = h("p", { id: "live-shot-result", role: "status", class: state.ok ? "ok" : "error" }, state.text);
   return h("div", { class: "decide", id: "live-shot-form" }, h("p", {}, t("evidence.live_shot_lead")), h("div", { class: "row" }, consent, button), result);
 }
 

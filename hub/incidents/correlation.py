@@ -46,10 +46,12 @@ class Correlation(PersonLinks, TechnicalIncidents):
             return
         session.flush()
         ids = [e.event_id for e in events]
+        # A face is one person: only its best match (rank 1) is named. Lower ranks, kept when
+        # ``matching.top_k`` > 1, are candidates for review and raise nothing.
         sightings = list(
             session.scalars(
                 sa.select(t.Sighting)
-                .where(t.Sighting.event_id.in_(ids))
+                .where(t.Sighting.event_id.in_(ids), t.Sighting.rank == 1)
                 .order_by(t.Sighting.captured_at, t.Sighting.id)
             )
         )
@@ -62,10 +64,6 @@ class Correlation(PersonLinks, TechnicalIncidents):
             self.on_event(session, event, now)
 
     def on_sighting(self, session: Session, sighting: t.Sighting, now: dt.datetime) -> None:
-        if sighting.rank > 1:
-            # A face is one person: only its best match is named. Lower ranks (kept when
-            # ``matching.top_k`` > 1) are candidates for review and raise nothing.
-            return
         person = session.get(t.Person, sighting.person_id)
         if person is None or person.tier == Tier.GREEN:
             return
