@@ -110,6 +110,7 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_at: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_kind: Mapped[str | None] = mapped_column(String(16))  # webhooks.ERROR_KINDS
     created_at: Mapped[dt.datetime]
     sent_at: Mapped[dt.datetime | None]
 

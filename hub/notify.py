@@ -37,7 +37,13 @@ from ringwatch.errors import ConfigError
 from ringwatch.hub.incident_tables import Delivery
 from ringwatch.hub.notify_config import ContactConfig
 from ringwatch.hub.terms import DEFAULT_LANGUAGE, term
-from ringwatch.hub.webhooks import HttpResult, Sender, UrllibTransport, WebhookTransport
+from ringwatch.hub.webhooks import (
+    HttpResult,
+    Sender,
+    UrllibTransport,
+    WebhookTransport,
+    connection_kind,
+)
 
 if TYPE_CHECKING:
     from ringwatch.hub.incident_config import IncidentsConfig
@@ -157,9 +163,11 @@ class SmtpSender:
                     smtp.login(s.username, s.password)
                 smtp.send_message(msg)
         except smtplib.SMTPResponseException as exc:
-            return HttpResult(None, f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:500])
+            return HttpResult(
+                None, f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:500], "mail_refused"
+            )
         except (smtplib.SMTPException, OSError) as exc:
-            return HttpResult(None, f"{type(exc).__name__}: {exc}"[:500])
+            return HttpResult(None, f"{type(exc).__name__}: {exc}"[:500], connection_kind(exc))
         return HttpResult(250)
 
 

@@ -33,10 +33,29 @@ log = logging.getLogger(__name__)
 MAX_PER_ROUND = 100
 
 
+# Why a delivery failed, in words an officer's console can translate (``delivery_error.*``
+# in the catalogues); the raw ``error`` stays beside it for the technician.
+ERROR_KINDS = (
+    "refused",  # the receiver answered 4xx
+    "server_error",  # the receiver answered 5xx
+    "unreachable",  # no connection (refused, reset, no route, name not found)
+    "timeout",  # no answer in time
+    "bad_address",  # the configured URL cannot be used
+    "broker_away",  # the MQTT broker did not take the publish
+    "mail_refused",  # the mail server answered with an error code
+    "other",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class HttpResult:
     status: int | None
     error: str | None = None
+    kind: str | None = None  # one of ERROR_KINDS when the attempt failed
+
+    def __post_init__(self) -> None:
+        if self.kind is not None and self.kind not in ERROR_KINDS:
+            raise ValueError(f"HttpResult.kind {self.kind!r}: not one of {ERROR_KINDS}")
 
     @property
     def ok(self) -> bool:
@@ -58,9 +77,21 @@ class UrllibTransport:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:
                 return HttpResult(int(response.status))
         except urllib.error.HTTPError as exc:
-            return HttpResult(exc.code, f"HTTP {exc.code} {exc.reason}")
+            kind = "server_error" if exc.code >= 500 else "refused"
+            return HttpResult(exc.code, f"HTTP {exc.code} {exc.reason}", kind)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            return HttpResult(None, f"{type(exc).__name__}: {exc}"[:500])
+            return HttpResult(None, f"{type(exc).__name__}: {exc}"[:500], connection_kind(exc))
+
+
+def connection_kind(exc: BaseException) -> str:
+    """``timeout``, ``bad_address`` or ``unreachable`` for an exception raised on the way to a
+    receiver (urllib wraps the socket's error in ``URLError.reason``)."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+        return "timeout"
+    if isinstance(reason, ValueError):
+        return "bad_address"
+    return "unreachable"
 
 
 Publish = Callable[[str, bytes], bool]
@@ -160,14 +191,14 @@ class Dispatcher:
         )
         if result.ok:
             delivery.status, delivery.sent_at, delivery.next_at = DeliveryStatus.SENT, now, None
-            delivery.last_error = None
-        elif delivery.attempts >= self._attempts(delivery):
+            delivery.last_error = delivery.last_error_kind = None
+            return
+        delivery.last_error, delivery.last_error_kind = result.error, result.kind or "other"
+        if delivery.attempts >= self._attempts(delivery):
             delivery.status, delivery.next_at = DeliveryStatus.GIVEN_UP, None
-            delivery.last_error = result.error
             log.warning("gave up delivery %s to %s: %s", delivery.id, delivery.target, result.error)
         else:
-            wait = dt.timedelta(seconds=self.retry.wait_after(delivery.attempts))
-            delivery.next_at, delivery.last_error = now + wait, result.error
+            delivery.next_at = now + dt.timedelta(seconds=self.retry.wait_after(delivery.attempts))
 
     def _attempts(self, delivery: Delivery) -> int:
         # MQTT publishes only fail while the broker is away: keep them until it is back.
@@ -180,7 +211,9 @@ class Dispatcher:
         if delivery.channel == Channel.MQTT:
             assert self.publish is not None
             ok = self.publish(delivery.target, body)
-            return HttpResult(200 if ok else None, None if ok else "broker did not take it")
+            if ok:
+                return HttpResult(200)
+            return HttpResult(None, "broker did not take it", "broker_away")
         headers = self._headers(delivery)
         return self.transport.post(delivery.target, body, headers, self.retry.timeout_s)
 
@@ -208,6 +241,7 @@ def delivery_summary(row: Delivery) -> dict[str, Any]:
         "status": row.status,
         "attempts": row.attempts,
         "last_error": row.last_error,
+        "error_kind": row.last_error_kind,
         "created_at": row.created_at.isoformat(),
         "sent_at": None if row.sent_at is None else row.sent_at.isoformat(),
     }

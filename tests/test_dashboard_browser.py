@@ -534,14 +534,28 @@ def test_reject_a_match_then_the_same_person_on_that_camera_is_kept_quiet(
     expect(page.locator("#timeline tbody tr")).to_have_count(1)  # 3 sightings, one segment
     expect(page.locator("#timeline tbody tr")).to_contain_text("×3")
     expect(page.locator("#routing")).to_contain_text("派出所 st-north")
+    # This hub has no broker: the station's MQTT alert waits, and the table says why in
+    # Chinese; the hub's raw English error is folded under 技术信息 for the technician.
+    expect(page.locator("#routing td.delivery").first).to_contain_text("待发送：消息服务器未接收")
+    detail = page.locator("#routing details.error-detail").first
+    expect(detail.locator("code")).to_be_hidden()
+    detail.locator("summary").click()
+    expect(detail.locator("code")).to_have_text("broker did not take it")
     shot(page, "05-incident-match-evidence-zh")
 
     page.click("#reject")  # no reason: refused in a sentence, not pydantic's text
     expect(page.locator("#decision-error")).to_have_text("原因：请填写（至少1个字符）。")
     page.fill("#reject-reason", "不是此人：抓拍图中的人留有胡须")
+    # The officer goes back to mend a word: the cursor sits after "不是此人：".
+    page.evaluate("document.querySelector('#reject-reason').setSelectionRange(5, 5)")
     inject_match(dash, enrol=False)  # seen again while the officer types: the page redraws
     expect(page.locator("#timeline tbody tr")).to_contain_text("×6", timeout=15_000)
     expect(page.locator("#reject-reason")).to_have_value("不是此人：抓拍图中的人留有胡须")
+    expect(page.locator("#reject-reason")).to_be_focused()  # on a phone: the keyboard stays up
+    caret = page.evaluate(
+        "[document.activeElement.selectionStart, document.activeElement.selectionEnd]"
+    )
+    assert caret == [5, 5], f"the cursor moved from where the officer left it: {caret}"
     page.click("#reject")
     expect(page.locator("#decision")).to_contain_text("admin 于")
     expect(page.locator("#decision")).to_contain_text("不是此人")

@@ -24,7 +24,13 @@ from ringwatch.hub.incident_runtime import IncidentRuntime
 from ringwatch.hub.incident_tables import Delivery, DeliveryAttempt, Incident
 from ringwatch.hub.inventory import HubConfig
 from ringwatch.hub.routing import DeliveryStatus
-from ringwatch.hub.webhooks import Dispatcher, HttpResult, UrllibTransport
+from ringwatch.hub.webhooks import (
+    Dispatcher,
+    HttpResult,
+    UrllibTransport,
+    connection_kind,
+    delivery_summary,
+)
 from tests.hub_fixtures import BACKENDS, HUB_CONFIG, database
 from tests.test_incidents import T0, FakeClock, event
 
@@ -116,6 +122,10 @@ def test_a_receiver_failing_twice_then_succeeding_gets_exactly_one_delivery(db_u
                 attempted = incidents.dispatcher.dispatch(clock())
                 webhook_attempts = expected_attempts + (1 if seconds == 0 else 0)  # + MQTT
                 assert attempted == webhook_attempts, f"at {seconds} s"
+                if seconds == 5:  # two 503s so far: why, in a word the console translates
+                    [waiting] = [d for d in _all(sessions, Delivery) if d.channel == "webhook"]
+                    assert waiting.last_error_kind == "server_error"
+                    assert waiting.last_error == "HTTP 503 Service Unavailable"
 
             assert [code for code, _, _ in receiver.requests] == [503, 503, 200]
             [body] = receiver.accepted
@@ -128,6 +138,7 @@ def test_a_receiver_failing_twice_then_succeeding_gets_exactly_one_delivery(db_u
         [hook] = [d for d in _all(sessions, Delivery) if d.channel == "webhook"]
         assert (hook.status, hook.attempts) == (DeliveryStatus.SENT, 3)
         assert hook.sent_at == T0 + dt.timedelta(seconds=6)
+        assert hook.last_error is None and hook.last_error_kind is None
         tries = sorted(_all(sessions, DeliveryAttempt), key=lambda a: a.at)
         webhook_tries = [(a.at, a.ok, a.status_code) for a in tries if a.delivery_id == hook.id]
         assert webhook_tries == [
@@ -159,8 +170,52 @@ def test_an_unreachable_webhook_is_given_up_after_its_attempts(db_url: str) -> N
         [hook] = [d for d in _all(sessions, Delivery) if d.channel == "webhook"]
         assert (hook.status, hook.attempts) == (DeliveryStatus.GIVEN_UP, 3)
         assert hook.last_error is not None and "Connection refused" in hook.last_error
+        assert hook.last_error_kind == "unreachable"
+        assert delivery_summary(hook)["error_kind"] == "unreachable"
     finally:
         engine.dispose()
+
+
+def test_an_alert_the_broker_does_not_take_waits_for_it_and_says_why(db_url: str) -> None:
+    engine = make_engine(db_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        crud.apply_config(session, HubConfig.model_validate(HUB_CONFIG))
+    clock = FakeClock(T0)
+    broker_up = False
+
+    def publish(topic: str, payload: bytes) -> bool:
+        return broker_up
+
+    config = IncidentsConfig.model_validate({"timer_loop": False, "retry": {"attempts": 2}})
+    try:
+        incidents = IncidentRuntime(sessions, config, ColourPolicy(), clock, publish=publish)
+        incidents.on_stored([event(EventKind.INTRUSION, 0, "gate")], clock())
+        for seconds in (0, 2, 6, 14):  # more tries than a webhook's 2: MQTT waits
+            incidents.dispatcher.dispatch(T0 + dt.timedelta(seconds=seconds))
+        [mqtt] = [d for d in _all(sessions, Delivery) if d.channel == "mqtt"]
+        assert (mqtt.status, mqtt.attempts) == (DeliveryStatus.PENDING, 4)
+        assert (mqtt.last_error, mqtt.last_error_kind) == ("broker did not take it", "broker_away")
+        broker_up = True
+        incidents.dispatcher.dispatch(T0 + dt.timedelta(seconds=600))
+        [mqtt] = [d for d in _all(sessions, Delivery) if d.channel == "mqtt"]
+        assert mqtt.status == DeliveryStatus.SENT and mqtt.last_error_kind is None
+    finally:
+        engine.dispose()
+
+
+def test_a_failed_attempt_names_its_kind() -> None:
+    import urllib.error
+
+    assert connection_kind(urllib.error.URLError(TimeoutError("timed out"))) == "timeout"
+    assert connection_kind(urllib.error.URLError(ConnectionRefusedError(111, "refused"))) == (
+        "unreachable"
+    )
+    assert connection_kind(ValueError("unknown url type: 'htp'")) == "bad_address"
+    assert connection_kind(OSError("No route to host")) == "unreachable"
+    with pytest.raises(ValueError, match="not one of"):
+        HttpResult(None, "x", "broken")
 
 
 def test_a_second_worker_dispatching_during_a_slow_round_sends_nothing_twice(

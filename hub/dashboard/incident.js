@@ -35,6 +35,20 @@ function kept(field, key) {
   return field;
 }
 
+// ... and the field being typed in keeps the focus and its cursor (on a phone, losing the
+// focus closes the keyboard mid-word).
+function focusOf(page) {
+  const el = document.activeElement;
+  if (!el || !el.id || !page.contains(el)) return null;
+  return { id: el.id, start: el.selectionStart, end: el.selectionEnd };
+}
+function refocus(page, typing) {
+  const el = typing && page.querySelector(`#${CSS.escape(typing.id)}`);
+  if (!el) return;
+  el.focus({ preventScroll: true });
+  if (typeof typing.start === "number" && el.setSelectionRange) el.setSelectionRange(typing.start, typing.end);
+}
+
 function evidence(i, reload) {
   const e = i.detail || {};
   const p = e.person || {};
@@ -325,7 +339,7 @@ function routing(i, deliveries) {
               h("td", {}, term("reason", d.reason)),
               h("td", {}, term("channel", d.channel)),
               h("td", {}, d.recipient ? `${term("recipient", d.recipient_kind)} ${d.recipient}` : d.target),
-              h("td", {}, term("delivery", d.status), d.last_error ? h("span", { class: "muted raw" }, ` (${d.last_error})`) : null),
+              h("td", { class: "delivery" }, ...deliveryStatus(d)),
               h("td", {}, d.attempts),
             ),
           ),
@@ -333,6 +347,17 @@ function routing(i, deliveries) {
       ),
     ),
   );
+}
+
+/** A delivery's status, why its last attempt failed in the page's language, and the hub's raw
+ * error (English, for the technician) folded away beneath it. */
+function deliveryStatus(d) {
+  const status = term("delivery", d.status);
+  if (!d.last_error) return [status];
+  return [
+    t("routing.failed", { status, why: t(`delivery_error.${d.error_kind || "other"}`) }),
+    h("details", { class: "error-detail" }, h("summary", {}, t("routing.error_detail")), h("code", { class: "raw" }, d.last_error)),
+  ];
 }
 
 export function auditRows(entries, site) {
@@ -406,7 +431,9 @@ export async function incidentPage(id) {
       routing(i, i.deliveries || []),
       auditTrail(i, entries),
     ];
+    const typing = focusOf(page);
     page.replaceChildren(...parts.filter(Boolean));
+    refocus(page, typing);
   };
   await reload();
   onLeave(runTimers(page));
