@@ -44,6 +44,7 @@ from ringwatch.hub.incident_tables import IncidentStage as Stage
 from ringwatch.hub.media import MediaStore, media_of_events
 from ringwatch.hub.settings import HubSettings
 from ringwatch.hub.terms import DEFAULT_LANGUAGE, term
+from ringwatch.hub.timezones import DEFAULT_ZONE, site_time
 
 FORMAT = "ringwatch-case-export/1"
 MANIFEST, SIGNATURE = "manifest.json", "manifest.sig"
@@ -177,8 +178,10 @@ def build_export(
     case.add_json("routing.json", _routing(session, inc.id))
     audit = _audit(session, inc.id, [m["id"] for m in media])
     case.add_json("audit.json", audit)
+    site = session.get(t.Site, inc.site_id)
+    zone = DEFAULT_ZONE if site is None else site.time_zone
     case.files["summary.html"] = summary_html(inc, stages, points, media, matches, decisions,
-                                              spec.language).encode()  # fmt: skip
+                                              spec.language, zone).encode()  # fmt: skip
     case.files["public_key.pem"] = public_pem(key)
     header = {"incident_id": inc.id, "exported_at": spec.now, "exported_by": spec.exported_by,
               "language": spec.language}  # fmt: skip
@@ -318,12 +321,17 @@ def summary_html(
     matches: list[dict[str, Any]],
     decisions: list[dict[str, Any]],
     language: str,
+    time_zone: str = DEFAULT_ZONE,
 ) -> str:
     """A self-contained page (no scripts) summarising the case in ``language`` (en, zh-CN):
-    labels and the stored values (status, rings, colours, stages...) in its words."""
+    labels and the stored values (status, rings, colours, stages...) in its words, every time
+    on the site's clock with its offset named (the JSON files keep the stored UTC times)."""
     lang = language if language in TEXT else DEFAULT_LANGUAGE
     tx = TEXT[lang]
     e = html.escape
+
+    def at(value: Any) -> str:
+        return site_time(value, time_zone) if value else ""
 
     def w(what: str, value: str | None) -> str:
         return term(lang, what, value)
@@ -337,27 +345,28 @@ def summary_html(
         f"<title>{e(tx['title'])} {e(inc.id)}</title><h1>{e(tx['title'])}: {e(inc.title)}</h1>",
         "<table>" + rows([[tx["incident"], f"{inc.id} ({w('kind', inc.kind)})"],
                           [tx["status"], w("status", inc.status)],
-                          [tx["site"], inc.site_id], [tx["first"], inc.first_seen],
-                          [tx["last"], inc.last_seen]]) + "</table>",
+                          [tx["site"], inc.site_id], [tx["first"], at(inc.first_seen)],
+                          [tx["last"], at(inc.last_seen)]]) + "</table>",
         f"<h2>{e(tx['timeline'])}</h2><table>"
-        + rows([[p.at, w("role", p.role), p.camera_id, w("ring", p.ring), w("colour", p.colour)]
+        + rows([[at(p.at), w("role", p.role), p.camera_id, w("ring", p.ring),
+                 w("colour", p.colour)]
                 for p in points])
         + "</table>",
         f"<h2>{e(tx['media'])}</h2><ul>"
         + "".join(f"<li>{e(w('media', m['kind']))}: {e(m['file'])}</li>" for m in media)
         + "</ul>",
         f"<h2>{e(tx['matches'])}</h2><table>"
-        + rows([[m["captured_at"], m.get("person", {}).get("display_name", ""),
+        + rows([[at(m["captured_at"]), m.get("person", {}).get("display_name", ""),
                  f"{tx['similarity']} {m['similarity']:.3f}", f"{tx['threshold']} {m['threshold']}",
                  f"{tx['legal']}: {m.get('person', {}).get('legal_basis', '')}",
                  f"{tx['case']}: {m.get('person', {}).get('case_reference', '')}"]
                 for m in matches]) + "</table>",
         f"<h2>{e(tx['decisions'])}</h2><table>"
-        + rows([[d["at"], _what(lang, tx, d["what"]), d["by"], d["reason"] or ""]
+        + rows([[at(d["at"]), _what(lang, tx, d["what"]), d["by"], d["reason"] or ""]
                 for d in decisions]) + "</table>",
         f"<h2>{e(tx['stages'])}</h2><table>"
-        + rows([[w("stage", s.name), s.due_at or "", s.done_at or "", s.done_by or "",
-                 s.missed_at or ""] for s in stages]) + "</table>",
+        + rows([[w("stage", s.name), at(s.due_at), at(s.done_at), s.done_by or "",
+                 at(s.missed_at)] for s in stages]) + "</table>",
         f"<p>{e(tx['verify'])}</p></html>",
     ]  # fmt: skip
     return "\n".join(parts)

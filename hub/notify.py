@@ -37,6 +37,7 @@ from ringwatch.errors import ConfigError
 from ringwatch.hub.incident_tables import Delivery
 from ringwatch.hub.notify_config import ContactConfig
 from ringwatch.hub.terms import DEFAULT_LANGUAGE, term
+from ringwatch.hub.timezones import DEFAULT_ZONE, site_time
 from ringwatch.hub.webhooks import (
     HttpResult,
     Sender,
@@ -76,8 +77,11 @@ TEXT: dict[str, dict[str, str]] = {
 LANGUAGES = tuple(TEXT)
 
 
-def render(alert: dict[str, Any], language: str, link: str | None) -> tuple[str, str]:
-    """(subject, text) of one alert in ``language`` (en, zh-CN)."""
+def render(
+    alert: dict[str, Any], language: str, link: str | None, time_zone: str = DEFAULT_ZONE
+) -> tuple[str, str]:
+    """(subject, text) of one alert in ``language`` (en, zh-CN), its time in the site's
+    ``time_zone`` with the offset named (the reader is away from the console)."""
     lang = language if language in TEXT else DEFAULT_LANGUAGE
     tx = TEXT[lang]
     head = tx.get(alert["reason"], alert["reason"])
@@ -93,7 +97,7 @@ def render(alert: dict[str, Any], language: str, link: str | None) -> tuple[str,
                            camera=alert.get("camera") or "-",
                            ring=term(lang, "ring", alert.get("ring")) or "-"),
         tx["when"].format(status=term(lang, "status", alert["status"]),
-                          created_at=alert["created_at"]),
+                          created_at=site_time(alert["created_at"], time_zone)),
     ]  # fmt: skip
     if link:
         lines.append(tx["open"].format(link=link))
@@ -102,9 +106,14 @@ def render(alert: dict[str, Any], language: str, link: str | None) -> tuple[str,
 
 
 def contact_deliveries(
-    contacts: list[ContactConfig], recipient: str, alert: dict[str, Any], public_url: str | None
+    contacts: list[ContactConfig],
+    recipient: str,
+    alert: dict[str, Any],
+    public_url: str | None,
+    time_zone: str = DEFAULT_ZONE,
 ) -> list[tuple[str, str, dict[str, Any]]]:
-    """(channel, target, payload) for every contact of ``recipient`` that wants this kind."""
+    """(channel, target, payload) for every contact of ``recipient`` that wants this kind;
+    times in the site's ``time_zone``."""
     link = (
         None
         if public_url is None
@@ -114,7 +123,7 @@ def contact_deliveries(
     for c in contacts:
         if c.recipient != recipient or (c.kinds is not None and alert["kind"] not in c.kinds):
             continue
-        subject, text = render(alert, c.language, link)
+        subject, text = render(alert, c.language, link, time_zone)
         base = {"alert_id": alert["alert_id"], "incident_id": alert["incident_id"],
                 "recipient": recipient, "language": c.language, "subject": subject,
                 "text": text, "reason": alert["reason"], "colour": alert.get("colour"),

@@ -1,6 +1,6 @@
 """The ``incidents.contacts`` config section: who hears a routing recipient's alerts by e-mail
-or through an SMS/IM gateway, in which language: ``en`` (the default) or ``zh-CN`` (issue 14;
-sent by :mod:`ringwatch.hub.notify`).
+or through an SMS/IM gateway, in which language: ``zh-CN`` (the default) or ``en`` (issue 14;
+sent by :mod:`ringwatch.hub.notify`, times in the site's time zone).
 
 Example::
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from ringwatch.contract.zones import Ident
-from ringwatch.hub.terms import DEFAULT_LANGUAGE, LANGUAGE_PATTERN
+from ringwatch.hub.terms import LANGUAGE_PATTERN
 
 
 class _Section(BaseModel):
@@ -39,8 +39,10 @@ class ContactConfig(_Section):
     gateway_token: str | None = Field(
         default=None, max_length=500, description="X-Ringwatch-Token sent to the gateway."
     )
+    # The people alerted are Chinese police officers and property managers, as at the
+    # console (whose first language is zh-CN): a contact reads Chinese unless it says en.
     language: str = Field(
-        default=DEFAULT_LANGUAGE, pattern=LANGUAGE_PATTERN, description="en or zh-CN."
+        default="zh-CN", pattern=LANGUAGE_PATTERN, description="zh-CN (default) or en."
     )
     kinds: list[str] | None = Field(default=None, description="Incident kinds (all if unset).")
 

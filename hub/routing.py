@@ -26,6 +26,8 @@ from ringwatch.hub.i18n import incident_titles
 from ringwatch.hub.incident_config import IncidentsConfig
 from ringwatch.hub.incident_tables import Delivery, Incident
 from ringwatch.hub.stages import CAMPUS_KINDS, TECHNICAL_KINDS, IncidentKind
+from ringwatch.hub.tables import Site
+from ringwatch.hub.timezones import DEFAULT_ZONE
 
 
 class Channel(StrEnum):
@@ -197,8 +199,10 @@ class Router:
         from ringwatch.hub.notify import contact_deliveries
 
         url = None if self.config.public_url is None else str(self.config.public_url)
+        site = session.get(Site, incident.site_id)
+        zone = DEFAULT_ZONE if site is None else site.time_zone
         for channel, target, payload in contact_deliveries(
-            self.config.contacts, recipient.id, body, url
+            self.config.contacts, recipient.id, body, url, zone
         ):
             self._add(session, incident, reason, Channel(channel), recipient, target, payload, now)
 

@@ -241,6 +241,12 @@ def test_case_export_is_complete_signed_and_tampering_is_detected(
     ):
         assert words in summary, words
     assert not re.search(r"[àâçéèêëîïôûùüÿœ]|Dossier|Statut|Décision", summary), "no French"
+    # Times a reader sees are on the site's clock (Asia/Shanghai) with the offset named; the
+    # JSON keeps the stored UTC time.
+    stored = json.loads(zf.read("incident.json"))["incident"]["first_seen"]
+    local = dt.datetime.fromisoformat(stored).replace(tzinfo=dt.UTC) + dt.timedelta(hours=8)
+    assert f"<td>首次发现时间</td><td>{local:%Y-%m-%d %H:%M:%S} UTC+8</td>" in summary, summary
+    assert stored[:19].replace("T", " ") not in summary, "a UTC time left in the summary"
     assert b"embedding" not in zf.read("timeline.json")
     exports = desk.rows(t.AuditEntry, t.AuditEntry.action == "export")
     assert [(a.actor, a.entity_id) for a in exports] == [("north-officer", incident.id)]

@@ -4,6 +4,7 @@ across hub restarts, and a missed stage escalated to the supervisor's phone."""
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
 import json
@@ -34,6 +35,7 @@ from ringwatch.hub.notify_config import ContactConfig
 from ringwatch.hub.routing import Reason
 from ringwatch.hub.settings import HubSettings
 from ringwatch.hub.stages import IncidentKind, default_plans
+from ringwatch.hub.timezones import site_time
 from tests.hub_fixtures import SECRET, database
 from tests.services import free_port
 from tests.test_incidents import T0, FakeClock, _topic, event, incident_config
@@ -190,6 +192,8 @@ def test_email_and_gateway_alerts_are_sent_once_across_restarts_and_escalate(
         "状态 待处置",
         "查看详情：https://ringwatch.test/#/incident/",
         "请勿直接回复",
+        # the incident's time on the site's clock (Asia/Shanghai, no daylight saving), not UTC
+        f"发生时间 {T0 + dt.timedelta(hours=8):%Y-%m-%d %H:%M:%S} UTC+8",
     ):
         assert words in zh_body, (words, zh_body)
     _no_french(subject + zh_body)
@@ -252,11 +256,36 @@ def test_glossary_terms_in_a_chinese_alert_and_the_language_is_checked() -> None
     subject, text = notify.render(shed, "zh-CN", None)
     assert subject.startswith("[Ringwatch] 已结束处置：告警 ") and "电动车智慧停车棚告警" in text
     assert notify.render(alert, "en", None)[0] == "[Ringwatch] New alert: RED Watch-list: X"
-    assert ContactConfig(recipient="st-north", email="a@b.c").language == "en"
+    assert ContactConfig(recipient="st-north", email="a@b.c").language == "zh-CN"
+    assert ContactConfig(recipient="st-north", email="a@b.c", language="en")
     assert ContactConfig(recipient="st-north", email="a@b.c", language="zh-CN")
     for wrong in ("fr", "zh", "zh-TW"):
         with pytest.raises(ValidationError):
             ContactConfig(recipient="st-north", email="a@b.c", language=wrong)
+
+
+def test_a_message_names_the_time_on_the_site_clock() -> None:
+    alert = {
+        "alert_id": "a1",
+        "incident_id": "i1",
+        "reason": "new",
+        "kind": "intrusion",
+        "status": "open",
+        "colour": "orange",
+        "level": None,
+        "site": "campus-n",
+        "camera": "gate",
+        "ring": "perimeter",
+        "title": "Intrusion",
+        "created_at": "2026-01-01T20:30:05",
+    }  # fmt: skip  (stored naive: UTC)
+    _, zh = notify.render(alert, "zh-CN", None, "Asia/Shanghai")
+    assert "发生时间 2026-01-02 04:30:05 UTC+8" in zh, zh  # the next day in Beijing
+    _, en = notify.render(alert, "en", None, "Asia/Kolkata")
+    assert "2026-01-02 02:00:05 UTC+5:30" in en, en
+    assert site_time("2026-07-01T12:00:00+00:00", "America/New_York") == "2026-07-01 08:00:00 UTC-4"
+    assert site_time(dt.datetime(2026, 1, 1, 12), "UTC") == "2026-01-01 12:00:00 UTC"
+    assert site_time(None, "Asia/Shanghai") == ""
 
 
 def test_alerts_the_api_and_the_console_use_one_word_for_each_value() -> None:
