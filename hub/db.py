@@ -109,6 +109,18 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         raise ConfigError(f"database migration failed: {type(exc).__name__}: {exc}") from None
 
 
+def head_revision() -> str:
+    """The newest migration shipped with this hub (what :func:`migrate` brings a schema to)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None, "the hub ships at least one migration"
+    return head
+
+
 def current_revision(engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
