@@ -46,6 +46,7 @@ from ringwatch.models.identification import (
 from ringwatch.models.sface import FLIP_TTA, l2_normalise
 
 F32 = npt.NDArray[np.float32]
+U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
 GALLERY_SIZES = (1_000, 10_000, 100_000)
 THRESHOLDS = (0.40, 0.45, 0.50, 0.55, 0.60)
@@ -518,3 +519,25 @@ def tool_inputs(description: str) -> tuple[Path, FacePipeline, dict[str, LfwImag
     pipeline = FacePipeline.from_models_dir(args.models)
     lfw = args.data / "faces" / "lfw_dev"
     return lfw, pipeline, embed_lfw(pipeline, lfw)
+
+
+def reembedded(
+    images: dict[str, LfwImage], lfw: Path, embed: Callable[[U8, F32], F32]
+) -> dict[str, LfwImage]:
+    """For the measuring scripts in tools/: the embedded LFW images with every face's
+    embeddings replaced by ``embed(bgr, landmarks)`` (a unit vector), plain and flipped
+    views alike; images without a face are kept as they are."""
+    import dataclasses
+
+    from ringwatch.edge.faces_cli import FaceViews
+
+    out: dict[str, LfwImage] = {}
+    for key, image in images.items():
+        if image.views is None or image.faces.landmarks is None:
+            out[key] = image
+            continue
+        bgr = read_image(lfw / key)
+        vectors = np.stack([embed(bgr, lm) for lm in image.faces.landmarks]).astype(np.float32)
+        subject = None if image.subject_index is None else vectors[image.subject_index]
+        out[key] = dataclasses.replace(image, views=FaceViews(vectors, vectors), subject=subject)
+    return out

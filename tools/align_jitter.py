@@ -12,15 +12,14 @@ reports), one and two templates per person. Costs 3-7 SFace runs per face.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from ringwatch.edge import identification_eval as ie
-from ringwatch.edge.faces_cli import FaceViews, LfwImage
+from ringwatch.edge.faces_cli import LfwImage
 from ringwatch.models import sface
 
 F32 = npt.NDArray[np.float32]
@@ -46,32 +45,18 @@ def jittered(
     return sface.l2_normalise(np.sum(views, axis=0))
 
 
-def jittered_images(
-    images: dict[str, LfwImage], lfw: Path, embedder: sface.FaceEmbedder, templates: list[F32]
-) -> dict[str, LfwImage]:
-    """The embedded LFW images with every face's embeddings replaced by the jittered ones."""
-    from ringwatch.models.faces import read_image
-
-    out: dict[str, LfwImage] = {}
-    for key, image in images.items():
-        if image.views is None or image.faces.landmarks is None:
-            out[key] = image
-            continue
-        bgr = read_image(lfw / key)
-        rows = [jittered(embedder, bgr, lm, templates) for lm in image.faces.landmarks]
-        plain = np.stack(rows).astype(np.float32)
-        subject = None if image.subject_index is None else plain[image.subject_index]
-        out[key] = dataclasses.replace(image, views=FaceViews(plain, plain), subject=subject)
-    return out
-
-
 def main() -> int:
     lfw, pipeline, images = ie.tool_inputs(__doc__.splitlines()[0])
 
     def variants() -> Iterator[tuple[str, dict[str, LfwImage]]]:
         yield "shipped (1 view)", images
         for name, templates in TEMPLATES.items():
-            yield name, jittered_images(images, lfw, pipeline.embedder, templates)
+            yield (
+                name,
+                ie.reembedded(
+                    images, lfw, functools.partial(jittered, pipeline.embedder, templates=templates)
+                ),
+            )
 
     ie.print_variants("alignment, templates", variants())
     return 0

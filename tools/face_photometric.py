@@ -13,16 +13,15 @@ FPIR <= 1% with 95% confidence, held-out half reports), one and two templates pe
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from ringwatch.edge import identification_eval as ie
-from ringwatch.edge.faces_cli import FaceViews, LfwImage
+from ringwatch.edge.faces_cli import LfwImage
 from ringwatch.models import sface
 
 U8 = npt.NDArray[np.uint8]
@@ -70,35 +69,18 @@ def embedded(
     return sface.l2_normalise(np.sum(rows, axis=0))
 
 
-def relit_images(
-    images: dict[str, LfwImage],
-    lfw: Path,
-    embedder: sface.FaceEmbedder,
-    views: list[Callable[[U8], U8]],
-) -> dict[str, LfwImage]:
-    """The embedded LFW images with every face's embeddings replaced by the relit ones."""
-    from ringwatch.models.faces import read_image
-
-    out: dict[str, LfwImage] = {}
-    for key, image in images.items():
-        if image.views is None or image.faces.landmarks is None:
-            out[key] = image
-            continue
-        bgr = read_image(lfw / key)
-        rows = [embedded(embedder, bgr, lm, views) for lm in image.faces.landmarks]
-        vectors = np.stack(rows).astype(np.float32)
-        subject = None if image.subject_index is None else vectors[image.subject_index]
-        out[key] = dataclasses.replace(image, views=FaceViews(vectors, vectors), subject=subject)
-    return out
-
-
 def main() -> int:
     lfw, pipeline, images = ie.tool_inputs(__doc__.splitlines()[0])
 
     def variants() -> Iterator[tuple[str, dict[str, LfwImage]]]:
         yield "shipped", images
         for name, views in VARIANTS.items():
-            yield name, relit_images(images, lfw, pipeline.embedder, views)
+            yield (
+                name,
+                ie.reembedded(
+                    images, lfw, functools.partial(embedded, pipeline.embedder, views=views)
+                ),
+            )
 
     ie.print_variants("light", variants())
     return 0
