@@ -541,6 +541,9 @@ def test_reject_a_match_then_the_same_person_on_that_camera_is_kept_quiet(
     expect(detail.locator("code")).to_be_hidden()
     detail.locator("summary").click()
     expect(detail.locator("code")).to_have_text("broker did not take it")
+    # The audit trail's detail in words, not the hub's JSON ({"kind": "watchlist"}).
+    expect(page.locator("#audit td.detail").first).to_have_text("类型：重点人员比中")
+    expect(page.locator("#audit")).not_to_contain_text('{"kind"')
     shot(page, "05-incident-match-evidence-zh")
 
     page.click("#reject")  # no reason: refused in a sentence, not pydantic's text

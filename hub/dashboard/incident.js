@@ -6,7 +6,7 @@
 import { api, imageUrl } from "./api.js";
 import { onIncident, onLeave } from "./app.js";
 import { h, s, badge, colourBadge, decisionBadge, fmtTime, fmtClock } from "./dom.js";
-import { t, term, titleOf } from "./i18n.js";
+import { has, t, term, titleOf } from "./i18n.js";
 import { runTimers, stageLabel, timerChip } from "./timers.js";
 import { mediaCard } from "./media.js"; // issue 14: clips, snapshots, case export
 
@@ -360,6 +360,36 @@ function deliveryStatus(d) {
   ];
 }
 
+// An audit entry's detail as "label: value" pairs in the page's language: labels from the
+// catalogue (a key it lacks is shown as the hub wrote it), stored words (kind, stage, role...)
+// as the console names them, times on the site's clock; ids and hashes as written.
+const DETAIL_WORDS = { kind: "kind", stage: "stage", role: "role", media: "media", tier: "colour", status: "status", colour: "colour", ring: "ring" };
+const DETAIL_TIMES = new Set(["due", "done_at", "until"]);
+
+function detailValue(key, value, site) {
+  if (value === null || value === undefined || value === "") return { text: "–" };
+  if (typeof value === "boolean") return { text: t(value ? "common.yes" : "common.no") };
+  if (Object.hasOwn(DETAIL_WORDS, key) && typeof value === "string") return { text: term(DETAIL_WORDS[key], value) };
+  if (DETAIL_TIMES.has(key) && typeof value === "string") return { text: fmtTime(value, site) };
+  if (Array.isArray(value)) return { text: value.map((v) => (typeof v === "object" ? JSON.stringify(v) : String(v))).join(", "), raw: true };
+  if (typeof value === "object") return { text: JSON.stringify(value), raw: true };
+  return { text: String(value), raw: typeof value === "string" };
+}
+
+function detailPairs(detail, site) {
+  return Object.entries(detail || {}).map(([key, value]) => {
+    const known = has(`audit.detail.${key}`);
+    const shown = detailValue(key, value, site);
+    return h(
+      "span",
+      { class: "pair", dataset: { key } },
+      h("span", { class: known ? "" : "raw" }, known ? t(`audit.detail.${key}`) : key),
+      t("audit.detail.sep"),
+      h("span", { class: shown.raw ? "raw" : "" }, shown.text),
+    );
+  });
+}
+
 export function auditRows(entries, site) {
   return entries.map((a) =>
     h(
@@ -370,7 +400,7 @@ export function auditRows(entries, site) {
       h("td", { dataset: { label: t("audit.col.role") } }, term("role", a.role)),
       h("td", { dataset: { label: t("audit.col.action") } }, term("action", a.action), a.entity && a.entity !== "incident" ? ` · ${term("entity", a.entity)}` : ""),
       h("td", { class: "raw", dataset: { label: a.reason ? t("audit.col.reason") : "" } }, a.reason || ""),
-      h("td", { class: "muted detail raw", dataset: { label: t("audit.col.detail") } }, JSON.stringify(a.detail)),
+      h("td", { class: "muted detail", dataset: { label: t("audit.col.detail") } }, ...detailPairs(a.detail, site)),
     ),
   );
 }
