@@ -400,7 +400,7 @@ export function auditRows(entries, site) {
       h("td", { dataset: { label: t("audit.col.role") } }, term("role", a.role)),
       h("td", { dataset: { label: t("audit.col.action") } }, term("action", a.action), a.entity && a.entity !== "incident" ? ` · ${term("entity", a.entity)}` : ""),
       h("td", { class: "raw", dataset: { label: a.reason ? t("audit.col.reason") : "" } }, a.reason || ""),
-      h("td", { class: "muted detail", dataset: { label: t("audit.col.detail") } }, ...detailPairs(a.detail, site)),
+      h("td", { class: "muted detail", dataset: { label: Object.keys(a.detail || {}).length ? t("audit.col.detail") : "" } }, ...detailPairs(a.detail, site)),
     ),
   );
 }
