@@ -156,7 +156,7 @@ def test_alerts_reach_the_recipient_once_across_a_broker_kill(tmp_path: Path) ->
         link.start()
         failed: list[str] = []
         try:
-            assert recipient.wait_connected(10)
+            assert recipient.wait_subscribed(10)  # SUBACK in: an alert sent before it is lost
             wait_for(link.connected.is_set, 10, "hub link up")
             for i in range(5):
                 _send(link, f"a{i}", failed)
@@ -174,7 +174,7 @@ def test_alerts_reach_the_recipient_once_across_a_broker_kill(tmp_path: Path) ->
             assert not link.publish_confirmed(ALERTS, _alert("a5"), timeout=0.5)
             broker.start()
             wait_for(lambda: recipient.connects >= 2, 20, "recipient back")
-            time.sleep(0.5)  # its SUBSCRIBE is on the wire right after the CONNACK
+            assert recipient.wait_subscribed(10)  # its SUBSCRIBE goes right after the CONNACK
             for i in range(5, 10):
                 _send(link, f"a{i}", failed)
             wait_for(lambda: len(set(got)) == 10, 20, "every alert")

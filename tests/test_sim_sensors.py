@@ -100,8 +100,7 @@ def test_cli_publishes_readings_with_a_fault_over_a_real_broker(
     )
     sub.start()
     try:
-        assert sub.wait_connected(5)
-        time.sleep(0.2)  # SUBACK
+        assert sub.wait_subscribed(5)
         args = ["sim", "sensors", "--broker", broker.url, "--site", "simsite", "--shed", "shedA"]
         args += ["--bays", "3", "--interval", "0.05", "--count", "2", "--seed", "1"]
         assert main([*args, "--fault", "b2:overcurrent"]) == 0
