@@ -22,6 +22,7 @@ from ringwatch.hub.inventory import HubConfig, SiteEntry
 from ringwatch.hub.matching import bump_generation
 from ringwatch.hub.roles import ScopeKind
 from ringwatch.hub.security import hash_password
+from ringwatch.hub.timezones import DEFAULT_ZONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,12 @@ def add_site(session: Session, data: s.SiteIn) -> t.Site:
     row = t.Site(**data.model_dump())
     session.add(row)
     return row
+
+
+def site_zone(session: Session, site_id: str) -> str:
+    """The IANA zone the times of ``site_id`` are read in (the default for an unknown site)."""
+    site = session.get(t.Site, site_id)
+    return DEFAULT_ZONE if site is None else site.time_zone
 
 
 def update_site(site: t.Site, data: s.SiteUpdate) -> t.Site:

@@ -6,12 +6,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 from ringwatch.errors import ConfigError
 
@@ -94,12 +97,10 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     an advisory lock (per schema) in its transaction: workers started together on a fresh
     database migrate one after the other, the later ones finding nothing to do."""
     from alembic import command
-    from alembic.config import Config
 
     from ringwatch.hub.workers import lock_keys
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = _alembic_config()
     try:
         with engine.begin() as conn:
             lock_keys(conn, ["ringwatch:migrate"])
@@ -109,14 +110,19 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         raise ConfigError(f"database migration failed: {type(exc).__name__}: {exc}") from None
 
 
-def head_revision() -> str:
-    """The newest migration shipped with this hub (what :func:`migrate` brings a schema to)."""
+def _alembic_config() -> Config:
     from alembic.config import Config
-    from alembic.script import ScriptDirectory
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(config).get_current_head()
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this hub (what :func:`migrate` brings a schema to)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None, "the hub ships at least one migration"
     return head
 

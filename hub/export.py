@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.orm import Session
 
 from ringwatch.errors import ConfigError
+from ringwatch.hub import crud
 from ringwatch.hub import tables as t
 from ringwatch.hub.crypto import TemplateCipher
 from ringwatch.hub.incident_tables import Delivery, DeliveryAttempt, Incident, IncidentPoint
@@ -178,8 +179,7 @@ def build_export(
     case.add_json("routing.json", _routing(session, inc.id))
     audit = _audit(session, inc.id, [m["id"] for m in media])
     case.add_json("audit.json", audit)
-    site = session.get(t.Site, inc.site_id)
-    zone = DEFAULT_ZONE if site is None else site.time_zone
+    zone = crud.site_zone(session, inc.site_id)
     case.files["summary.html"] = summary_html(inc, stages, points, media, matches, decisions,
                                               spec.language, zone).encode()  # fmt: skip
     case.files["public_key.pem"] = public_pem(key)
@@ -330,8 +330,8 @@ def summary_html(
     tx = TEXT[lang]
     e = html.escape
 
-    def at(value: Any) -> str:
-        return site_time(value, time_zone) if value else ""
+    def at(value: dt.datetime | str | None) -> str:
+        return site_time(value, time_zone)
 
     def w(what: str, value: str | None) -> str:
         return term(lang, what, value)

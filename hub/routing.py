@@ -26,8 +26,6 @@ from ringwatch.hub.i18n import incident_titles
 from ringwatch.hub.incident_config import IncidentsConfig
 from ringwatch.hub.incident_tables import Delivery, Incident
 from ringwatch.hub.stages import CAMPUS_KINDS, TECHNICAL_KINDS, IncidentKind
-from ringwatch.hub.tables import Site
-from ringwatch.hub.timezones import DEFAULT_ZONE
 
 
 class Channel(StrEnum):
@@ -196,11 +194,11 @@ class Router:
         now: dt.datetime,
     ) -> None:
         """Issue 14: one e-mail / gateway delivery per contact of ``recipient``."""
+        from ringwatch.hub.crud import site_zone
         from ringwatch.hub.notify import contact_deliveries
 
         url = None if self.config.public_url is None else str(self.config.public_url)
-        site = session.get(Site, incident.site_id)
-        zone = DEFAULT_ZONE if site is None else site.time_zone
+        zone = site_zone(session, incident.site_id)
         for channel, target, payload in contact_deliveries(
             self.config.contacts, recipient.id, body, url, zone
         ):
