@@ -88,8 +88,21 @@ class PersonTiling(BaseModel):
         pattern="^(off|auto|on)$",
         description="off; auto (frames over twice the model input); on (always).",
     )
-    tile: int = Field(default=416, ge=64, le=4096, description="Tile side in frame pixels.")
+    tile: int | None = Field(
+        default=None,
+        ge=64,
+        le=4096,
+        description="Tile side in frame pixels; unset: 832 (twice the model input) for auto,"
+        " 416 for on.",
+    )
     overlap: float = Field(default=0.25, ge=0, le=0.8, description="Share shared by tiles.")
+    threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Person score for this camera while tiling is on or auto (unset:"
+        " thresholds.person); a zoomed-in far person scores higher (docs/perception.md).",
+    )
 
 
 class CameraConfig(CameraZones):

@@ -10,12 +10,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ringwatch import __version__
 from ringwatch.edge.commands import Agent, ZoneStore, detector_thresholds, shed_config
-from ringwatch.edge.config import CameraConfig, SiteConfig
+from ringwatch.edge.config import CameraConfig, SiteConfig, Thresholds
 from ringwatch.edge.mqtt import Message
 
 if TYPE_CHECKING:
@@ -37,14 +38,14 @@ def load_analyzers(
     m = config.models
     options = RuntimeOptions(m.provider.value, m.threads, m.concurrent_runs)
     thresholds = detector_thresholds(m.thresholds, shed_config(m.thresholds, config.shed))
-    by_tasks: dict[tuple[frozenset[str], Tiling], Perception] = {}
+    by_tasks: dict[tuple[frozenset[str], Tiling, float], Perception] = {}
     for cam in config.cameras:
-        key = (frozenset(cam.tasks), person_tiling(cam))
+        key = (frozenset(cam.tasks), person_tiling(cam), person_threshold(cam, thresholds))
         if key not in by_tasks:
             by_tasks[key] = Perception.from_models_dir(
                 models_dir,
                 options,
-                thresholds,
+                thresholds.model_copy(update={"person": key[2]}),
                 set(key[0]),
                 m.person_model,
                 key[1],
@@ -53,7 +54,10 @@ def load_analyzers(
                 m.fit_person_canvas,
             )
     analyzers = {
-        cam.id: by_tasks[(frozenset(cam.tasks), person_tiling(cam))] for cam in config.cameras
+        cam.id: by_tasks[
+            (frozenset(cam.tasks), person_tiling(cam), person_threshold(cam, thresholds))
+        ]
+        for cam in config.cameras
     }
     return analyzers, model_files(config, models_dir)
 
@@ -63,7 +67,16 @@ def person_tiling(cam: CameraConfig) -> Tiling:
     from ringwatch.models.tiling import Tiling
 
     t = cam.person_tiling
-    return Tiling(mode=t.mode, tile=t.tile, overlap=t.overlap)
+    if t.tile is not None:
+        return Tiling(mode=t.mode, tile=t.tile, overlap=t.overlap)
+    unset = Tiling(mode=t.mode, overlap=t.overlap)  # its tile: twice the model input
+    return unset if t.mode == "auto" else replace(unset, tile=unset.model_input)
+
+
+def person_threshold(cam: CameraConfig, thresholds: Thresholds) -> float:
+    """The camera's person score: its tiling threshold while it tiles, else the site's."""
+    t = cam.person_tiling
+    return t.threshold if t.threshold is not None and t.mode != "off" else thresholds.person
 
 
 def model_files(config: SiteConfig, models_dir: Path) -> list[Path]:
