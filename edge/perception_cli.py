@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ringwatch.errors import InputError
+from ringwatch.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
+    from ringwatch.edge.config import Thresholds
     from ringwatch.models.detections import Detections
     from ringwatch.models.perception import FrameDetections, Perception
     from ringwatch.models.runtime import OnnxModel, RuntimeOptions
+    from ringwatch.models.tiling import Tiling
 
 U8 = npt.NDArray[np.uint8]
 
@@ -50,6 +52,19 @@ def register(sub: Any) -> None:
         help=f"video sampling rate (default {DEFAULT_FPS:g})",
     )
     p.add_argument("--person-model", default="yolox_nano", help="yolox_nano or nanodet")
+    p.add_argument(
+        "--person-tiling",
+        default="off",
+        metavar="MODE",
+        help="off, auto or on: a camera's person_tiling, to try it on its frames (default off)",
+    )
+    p.add_argument("--tile", type=int, default=None, help="tile side in pixels (832 auto / 416 on)")
+    p.add_argument(
+        "--person-threshold",
+        type=float,
+        default=None,
+        help="person score (default 0.3; a tiled camera's person_tiling.threshold)",
+    )
     _runtime_args(p)
     p.set_defaults(func=_analyze)
 
@@ -87,8 +102,9 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.fps <= 0:
         raise InputError(f"--fps {args.fps:g}: must be above 0")
     models_dir, options = _options(args)
+    tiling, thresholds = _person_setting(args, Thresholds())
     perception = Perception.from_models_dir(
-        models_dir, options, Thresholds(), tasks, args.person_model
+        models_dir, options, thresholds, tasks, args.person_model, tiling
     )
     failed = False
     for source in expand_paths(args.paths):
@@ -99,6 +115,25 @@ def _analyze(args: argparse.Namespace) -> int:
             _emit({"source": str(source), "error": str(exc)})
             print(f"ringwatch analyze: {exc}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _person_setting(args: argparse.Namespace, thresholds: Thresholds) -> tuple[Tiling, Thresholds]:
+    """The tiling and person score the options ask for, checked as a site file's
+    ``person_tiling`` is (a bad value stops the run with its reason)."""
+    from pydantic import ValidationError
+
+    from ringwatch.edge.config import PersonTiling
+    from ringwatch.edge.site import tiling_of
+
+    asked = {"mode": args.person_tiling, "tile": args.tile, "threshold": args.person_threshold}
+    try:
+        setting = PersonTiling.model_validate({k: v for k, v in asked.items() if v is not None})
+    except ValidationError as exc:
+        option = {"mode": "--person-tiling", "tile": "--tile", "threshold": "--person-threshold"}
+        problems = "; ".join(f"{option[str(e['loc'][0])]}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"person tiling options: {problems}") from None
+    score = thresholds.person if setting.threshold is None else setting.threshold
+    return tiling_of(setting), thresholds.model_copy(update={"person": score})
 
 
 def _analyze_one(perception: Perception, source: Path, args: argparse.Namespace) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ringwatch import __version__
 from ringwatch.edge.commands import Agent, ZoneStore, detector_thresholds, shed_config
-from ringwatch.edge.config import CameraConfig, SiteConfig, Thresholds
+from ringwatch.edge.config import CameraConfig, PersonTiling, SiteConfig, Thresholds
 from ringwatch.edge.mqtt import Message
 
 if TYPE_CHECKING:
@@ -64,9 +64,14 @@ def load_analyzers(
 
 def person_tiling(cam: CameraConfig) -> Tiling:
     """The camera's tiling setting as the models library takes it."""
+    return tiling_of(cam.person_tiling)
+
+
+def tiling_of(t: PersonTiling) -> Tiling:
+    """A ``person_tiling`` setting as the models library takes it (the unset tile: twice
+    the model input for auto, the model input for on)."""
     from ringwatch.models.tiling import Tiling
 
-    t = cam.person_tiling
     if t.tile is not None:
         return Tiling(mode=t.mode, tile=t.tile, overlap=t.overlap)
     unset = Tiling(mode=t.mode, overlap=t.overlap)  # its tile: twice the model input

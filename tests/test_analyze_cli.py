@@ -117,6 +117,26 @@ def test_video_sampled_at_fps(
         assert len(rec["persons"]) >= 10  # a busy street: ~20 people in view
 
 
+@pytest.mark.data
+def test_a_far_view_camera_setting_can_be_tried_on_its_footage(
+    capsys: pytest.CaptureFixture[str], models_dir: Path, data_dir: Path
+) -> None:
+    """What a technician runs before writing ``person_tiling`` into the site file: the
+    Town Centre camera's setting (docs/perception.md) finds far people the plain run misses."""
+    video = str(data_dir / STREET)
+    base = (video, "--models", str(models_dir), "--fps", "2", "--tasks", "persons")
+    code, plain, _ = run(capsys, *base)
+    assert code == 0
+    code, tiled, _ = run(
+        capsys, *base, "--person-tiling", "on", "--tile", "352", "--person-threshold", "0.4"
+    )
+    assert code == 0 and [r["frame"] for r in tiled] == [r["frame"] for r in plain]
+    counts = [(len(p["persons"]), len(t["persons"])) for p, t in zip(plain, tiled, strict=True)]
+    print(f"\npersons per frame, plain / tiled: {counts}")
+    assert sum(t for _, t in counts) >= sum(p for p, _ in counts) + 2 * len(counts)
+    assert all(person["score"] >= 0.4 for rec in tiled for person in rec["persons"])
+
+
 def test_corrupt_and_missing_inputs_are_reported_and_the_run_goes_on(
     capsys: pytest.CaptureFixture[str], models_dir: Path, tmp_path: Path
 ) -> None:
@@ -158,6 +178,10 @@ def test_bad_options_are_clear_errors(
     assert "unknown task" in capsys.readouterr().err
     assert main(["analyze", str(image), "--models", str(tmp_path / "empty")]) == 2
     assert "missing" in capsys.readouterr().err
+    for option, value in (("--person-tiling", "sometimes"), ("--tile", "10"),
+                          ("--person-threshold", "1.5")):  # fmt: skip
+        assert main(["analyze", str(image), "--models", str(models_dir), option, value]) == 2
+        assert f"{option}: " in capsys.readouterr().err
 
 
 def test_expand_paths_and_sampling(tmp_path: Path) -> None:
