@@ -100,8 +100,9 @@ class PersonTiling(BaseModel):
         default=None,
         ge=0,
         le=1,
-        description="Person score for this camera while tiling is on or auto (unset:"
-        " thresholds.person); a zoomed-in far person scores higher (docs/perception.md).",
+        description="Person score for this camera when mode is on or auto, whatever the"
+        " frame size (unset: thresholds.person); tiles enlarge far people, who then score"
+        " higher (docs/perception.md).",
     )
 
 

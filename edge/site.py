@@ -79,7 +79,8 @@ def tiling_of(t: PersonTiling) -> Tiling:
 
 
 def person_threshold(cam: CameraConfig, thresholds: Thresholds) -> float:
-    """The camera's person score: its tiling threshold while it tiles, else the site's."""
+    """The camera's person score: its ``person_tiling.threshold`` when the mode is on or
+    auto (for auto whatever the frame size), else the site's."""
     t = cam.person_tiling
     return t.threshold if t.threshold is not None and t.mode != "off" else thresholds.person
 
