@@ -92,8 +92,8 @@ class PersonTiling(BaseModel):
         default=None,
         ge=64,
         le=4096,
-        description="Tile side in frame pixels; unset: 832 (twice the model input) for auto,"
-        " 416 for on.",
+        description="Tile side in frame pixels; unset: 832 (twice the model input) for frames"
+        " over twice the model input, else 416.",
     )
     overlap: float = Field(default=0.25, ge=0, le=0.8, description="Share shared by tiles.")
     threshold: float | None = Field(
@@ -104,6 +104,17 @@ class PersonTiling(BaseModel):
         " frame size (unset: thresholds.person); tiles enlarge far people, who then score"
         " higher (docs/perception.md).",
     )
+
+    @model_validator(mode="after")
+    def _only_when_tiling(self) -> Self:
+        if self.mode == "off":
+            unused = [name for name in ("tile", "threshold") if getattr(self, name) is not None]
+            if unused:
+                raise ValueError(
+                    f"{', '.join(unused)} set with mode off: they apply only when mode is on or"
+                    " auto (set the mode, or remove them)"
+                )
+        return self
 
 
 class CameraConfig(CameraZones):

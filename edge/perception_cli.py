@@ -55,15 +55,15 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--person-tiling",
         default="off",
-        metavar="MODE",
-        help="off, auto or on: a camera's person_tiling, to try it on its frames (default off)",
+        choices=("off", "auto", "on"),
+        help="a camera's person_tiling mode, to try it on its footage (default off)",
     )
-    p.add_argument("--tile", type=int, default=None, help="tile side in pixels (832 auto / 416 on)")
+    p.add_argument("--tile", type=int, default=None, help="tile side in pixels (as the site file)")
     p.add_argument(
         "--person-threshold",
         type=float,
         default=None,
-        help="person score (default 0.3; a tiled camera's person_tiling.threshold)",
+        help="the tiling camera's person score, person_tiling.threshold (default 0.3)",
     )
     _runtime_args(p)
     p.set_defaults(func=_analyze)
@@ -130,7 +130,11 @@ def _person_setting(args: argparse.Namespace, thresholds: Thresholds) -> tuple[T
         setting = PersonTiling.model_validate({k: v for k, v in asked.items() if v is not None})
     except ValidationError as exc:
         option = {"mode": "--person-tiling", "tile": "--tile", "threshold": "--person-threshold"}
-        problems = "; ".join(f"{option[str(e['loc'][0])]}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{option.get(str(e['loc'][0]), '--person-tiling') if e['loc'] else 'options'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
         raise ConfigError(f"person tiling options: {problems}") from None
     score = thresholds.person if setting.threshold is None else setting.threshold
     return tiling_of(setting), thresholds.model_copy(update={"person": score})

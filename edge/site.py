@@ -10,7 +10,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,8 +38,9 @@ def load_analyzers(
     options = RuntimeOptions(m.provider.value, m.threads, m.concurrent_runs)
     thresholds = detector_thresholds(m.thresholds, shed_config(m.thresholds, config.shed))
     by_tasks: dict[tuple[frozenset[str], Tiling, float], Perception] = {}
+    analyzers: dict[str, Perception] = {}
     for cam in config.cameras:
-        key = (frozenset(cam.tasks), person_tiling(cam), person_threshold(cam, thresholds))
+        key = _analyzer_key(cam, thresholds)
         if key not in by_tasks:
             by_tasks[key] = Perception.from_models_dir(
                 models_dir,
@@ -53,13 +53,20 @@ def load_analyzers(
                 m.fit_face_canvas,
                 m.fit_person_canvas,
             )
-    analyzers = {
-        cam.id: by_tasks[
-            (frozenset(cam.tasks), person_tiling(cam), person_threshold(cam, thresholds))
-        ]
-        for cam in config.cameras
-    }
+        analyzers[cam.id] = by_tasks[key]
     return analyzers, model_files(config, models_dir)
+
+
+def _analyzer_key(
+    cam: CameraConfig, thresholds: Thresholds
+) -> tuple[frozenset[str], Tiling, float]:
+    """Cameras with the same key share one model set: their tasks, and for persons their
+    tiling and person score (without persons those do not matter)."""
+    from ringwatch.models.tiling import Tiling
+
+    if "persons" not in cam.tasks:
+        return frozenset(cam.tasks), Tiling("off"), thresholds.person
+    return frozenset(cam.tasks), person_tiling(cam), person_threshold(cam, thresholds)
 
 
 def person_tiling(cam: CameraConfig) -> Tiling:
@@ -68,21 +75,18 @@ def person_tiling(cam: CameraConfig) -> Tiling:
 
 
 def tiling_of(t: PersonTiling) -> Tiling:
-    """A ``person_tiling`` setting as the models library takes it (the unset tile: twice
-    the model input for auto, the model input for on)."""
+    """A ``person_tiling`` setting as the models library takes it (an unset tile follows
+    the frame: ``Tiling.side``)."""
     from ringwatch.models.tiling import Tiling
 
-    if t.tile is not None:
-        return Tiling(mode=t.mode, tile=t.tile, overlap=t.overlap)
-    unset = Tiling(mode=t.mode, overlap=t.overlap)  # its tile: twice the model input
-    return unset if t.mode == "auto" else replace(unset, tile=unset.model_input)
+    return Tiling(mode=t.mode, tile=t.tile, overlap=t.overlap)
 
 
 def person_threshold(cam: CameraConfig, thresholds: Thresholds) -> float:
-    """The camera's person score: its ``person_tiling.threshold`` when the mode is on or
-    auto (for auto whatever the frame size), else the site's."""
+    """The camera's person score: its ``person_tiling.threshold`` (set only with mode on or
+    auto; for auto whatever the frame size), else the site's."""
     t = cam.person_tiling
-    return t.threshold if t.threshold is not None and t.mode != "off" else thresholds.person
+    return t.threshold if t.threshold is not None else thresholds.person
 
 
 def model_files(config: SiteConfig, models_dir: Path) -> list[Path]:

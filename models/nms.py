@@ -8,7 +8,8 @@ import numpy.typing as npt
 from ringwatch.models.detections import Detections
 
 
-def _areas(boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+def box_areas(boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The area of each xyxy box (0 for an empty one)."""
     return np.asarray(np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1), np.float32)
 
 
@@ -25,7 +26,7 @@ def iou_matrix(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.ND
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)), np.float32)
     inter = _intersections(a, b)
-    union = _areas(a)[:, None] + _areas(b)[None, :] - inter
+    union = box_areas(a)[:, None] + box_areas(b)[None, :] - inter
     iou: npt.NDArray[np.float32] = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(
         np.float32
     )
@@ -36,7 +37,7 @@ def ios_matrix(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.ND
     """``(len(a), len(b))``: the share of each box of ``a`` that lies inside each of ``b``."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)), np.float32)
-    share = _intersections(a, b) / np.maximum(_areas(a), 1e-9)[:, None]
+    share = _intersections(a, b) / np.maximum(box_areas(a), 1e-9)[:, None]
     return np.asarray(share, np.float32)
 
 

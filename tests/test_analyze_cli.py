@@ -178,10 +178,18 @@ def test_bad_options_are_clear_errors(
     assert "unknown task" in capsys.readouterr().err
     assert main(["analyze", str(image), "--models", str(tmp_path / "empty")]) == 2
     assert "missing" in capsys.readouterr().err
-    for option, value in (("--person-tiling", "sometimes"), ("--tile", "10"),
-                          ("--person-threshold", "1.5")):  # fmt: skip
-        assert main(["analyze", str(image), "--models", str(models_dir), option, value]) == 2
-        assert f"{option}: " in capsys.readouterr().err
+    on = ("--person-tiling", "on")
+    for options in (("--tile", "10", *on), ("--person-threshold", "1.5", *on)):
+        assert main(["analyze", str(image), "--models", str(models_dir), *options]) == 2
+        assert f"{options[0]}: " in capsys.readouterr().err
+    # a tiling camera's score with tiling off: refused, as the site file refuses it
+    assert (
+        main(["analyze", str(image), "--models", str(models_dir), "--person-threshold", "0.4"]) == 2
+    )
+    assert "threshold set with mode off" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main(["analyze", str(image), "--person-tiling", "sometimes"])
+    assert refused.value.code == 2 and "--person-tiling: invalid choice" in capsys.readouterr().err
 
 
 def test_expand_paths_and_sampling(tmp_path: Path) -> None:

@@ -36,6 +36,11 @@ U8 = npt.NDArray[np.uint8]
         ((1920, 1080), Tiling("auto", 832, 0.25), 7),
         ((690, 388), Tiling("auto", 416, 0.25), 1),  # not over twice the 416 input
         ((690, 388), Tiling("off"), 1),
+        # the tile unset follows the frame: the model input, or twice it for a large frame
+        ((690, 388), Tiling("on"), 3),
+        ((1920, 1080), Tiling("on"), 7),
+        ((1920, 1080), Tiling("auto"), 7),
+        ((690, 388), Tiling("auto"), 1),
     ],
 )
 def test_runs_per_frame(size: tuple[int, int], tiling: Tiling, runs: int) -> None:
@@ -71,20 +76,33 @@ def test_a_tiled_camera_gets_its_own_person_score_and_the_others_the_sites(
 ) -> None:
     from ringwatch.edge.config import SiteConfig
     from ringwatch.edge.site import load_analyzers
+    from ringwatch.models.fit_yolox import FitYoloxDetector
     from ringwatch.models.yolox import YoloxPersonDetector
 
     cameras = [
         {"id": "far", "source": "a.mp4", "tasks": ["persons"], "person_tiling": FAR_VIEW_SETTING},
         {"id": "near", "source": "b.mp4", "tasks": ["persons"]},
         {"id": "near-2", "source": "c.mp4", "tasks": ["persons"]},
-    ]
+        {"id": "shed", "source": "d.mp4", "tasks": ["fire"], "role": "shed", "shed": "s1"},
+        {"id": "shed-2", "source": "e.mp4", "tasks": ["fire"], "role": "shed", "shed": "s1",
+         "person_tiling": {"mode": "on"}},
+    ]  # fmt: skip
     config = SiteConfig.model_validate({"site": "s", "device": "d", "cameras": cameras})
     analyzers, _ = load_analyzers(config, models_dir)
     far, near = analyzers["far"].persons, analyzers["near"].persons
     assert analyzers["near-2"] is analyzers["near"]  # one model set per distinct setting
+    assert analyzers["shed-2"] is analyzers["shed"]  # tiling means nothing without persons
     assert isinstance(far, TiledDetector) and far.tiling == Tiling("on", 352, 0.25)
     assert isinstance(far.detector, YoloxPersonDetector) and isinstance(near, YoloxPersonDetector)
     assert (far.detector.filter.score_threshold, near.filter.score_threshold) == (0.4, 0.3)
+    # the fitted canvas is for whole frames; a tiling camera still tiles, at its own score
+    fitted = SiteConfig.model_validate(
+        {**config.model_dump(), "models": {"fit_person_canvas": True}}
+    )
+    analyzers, _ = load_analyzers(fitted, models_dir)
+    far, near = analyzers["far"].persons, analyzers["near"].persons
+    assert isinstance(far, TiledDetector) and isinstance(far.detector, YoloxPersonDetector)
+    assert far.detector.filter.score_threshold == 0.4 and isinstance(near, FitYoloxDetector)
 
 
 class _Fake:
@@ -137,13 +155,14 @@ def test_a_tile_box_inside_a_person_the_tile_cuts_is_a_part_of_them() -> None:
     image = np.zeros((388, 690, 3), np.uint8)
     near = [200.0, 20.0, 500.0, 380.0]  # a near person: neither tile holds him whole
     # Both tiles are 416x388 (x 0..416 and 274..690), so the fake gives each the same two
-    # boxes, in tile pixels: a part of the near person and a small far person.
+    # boxes, in tile pixels: 80x170 (an eighth of his area) and 30x70 (a far person's size).
     tile_boxes = [[250.0, 30.0, 330.0, 200.0], [20.0, 30.0, 50.0, 100.0]]
     fake = _BySize({(690, 388): [near], (416, 388): tile_boxes})
     found = TiledDetector(fake, Tiling("on", 416, 0.25)).detect(image)
-    # Left tile: 250..330 lies inside him (dropped), 20..50 is kept. Right tile (+274):
-    # 524..604 lies outside him (kept), 294..324 inside him (dropped).
-    assert sorted(found.xyxy[:, 0].tolist()) == [20.0, 200.0, 524.0]
+    # Left tile: 250..330 lies inside him and is an eighth of him: a part, dropped; 20..50
+    # lies outside him. Right tile (+274): 524..604 lies outside him; 294..324 lies inside
+    # him but is a fiftieth of his size: a far person behind him, kept.
+    assert sorted(found.xyxy[:, 0].tolist()) == [20.0, 200.0, 294.0, 524.0]
     # The whole frame holds a small person wholly inside the left tile: the tile's own box
     # of them is no part of anyone and is merged with it by NMS, not dropped.
     small = [60.0, 50.0, 100.0, 150.0]
@@ -182,12 +201,17 @@ def test_the_camera_setting_reads_as_the_models_take_it() -> None:
     unset = {"id": "c", "source": "x.mp4"}
     auto = CameraConfig.model_validate({**unset, "person_tiling": {"mode": "auto"}})
     on = CameraConfig.model_validate({**unset, "person_tiling": {"mode": "on"}})
-    off = CameraConfig.model_validate({**unset, "person_tiling": {"threshold": 0.6}})
-    assert person_tiling(auto) == Tiling("auto", 832, 0.25)  # 7 runs at 1080p, not 25
-    assert person_tiling(on) == Tiling("on", 416, 0.25)
+    off = CameraConfig.model_validate(unset)
+    assert person_tiling(auto) == Tiling("auto", None, 0.25)
+    assert person_tiling(auto).runs(1920, 1080) == 7  # 832 px tiles, not 25 runs of 416
+    assert (person_tiling(on).runs(690, 388), person_tiling(on).runs(1920, 1080)) == (3, 7)
     site = Thresholds(person=0.35)
     assert [person_threshold(c, site) for c in (auto, on, off)] == [0.35, 0.35, 0.35]
     assert person_threshold(TOWN_CENTRE, site) == 0.4
+    # a tile, overlap or score with tiling off would do nothing: refused, naming them
+    for ignored in ({"threshold": 0.6}, {"mode": "off", "tile": 300, "threshold": 0.4}):
+        with pytest.raises(ValidationError, match="set with mode off"):
+            CameraConfig.model_validate({**unset, "person_tiling": ignored})
 
 
 def _total(
@@ -318,7 +342,8 @@ def test_tiling_at_1080p_on_upscaled_frames(models_dir: Path, data_dir: Path) ->
         found = {i: TiledDetector(plain, tiling).detect(f) for i, f in big.items()}
         results[tiling] = [_total(found, labels[part], scale) for part in ("frames", "held_out")]
         tuning, held = results[tiling]
-        print(f"  {tiling.mode:4s} {tiling.tile} px, {tiling.runs(1920, 1080):2d} runs  tuning "
+        side = f"{tiling.side(1920, 1080)} px" if tiling.mode != "off" else "-"
+        print(f"  {tiling.mode:4s} {side}, {tiling.runs(1920, 1080):2d} runs  tuning "
               f"{tuning.precision:.3f} / {tuning.recall:.3f}   held-out {held.precision:.3f} / "
               f"{held.recall:.3f}")  # fmt: skip
     assert person_tiling(auto).runs(1920, 1080) == 7
