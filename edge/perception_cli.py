@@ -122,21 +122,22 @@ def _person_setting(args: argparse.Namespace, thresholds: Thresholds) -> tuple[T
     ``person_tiling`` is (a bad value stops the run with its reason)."""
     from pydantic import ValidationError
 
+    from ringwatch.contract.messages import clean_message
     from ringwatch.edge.config import PersonTiling
-    from ringwatch.edge.site import tiling_of
+    from ringwatch.edge.site import tiling_of, tiling_threshold
 
     asked = {"mode": args.person_tiling, "tile": args.tile, "threshold": args.person_threshold}
     try:
         setting = PersonTiling.model_validate({k: v for k, v in asked.items() if v is not None})
     except ValidationError as exc:
-        option = {"mode": "--person-tiling", "tile": "--tile", "threshold": "--person-threshold"}
+        option = {"tile": "--tile", "threshold": "--person-threshold"}  # mode: argparse's
         problems = "; ".join(
-            f"{option.get(str(e['loc'][0]), '--person-tiling') if e['loc'] else 'options'}: "
-            f"{e['msg'].removeprefix('Value error, ')}"
+            f"{option.get(str(e['loc'][0]) if e['loc'] else '', 'options')}: "
+            f"{clean_message(e['msg'])}"
             for e in exc.errors()
         )
         raise ConfigError(f"person tiling options: {problems}") from None
-    score = thresholds.person if setting.threshold is None else setting.threshold
+    score = tiling_threshold(setting, thresholds)
     return tiling_of(setting), thresholds.model_copy(update={"person": score})
 
 

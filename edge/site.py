@@ -83,9 +83,13 @@ def tiling_of(t: PersonTiling) -> Tiling:
 
 
 def person_threshold(cam: CameraConfig, thresholds: Thresholds) -> float:
-    """The camera's person score: its ``person_tiling.threshold`` (set only with mode on or
-    auto; for auto whatever the frame size), else the site's."""
-    t = cam.person_tiling
+    """The camera's person score (:func:`tiling_threshold` of its ``person_tiling``)."""
+    return tiling_threshold(cam.person_tiling, thresholds)
+
+
+def tiling_threshold(t: PersonTiling, thresholds: Thresholds) -> float:
+    """A ``person_tiling`` setting's person score: its ``threshold`` (set only with mode on
+    or auto; for auto whatever the frame size), else the site's."""
     return t.threshold if t.threshold is not None else thresholds.person
 
 

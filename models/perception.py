@@ -101,9 +101,14 @@ class Perception:
         if "faces" in tasks:
             faces = FaceDetector(loader.load("yunet"), thresholds.face)
             embedder = FaceEmbedder(loader.load("sface"))
-        tiled = tiling is not None and tiling.mode != "off"
+        tiling = tiling if tiling is not None and tiling.mode != "off" else None
         # the fitted canvas is for whole frames: a tiling camera runs the plain detector
-        if "persons" in tasks and fit_person_canvas and person_model == "yolox_nano" and not tiled:
+        if (
+            "persons" in tasks
+            and fit_person_canvas
+            and person_model == "yolox_nano"
+            and tiling is None
+        ):
             from ringwatch.models.face_regions import flexible_model
             from ringwatch.models.fit_yolox import FitYoloxDetector
 
@@ -113,7 +118,7 @@ class Perception:
             persons = fitted
         elif "persons" in tasks:
             persons = person_detector(loader.load(person_model), person_model, thresholds.person)
-            if tiling is not None and tiled:
+            if tiling is not None:
                 persons = TiledDetector(persons, tiling)
         if "fire" in tasks:
             fire = FireSmokeDetector(loader.load("fire_smoke"), thresholds.fire, thresholds.smoke)

@@ -361,9 +361,7 @@ def test_tiling_does_not_split_a_near_person_into_several_boxes(
     person cut by the tile edges is the risk) and find a person where untiled does."""
     import cv2
 
-    model = OnnxModel(
-        model_path(load_manifest().get("yolox_nano"), models_dir), RuntimeOptions(threads=2)
-    )
+    model = _model("yolox_nano", models_dir)
     plain = person_detector(model, "yolox_nano", 0.3)
     tiled = TiledDetector(person_detector(model, "yolox_nano", FAR_VIEW_THRESHOLD), FAR_VIEW)
     capture = cv2.VideoCapture(str(data_dir / "video/intel_one_by_one_person.mp4"))

@@ -9,20 +9,19 @@ not on what the frame shows).
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 
+from ringwatch.edge.perception_cli import sample_video
 from ringwatch.models.install import model_path
 from ringwatch.models.manifest import default_models_dir, load_manifest
 from ringwatch.models.perception import person_detector
 from ringwatch.models.runtime import OnnxModel, RuntimeOptions
 from ringwatch.models.tiling import TiledDetector, Tiling
-
-U8 = npt.NDArray[np.uint8]
 
 SETTINGS = {
     (690, 388): [Tiling("off"), Tiling("on", 416), Tiling("on", 352)],
@@ -41,7 +40,8 @@ def main() -> None:
     path = model_path(load_manifest().get(args.model), args.models)
     model = OnnxModel(path, RuntimeOptions(threads=args.threads))
     plain = person_detector(model, args.model, 0.3)
-    frames = _frames(args.data / "video/towncentre_clip_example01.mp4", every=4, count=10)
+    clip = args.data / "video/towncentre_clip_example01.mp4"  # 10 fps: every 4th frame
+    frames = [frame for _, _, frame in itertools.islice(sample_video(clip, 2.5), 10)]
     print(f"{args.model}, {args.threads} thread(s), {len(frames)} frames x {args.repeat}")
     print("| frame | tiling | runs / frame | ms / frame median | p95 |\n|---|---|---|---|---|")
     for size, tilings in SETTINGS.items():
@@ -59,23 +59,6 @@ def main() -> None:
             name = "off" if tiling.mode == "off" else f"{tiling.mode} {tiling.tile} px"
             print(f"| {size[0]}x{size[1]} | {name} | {tiling.runs(*size)} | "
                   f"{np.median(ms):.0f} | {np.percentile(ms, 95):.0f} |")  # fmt: skip
-
-
-def _frames(clip: Path, every: int, count: int) -> list[U8]:
-    capture = cv2.VideoCapture(str(clip))
-    frames: list[U8] = []
-    index = 0
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        if index % every == 0:
-            frames.append(np.asarray(frame, np.uint8))
-        index += 1
-    capture.release()
-    if not frames:
-        raise SystemExit(f"tiling_cost: no frames read from {clip}")
-    return frames
 
 
 if __name__ == "__main__":
